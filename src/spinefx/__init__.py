@@ -1,0 +1,38 @@
+"""spinefx: vertebral fracture detection in CT that shows what its networks saw.
+
+A flat public API; names are imported lazily on first use so ``import spinefx`` is cheap and
+has no side effects. See ``__all__`` for what is public.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it. Each stage adds its own entries.
+_EXPORTS: dict[str, str] = {
+    # core
+    "Image": "spinefx.image",
+    "InputError": "spinefx.errors",
+    "SpinefxError": "spinefx.errors",
+    "level_name": "spinefx.conventions",
+    "vertebra_label": "spinefx.conventions",
+    "load_config": "spinefx.config",
+    "save_config": "spinefx.config",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'spinefx' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,5 @@
+import sys
+
+from spinefx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""The ``spinefx`` command: one thin shell with subcommands over the Python API.
+
+Each subcommand lives in its own module of this package and exposes
+``register(subparsers) -> None``; the parser it adds sets ``func`` to a callable taking the
+parsed ``argparse.Namespace`` and returning an exit code. Command modules import only
+argparse at module level; heavy imports (torch, monai, nibabel) happen inside ``func`` so
+``spinefx --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from spinefx.errors import SpinefxError
+
+#: Subcommand modules, in the order they appear in ``spinefx --help`` (pipeline order).
+COMMAND_MODULES: tuple[str, ...] = (
+    "spinefx.cli.inspect_cmd",
+    "spinefx.cli.synth_cmd",
+    "spinefx.cli.morphometry_cmd",
+    "spinefx.cli.prepare_cmd",
+    "spinefx.cli.train_cmd",
+    "spinefx.cli.evaluate_cmd",
+    "spinefx.cli.predict_cmd",
+    "spinefx.cli.detect_cmd",
+    "spinefx.cli.dissect_cmd",
+    "spinefx.cli.report_cmd",
+    "spinefx.cli.app_cmd",
+    "spinefx.cli.demo_cmd",
+)
+
+log = logging.getLogger("spinefx")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spinefx",
+        description="Vertebral fracture detection in CT with interpretable 3D CNNs.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not written yet in this checkout
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.no_progress:
+        from spinefx.progress import set_progress
+
+        set_progress(False)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SpinefxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

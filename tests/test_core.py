@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from spinefx.conventions import genant_grade_from_height_loss, level_name, vertebra_label
+from spinefx.errors import GeometryError, InputError
+from spinefx.image import Image
+
+
+def test_level_table_round_trips():
+    for label in [*range(1, 26), 28]:
+        assert vertebra_label(level_name(label)) == label
+    assert level_name(20) == "L1" and level_name(28) == "T13" and level_name(19) == "T12"
+
+
+def test_unknown_label_names_the_fix():
+    with pytest.raises(InputError, match="VerSe numbering"):
+        level_name(99)
+
+
+@pytest.mark.parametrize("loss,grade", [(0.1, 0), (0.2, 1), (0.24, 1), (0.25, 2), (0.39, 2), (0.4, 3)])
+def test_genant_thresholds(loss, grade):
+    assert genant_grade_from_height_loss(loss) == grade
+
+
+def test_image_geometry():
+    affine = np.diag([0.7, 0.7, 2.0, 1.0])
+    affine[:3, 3] = [10, -5, 3]
+    img = Image(np.zeros((4, 5, 6), np.int16), affine)
+    assert np.allclose(img.spacing_mm, [0.7, 0.7, 2.0])
+    assert img.orientation == "RAS"
+    pts = np.array([[1.0, 2.0, 3.0], [0, 0, 0]])
+    assert np.allclose(img.world_to_voxel(img.voxel_to_world(pts)), pts)
+    assert img.contains_world(img.voxel_to_world([3, 4, 5]))
+    assert not img.contains_world(img.voxel_to_world([3, 4, 7]))
+
+
+def test_image_rejects_bad_geometry():
+    with pytest.raises(GeometryError):
+        Image(np.zeros((4, 4)), np.eye(4))
+    with pytest.raises(GeometryError):
+        Image(np.zeros((4, 4, 4)), np.zeros((4, 4)))
