@@ -1,0 +1,149 @@
+"""Spine-aligned vertebra patches and the way back from a patch to its scan.
+
+A patch is an ordinary :class:`Image`: a cube of ``size_vox`` voxels of ``spacing_mm`` whose
+axes are the vertebra frame's (x: patient right, y: anterior, z: cranial along the spine),
+centred on the centroid, with a patch->world affine. Any map computed on a patch is put back
+on the scan by resampling through those affines (:func:`patch_map_to_scan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from spinefx.conventions import AIR_HU, is_cervical, level_name, spine_rank
+from spinefx.image import Image
+from spinefx.preprocessing.resample import resample_like, sample_grid
+from spinefx.preprocessing.sitk_bridge import image_to_sitk
+from spinefx.preprocessing.spine import VertebraFrame, spine_frames
+
+
+def patch_affine(frame: VertebraFrame, *, size_vox: int, spacing_mm: float) -> np.ndarray:
+    """The ``(4, 4)`` patch->world affine of a cube centred on ``frame.origin_mm``.
+
+    The cube's centre, continuous voxel index ``(size_vox - 1) / 2`` on every axis, maps to the
+    centroid; voxel axis n runs along frame axis n in steps of ``spacing_mm``.
+    """
+    affine = np.eye(4)
+    affine[:3, :3] = frame.axes * float(spacing_mm)
+    centre = np.full(3, (int(size_vox) - 1) / 2.0)
+    affine[:3, 3] = frame.origin_mm - affine[:3, :3] @ centre
+    return affine
+
+
+def extract_patch(
+    scan: Image,
+    frame: VertebraFrame,
+    *,
+    size_vox: int = 96,
+    spacing_mm: float = 1.0,
+    interpolation: str = "linear",
+    fill_hu: float = AIR_HU,
+    case_id: str | None = None,
+) -> Image:
+    """Extract the spine-aligned patch of one vertebra from a CT scan.
+
+    Args:
+        scan: CT in HU, any orientation and spacing.
+        frame: the vertebra's local frame (see :func:`spinefx.preprocessing.spine_frames`).
+        size_vox: edge length of the cubic patch in voxels.
+        spacing_mm: patch voxel size in mm.
+        interpolation: ``"linear"``, ``"nearest"`` or ``"bspline"``.
+        fill_hu: value outside the scan (air).
+        case_id: stored in ``meta`` when given.
+
+    Returns:
+        float32 HU patch of shape ``(size_vox,) * 3`` with the patch->world affine; ``meta``
+        holds ``out_of_view_fraction`` (share of patch voxel centres outside the scan grid),
+        ``vertebra_label``, ``level`` and ``case_id``.
+    """
+    return _extract(
+        image_to_sitk(scan), scan, frame, size_vox, spacing_mm, interpolation, fill_hu, case_id
+    )
+
+
+def extract_vertebra_patches(
+    scan: Image,
+    centroids: Mapping[int, np.ndarray],
+    *,
+    size_vox: int = 96,
+    spacing_mm: float = 1.0,
+    include_cervical: bool = False,
+    interpolation: str = "linear",
+    case_id: str | None = None,
+) -> dict[int, Image]:
+    """Extract the patch of every vertebra of ``centroids`` (the scan is converted once).
+
+    All centroids (cervical included) shape the spine curve; cervical patches are returned only
+    with ``include_cervical``.
+
+    Args:
+        scan: CT in HU.
+        centroids: VerSe label -> centroid in world RAS+ mm.
+
+    Returns:
+        label -> patch (see :func:`extract_patch`), in the order of ``centroids``' labels along
+        the spine, cranial first.
+    """
+    _, frames = spine_frames(centroids)
+    source = image_to_sitk(scan)
+    patches = {}
+    for label in sorted(frames, key=spine_rank):
+        if is_cervical(label) and not include_cervical:
+            continue
+        patches[label] = _extract(
+            source, scan, frames[label], size_vox, spacing_mm, interpolation, AIR_HU, case_id
+        )
+    return patches
+
+
+def patch_map_to_scan(patch_map: Image, scan: Image, *, interpolation: str = "linear") -> Image:
+    """Put a map computed on a patch (any :class:`Image`) back onto the scan's voxel grid.
+
+    Scan voxels whose centre lies outside the patch get 0.
+
+    Returns:
+        an image on ``scan``'s grid (shape and affine), float32 for linear interpolation.
+    """
+    out = resample_like(patch_map, scan, interpolation=interpolation, fill_value=0.0)
+    return Image(out.data, out.affine, dict(patch_map.meta))
+
+
+def out_of_view_fraction(scan: Image, affine: np.ndarray, shape: tuple[int, int, int]) -> float:
+    """Fraction of the voxel centres of a grid (``shape``, ``affine``) outside ``scan``'s grid.
+
+    A centre is inside when its continuous scan index lies within ``[-0.5, n - 0.5]`` on every
+    axis (the scan's voxel cells).
+    """
+    to_scan = np.linalg.inv(scan.affine) @ affine
+    inside = np.ones(shape, dtype=bool)
+    axes = [np.arange(n, dtype=np.float32) for n in shape]
+    for a, n in enumerate(scan.shape):
+        coord = to_scan[a, 3] + sum(
+            (to_scan[a, b] * axes[b]).reshape([-1 if c == b else 1 for c in range(3)])
+            for b in range(3)
+        )
+        inside &= (coord >= -0.5) & (coord <= n - 0.5)
+    return float(1.0 - inside.mean())
+
+
+def _extract(source, scan, frame, size_vox, spacing_mm, interpolation, fill_hu, case_id) -> Image:
+    shape = (int(size_vox),) * 3
+    affine = patch_affine(frame, size_vox=size_vox, spacing_mm=spacing_mm)
+    data = sample_grid(
+        source,
+        shape=shape,
+        affine=affine,
+        interpolation=interpolation,
+        fill_value=fill_hu,
+        output_dtype=np.dtype(np.float32),
+    )
+    meta = {
+        "out_of_view_fraction": out_of_view_fraction(scan, affine, shape),
+        "vertebra_label": frame.vertebra_label,
+        "level": level_name(frame.vertebra_label),
+    }
+    if case_id is not None:
+        meta["case_id"] = case_id
+    return Image(data, affine, meta)

@@ -1,0 +1,135 @@
+"""Resampling preserves world geometry and round-trips; the RAS<->LPS bridge is exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinefx.errors import InputError
+from spinefx.image import Image
+from spinefx.preprocessing import (
+    image_to_sitk,
+    reorient,
+    resample_like,
+    resample_to_spacing,
+    sitk_to_image,
+)
+
+
+def _affine(spacing, origin=(10.0, -20.0, 35.0), angle=0.0) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag(spacing)
+    affine[:3, 3] = origin
+    return affine
+
+
+def _smooth_image(shape, affine) -> Image:
+    """A smooth function of world position (so every grid samples the same field)."""
+    image = Image(np.zeros(shape, np.float32), affine)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    xyz = image.voxel_to_world(ijk)
+    field = np.sin(xyz[..., 0] / 9.0) + np.cos(xyz[..., 1] / 7.0) + xyz[..., 2] / 50.0
+    return image.with_data(field.astype(np.float32))
+
+
+def _marker_image(shape, affine, index, sigma_mm=1.5) -> Image:
+    """A bright landmark: a small Gaussian blob (sigma 1.5 mm) centred on voxel ``index``."""
+    image = Image(np.zeros(shape, np.float32), affine)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    d2 = ((image.voxel_to_world(ijk) - image.voxel_to_world(np.array(index))) ** 2).sum(-1)
+    return image.with_data((1000.0 * np.exp(-d2 / (2 * sigma_mm**2))).astype(np.float32))
+
+
+def _weighted_centre(image: Image) -> np.ndarray:
+    w = np.where(image.data > 1.0, image.data, 0.0)
+    ijk = np.argwhere(w > 0)
+    centre_vox = (ijk * w[tuple(ijk.T)][:, None]).sum(0) / w.sum()
+    return image.voxel_to_world(centre_vox)
+
+
+def test_sitk_bridge_round_trip_and_lps_geometry():
+    import SimpleITK as sitk
+
+    image = _smooth_image((4, 5, 6), _affine((0.7, 0.8, 2.5), angle=0.4))
+    sitk_image = image_to_sitk(image)
+    # SimpleITK's physical point of a voxel is the LPS version of our RAS world point.
+    ras = image.voxel_to_world(np.array([1, 2, 3]))
+    lps = sitk_image.TransformIndexToPhysicalPoint((1, 2, 3))
+    np.testing.assert_allclose(lps, ras * [-1, -1, 1], atol=1e-9)
+    assert sitk_image[1, 2, 3] == pytest.approx(float(image.data[1, 2, 3]))
+    back = sitk_to_image(sitk_image)
+    np.testing.assert_array_equal(back.data, image.data)
+    np.testing.assert_allclose(back.affine, image.affine, atol=1e-12)
+    assert sitk.GetArrayViewFromImage(sitk_image).shape == (6, 5, 4)
+
+
+def test_resample_to_spacing_covers_same_extent():
+    image = _smooth_image((20, 30, 10), _affine((0.7, 0.7, 2.5)))
+    out = resample_to_spacing(image, 1.0)
+    np.testing.assert_allclose(out.spacing_mm, 1.0)
+    assert out.shape == (14, 21, 25)
+    # grid centres coincide
+    np.testing.assert_allclose(
+        out.voxel_to_world((np.array(out.shape) - 1) / 2),
+        image.voxel_to_world((np.array(image.shape) - 1) / 2),
+        atol=1e-9,
+    )
+
+
+def test_upsample_then_back_is_near_identical_for_smooth_image():
+    image = _smooth_image((24, 20, 16), _affine((1.0, 1.0, 1.0), angle=0.3))
+    fine = resample_to_spacing(image, 0.5)
+    assert fine.shape == (48, 40, 32)
+    back = resample_like(fine, image)
+    np.testing.assert_allclose(back.affine, image.affine, atol=1e-9)
+    inner = (slice(1, -1),) * 3
+    assert np.abs(back.data[inner] - image.data[inner]).max() < 0.02
+
+
+def test_resample_anisotropic_samples_the_same_world_field():
+    image = _smooth_image((30, 30, 12), _affine((0.7, 0.7, 2.5)))
+    out = resample_to_spacing(image, (1.0, 1.0, 1.0), interpolation="bspline")
+    expected = _smooth_image(out.shape, out.affine)
+    inner = (slice(2, -2), slice(2, -2), slice(3, -3))
+    assert np.abs(out.data[inner] - expected.data[inner]).max() < 0.03
+
+
+def test_nearest_keeps_labels_and_dtype():
+    rng = np.random.default_rng(1)
+    labels = rng.choice(np.array([0, 20, 21, 22], np.uint16), size=(10, 12, 9))
+    image = Image(labels, _affine((1.0, 1.0, 2.0)))
+    fine = resample_to_spacing(image, 0.5, interpolation="nearest")
+    assert fine.data.dtype == np.uint16
+    assert set(np.unique(fine.data)) <= {0, 20, 21, 22}
+    back = resample_like(fine, image, interpolation="nearest")
+    np.testing.assert_array_equal(back.data, labels)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.7, 0.7, 2.5)])
+def test_point_landmark_keeps_world_position(spacing):
+    affine = _affine(spacing, angle=0.25)
+    image = _marker_image((30, 30, 14), affine, (13, 17, 6))
+    before = image.voxel_to_world(np.array([13, 17, 6]))
+    for new_spacing in (0.5, 1.0, (0.9, 1.3, 0.6)):
+        out = resample_to_spacing(image, new_spacing)
+        assert np.linalg.norm(_weighted_centre(out) - before) < 0.1
+
+
+def test_resample_like_a_reoriented_reference_equals_reorient():
+    image = _smooth_image((8, 9, 10), _affine((1.0, 1.5, 2.0)))
+    reference = reorient(image, "PIR")
+    out = resample_like(image, reference, interpolation="nearest")
+    np.testing.assert_array_equal(out.data, reference.data)
+
+
+def test_fill_value_outside_and_bad_options():
+    image = _smooth_image((6, 6, 6), _affine((1.0, 1.0, 1.0)))
+    shifted = Image(np.zeros((6, 6, 6)), _affine((1.0, 1.0, 1.0), origin=(100.0, 0.0, 0.0)))
+    out = resample_like(image, shifted, fill_value=-1000.0)
+    assert np.all(out.data == -1000.0)
+    with pytest.raises(InputError, match="interpolation"):
+        resample_to_spacing(image, 1.0, interpolation="cubic")
+    with pytest.raises(InputError, match="spacing"):
+        resample_to_spacing(image, 0.0)
