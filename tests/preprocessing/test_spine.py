@@ -112,7 +112,7 @@ def test_bad_centroids_raise_input_error(centroids, match):
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(
-        st.tuples(*[st.floats(-40, 40)] * 2),
+        st.tuples(*[st.floats(-15, 15)] * 2),
         min_size=2,
         max_size=10,
     )
