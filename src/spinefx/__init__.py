@@ -21,6 +21,18 @@ _EXPORTS: dict[str, str] = {
     "vertebra_label": "spinefx.conventions",
     "load_config": "spinefx.config",
     "save_config": "spinefx.config",
+    # io (issue 2)
+    "load_scan": "spinefx.io",
+    "load_mask": "spinefx.io",
+    "save_image": "spinefx.io",
+    "load_dicom_series": "spinefx.io",
+    "load_centroids": "spinefx.io",
+    "save_centroids": "spinefx.io",
+    "centroids_from_mask": "spinefx.io",
+    "load_grade_table": "spinefx.io",
+    "load_dataset": "spinefx.io",
+    "scan_dataset": "spinefx.io",
+    "describe_scan": "spinefx.io",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -1,0 +1,221 @@
+"""Vertebra centroids: VerSe centroid JSON read/write and centroids of label masks.
+
+A VerSe centroid JSON is a list: first ``{"direction": ["P", "I", "R"]}`` (the axis codes of
+the voxel grid the indices refer to), then ``{"label": 20, "X": .., "Y": .., "Z": ..}`` entries
+holding **voxel indices** of the vertebral-body centroid. The indices refer to the reference
+scan *reoriented to those axis codes* (``nibabel.as_closest_canonical``-style flips and
+permutations); this module converts them to world RAS+ mm at the boundary, so centroids never
+travel as indices. Older VerSe files without a direction entry refer to the scan's own grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from spinefx.atomic import write_text_atomic
+from spinefx.conventions import NON_VERTEBRA_LABELS, VERTEBRA_LEVELS
+from spinefx.errors import InputError
+from spinefx.image import Image
+
+log = logging.getLogger(__name__)
+
+#: Labels a centroid file may hold: the vertebrae plus sacrum (26) and coccyx (27).
+CENTROID_LABELS: frozenset[int] = frozenset({*VERTEBRA_LEVELS, *NON_VERTEBRA_LABELS})
+#: VerSe sub-region labels of the vertebral body (corpus border and corpus).
+BODY_SUBREGION_LABELS: tuple[int, ...] = (49, 50)
+
+
+def _file_to_image_index(codes: tuple[str, ...], reference: Image) -> np.ndarray:
+    """4x4 map from voxel indices of ``reference`` reoriented to ``codes`` to its own indices."""
+    import nibabel.orientations as nio
+
+    own = nio.io_orientation(reference.affine)
+    target = nio.axcodes2ornt(codes)
+    transform = nio.ornt_transform(own, target)
+    return nio.inv_ornt_aff(transform, reference.shape)
+
+
+def _direction(entries: list, path: Path, reference: Image) -> tuple[str, ...]:
+    for entry in entries:
+        if isinstance(entry, dict) and "direction" in entry:
+            codes = tuple(str(c).upper() for c in entry["direction"])
+            if len(codes) != 3 or any(sum(c in pair for c in codes) != 1 for pair in _AXES):
+                raise InputError(
+                    f"direction entry {entry['direction']!r} is not three axis codes",
+                    path=path,
+                    fix='write it as e.g. {"direction": ["P", "I", "R"]}',
+                )
+            return codes
+    log.warning(
+        "%s: no direction entry; assuming the indices refer to the scan's own grid (%s)",
+        path,
+        reference.orientation,
+    )
+    return tuple(reference.orientation)
+
+
+_AXES = ("LR", "AP", "IS")
+
+
+def _read_entries(path: Path) -> list:
+    if not path.is_file():
+        raise InputError("centroid file not found", path=path, fix="check the path")
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"not valid JSON ({exc})", path=path, fix="pass a VerSe centroid JSON file"
+        ) from None
+    if isinstance(entries, dict) and "centroids" in entries:  # tolerate {"centroids": [...]}
+        entries = entries["centroids"]
+    if not isinstance(entries, list):
+        raise InputError(
+            "a VerSe centroid JSON must be a list of entries",
+            path=path,
+            fix='write [{"direction": [...]}, {"label": 20, "X": .., "Y": .., "Z": ..}, ...]',
+        )
+    return entries
+
+
+def _parse_label_entry(entry, path: Path) -> tuple[int, np.ndarray]:
+    try:
+        label = int(entry["label"])
+        ijk = np.array([float(entry["X"]), float(entry["Y"]), float(entry["Z"])])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(
+            f"malformed centroid entry {entry!r}",
+            path=path,
+            fix='each entry needs "label", "X", "Y", "Z" (voxel indices)',
+        ) from None
+    if label not in CENTROID_LABELS:
+        raise InputError(
+            f"unknown vertebra label {label}",
+            path=path,
+            fix="use VerSe numbering: 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 28 T13 "
+            "(26 sacrum, 27 coccyx)",
+        )
+    if not np.all(np.isfinite(ijk)):
+        raise InputError(f"centroid of label {label} is not finite", path=path, fix="fix it")
+    return label, ijk
+
+
+def load_centroids(
+    path: str | Path, reference: Image, *, outside: str = "error"
+) -> dict[int, np.ndarray]:
+    """Read a VerSe centroid JSON as world coordinates.
+
+    Args:
+        path: the JSON file.
+        reference: the scan (or its mask: same grid) whose voxel grid the indices refer to.
+            Only its affine and shape are used.
+        outside: ``"error"`` raises for a centroid outside the scan, ``"keep"`` returns it.
+
+    Returns:
+        ``{vertebra_label: array (3,) in RAS+ mm}``, in file order.
+
+    Raises:
+        InputError: missing or malformed file, unknown label, duplicate label, or a centroid
+            outside the reference grid (naming the label and the file).
+    """
+    path = Path(path)
+    entries = _read_entries(path)
+    codes = _direction(entries, path, reference)
+    to_image = _file_to_image_index(codes, reference)
+    centroids: dict[int, np.ndarray] = {}
+    for entry in entries:
+        if isinstance(entry, dict) and "direction" in entry and "label" not in entry:
+            continue
+        label, ijk_file = _parse_label_entry(entry, path)
+        if label in centroids:
+            raise InputError(f"label {label} appears twice", path=path, fix="keep one entry")
+        ijk = to_image[:3, :3] @ ijk_file + to_image[:3, 3]
+        world = reference.voxel_to_world(ijk)
+        if outside == "error" and not reference.contains_world(world):
+            raise InputError(
+                f"centroid of label {label} ({VERTEBRA_LEVELS.get(label, label)}) at voxel "
+                f"{np.round(ijk_file, 1).tolist()} ({''.join(codes)}) lies outside the scan "
+                f"grid {reference.shape}",
+                path=path,
+                fix="check that the centroid file belongs to this scan (same subject and "
+                "split) and that its direction entry matches the indices",
+            )
+        centroids[label] = world
+    return centroids
+
+
+def save_centroids(
+    centroids: Mapping[int, np.ndarray],
+    path: str | Path,
+    reference: Image,
+    *,
+    axcodes: str | None = None,
+) -> Path:
+    """Write centroids (world RAS+ mm) as a VerSe centroid JSON, atomically.
+
+    Args:
+        centroids: ``{vertebra_label: (3,) RAS+ mm}``.
+        path: destination ``.json``.
+        reference: the scan whose grid the written voxel indices refer to.
+        axcodes: axis codes of the written indices (default: the reference's own, as VerSe).
+
+    Returns:
+        The path written.
+    """
+    codes = tuple(axcodes or reference.orientation)
+    to_image = _file_to_image_index(codes, reference)
+    to_file = np.linalg.inv(to_image)
+    entries: list[dict] = [{"direction": list(codes)}]
+    for label, world in centroids.items():
+        if int(label) not in CENTROID_LABELS:
+            raise InputError(f"unknown vertebra label {label}", path=path, fix="use VerSe ids")
+        ijk = reference.world_to_voxel(np.asarray(world, dtype=float))
+        ijk_file = to_file[:3, :3] @ ijk + to_file[:3, 3]
+        x, y, z = (round(float(v), 4) for v in ijk_file)
+        entries.append({"label": int(label), "X": x, "Y": y, "Z": z})
+    write_text_atomic(path, json.dumps(entries))
+    return Path(path)
+
+
+def centroids_from_mask(
+    mask: Image, *, subregion_mask: Image | None = None
+) -> dict[int, np.ndarray]:
+    """Centre of mass of each vertebra label of a mask, in world RAS+ mm.
+
+    Args:
+        mask: vertebra label map (VerSe numbering), shape ``(X, Y, Z)``.
+        subregion_mask: optional VerSe sub-region mask on the same grid; when given, only
+            vertebral-body voxels (sub-regions 49, 50) count, which gives the body centroid
+            that VerSe centroid files hold.
+
+    Returns:
+        ``{vertebra_label: array (3,) RAS+ mm}`` for each label of ``CENTROID_LABELS`` present,
+        sorted by label.
+    """
+    from scipy import ndimage
+
+    labels_map = np.asarray(mask.data)
+    present = [int(v) for v in np.unique(labels_map) if int(v) in CENTROID_LABELS]
+    if subregion_mask is not None:
+        if subregion_mask.shape != mask.shape or not np.allclose(
+            subregion_mask.affine, mask.affine, atol=1e-3
+        ):
+            raise InputError(
+                "the sub-region mask is not on the vertebra mask's grid",
+                path=subregion_mask.meta.get("source"),
+                fix="pass the sub-region mask that belongs to this vertebra mask",
+            )
+        body = np.isin(subregion_mask.data, BODY_SUBREGION_LABELS)
+        with_body = [v for v in present if np.any(body & (labels_map == v))]
+        labels_map = np.where(body, labels_map, 0)
+        present = with_body
+    if not present:
+        return {}
+    coms = ndimage.center_of_mass(np.ones(labels_map.shape, np.uint8), labels_map, present)
+    return {
+        label: mask.voxel_to_world(np.asarray(c)) for label, c in zip(present, coms, strict=True)
+    }

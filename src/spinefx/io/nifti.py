@@ -1,0 +1,193 @@
+"""NIfTI read/write (nibabel): the file's own voxel order, its best affine as RAS+ mm.
+
+Reading wraps every nibabel/gzip failure (truncated download, corrupt header) into an
+:class:`~spinefx.errors.InputError` that names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from spinefx.atomic import atomic_path
+from spinefx.errors import InputError
+from spinefx.image import Image
+
+log = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: How far (mm) qform and sform may disagree before a warning is logged.
+_QFORM_SFORM_TOLERANCE_MM = 1e-2
+
+
+def is_nifti_path(path: str | Path) -> bool:
+    """Whether ``path`` has a NIfTI file name (``.nii`` or ``.nii.gz``)."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def _open(path: Path):
+    import nibabel as nib
+
+    try:
+        return nib.load(str(path))
+    except FileNotFoundError:
+        raise InputError("file not found", path=path, fix="check the path") from None
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError) as exc:
+        raise _corrupt(path, exc) from None
+    except nib.filebasedimages.ImageFileError as exc:
+        raise _corrupt(path, exc) from None
+
+
+def _corrupt(path: Path, exc: Exception) -> InputError:
+    return InputError(
+        f"cannot read the NIfTI file, it is truncated or corrupt ({type(exc).__name__}: {exc})",
+        path=path,
+        fix="download or export the file again (a complete .nii.gz passes `gzip -t`)",
+    )
+
+
+def best_affine(img, path: Path) -> np.ndarray:
+    """The voxel->RAS+ mm affine of a nibabel NIfTI image.
+
+    The sform is used when its code is set (it is what nibabel, ITK and the VerSe tools use),
+    else the qform. A file with neither code has no known geometry and is rejected rather than
+    given a guessed affine. Disagreeing qform/sform are logged.
+    """
+    header = img.header
+    sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
+    if sform_code == 0 and qform_code == 0:
+        raise InputError(
+            "the NIfTI header has neither an sform nor a qform (no patient orientation)",
+            path=path,
+            fix="write the file with its orientation (e.g. re-export with dcm2niix, or set it "
+            "with `fslorient -copyqform2sform` / nibabel `set_sform(affine, code=1)`)",
+        )
+    if sform_code and qform_code:
+        sform, qform = header.get_sform(), header.get_qform()
+        corners = np.array([[0, 0, 0], np.asarray(img.shape[:3]) - 1], dtype=float)
+        diff = np.abs(corners @ (sform - qform)[:3, :3].T + (sform - qform)[:3, 3]).max()
+        if diff > _QFORM_SFORM_TOLERANCE_MM:
+            log.warning("%s: qform and sform differ by %.3g mm; using the sform", path, diff)
+    affine = header.get_sform() if sform_code else header.get_qform()
+    return np.asarray(affine, dtype=np.float64)
+
+
+def _squeeze_to_3d(data: np.ndarray, path: Path) -> np.ndarray:
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim > 3:
+        raise InputError(
+            f"image is {data.ndim}-D with shape {data.shape}; a 3-D CT volume is expected",
+            path=path,
+            fix="pass a single 3-D volume (split a 4-D series, e.g. `fslsplit`, and pick one)",
+        )
+    if data.ndim < 3 or min(data.shape) < 2:
+        raise InputError(
+            f"image is 2-D (shape {data.shape}); a 3-D CT volume is expected",
+            path=path,
+            fix="pass the whole series as one 3-D volume (all slices), not a single slice",
+        )
+    return data
+
+
+def read_nifti(path: str | Path) -> Image:
+    """Read a NIfTI file as an :class:`Image` without interpreting its intensities.
+
+    Args:
+        path: ``.nii`` or ``.nii.gz`` file.
+
+    Returns:
+        Image with ``data`` of shape ``(X, Y, Z)`` in the file's voxel order (scl_slope /
+        scl_inter applied by nibabel; float data as float32) and the file's best affine
+        (voxel -> RAS+ mm). ``meta["source"]`` holds the path.
+
+    Raises:
+        InputError: missing, truncated or corrupt file; not 3-D; no orientation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path=path, fix="check the path")
+    img = _open(path)
+    affine = best_affine(img, path)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        raise _corrupt(path, exc) from None
+    if data.dtype.kind == "f" and data.dtype != np.float32:
+        data = data.astype(np.float32)
+    data = _squeeze_to_3d(np.asarray(data), path)
+    return Image(data, affine, {"source": str(path)})
+
+
+def read_nifti_geometry(path: str | Path) -> Image:
+    """The grid of a NIfTI file (shape + affine) without reading its voxels.
+
+    ``data`` is a read-only broadcast array of zeros (no memory); use it only for geometry
+    (``affine``, ``shape``, ``world_to_voxel``), e.g. as the reference of a centroid file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path=path, fix="check the path")
+    img = _open(path)
+    shape = tuple(int(s) for s in img.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3 or min(shape) < 2:
+        raise InputError(
+            f"image has shape {img.shape}; a 3-D volume is expected",
+            path=path,
+            fix="pass a 3-D NIfTI volume",
+        )
+    data = np.broadcast_to(np.zeros((), dtype=np.uint8), shape)
+    return Image(data, best_affine(img, path), {"source": str(path), "geometry_only": True})
+
+
+def _storage_dtype(data: np.ndarray) -> np.dtype:
+    if data.dtype == bool:
+        return np.dtype(np.uint8)
+    if data.dtype.kind in "iu":
+        lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+        for candidate in (np.uint8, np.int16, np.int32):
+            info = np.iinfo(candidate)
+            if info.min <= lo and hi <= info.max:
+                return np.dtype(candidate)
+        return np.dtype(np.int64)
+    if data.dtype == np.float64:
+        return np.dtype(np.float32)
+    return data.dtype
+
+
+def save_image(image: Image, path: str | Path) -> Path:
+    """Write ``image`` to a NIfTI file atomically (no half-written file on failure).
+
+    Integer label maps are stored with the smallest integer dtype that holds them (uint8,
+    int16 or int32), booleans as uint8, float64 as float32. Both qform and sform are set to
+    the image affine (code 1, scanner), so every reader sees the same geometry.
+
+    Args:
+        image: any orientation; written in its own voxel order.
+        path: ``.nii`` or ``.nii.gz`` destination.
+
+    Returns:
+        The path written.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not is_nifti_path(path):
+        raise InputError(
+            "unsupported output file name", path=path, fix="use a .nii or .nii.gz file name"
+        )
+    data = np.asarray(image.data)
+    data = data.astype(_storage_dtype(data), copy=False)
+    img = nib.Nifti1Image(data, image.affine)
+    img.set_qform(image.affine, code=1)
+    img.set_sform(image.affine, code=1)
+    img.header.set_xyzt_units("mm")
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
