@@ -1,0 +1,1 @@
+"""Packaged YAML configs (presets), read with ``importlib.resources``."""

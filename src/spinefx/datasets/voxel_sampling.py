@@ -1,0 +1,210 @@
+"""Segment extraction and class-weighted sampling for the dual-pathway voxel classifier.
+
+Pure numpy functions shared by training and inference. Volumes are ``(X, Y, Z)`` arrays of
+the 1 mm RAS resampled, z-scored scan; positions are voxel indices of that array.
+
+Padding follows DeepMedic (``get_subsampl_segment``, ``calc_border_int_of_3d_img``): parts of a
+segment outside the image are filled with the image's *border intensity* (mean of its six
+faces), for the high-res and the strided low-res segment alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spinefx.datasets.voxel_labels import IGNORE_LABEL
+
+
+def border_intensity(volume: np.ndarray) -> float:
+    """Mean intensity of the six faces of ``volume`` (DeepMedic's padding value)."""
+    faces = [
+        volume[0],
+        volume[-1],
+        volume[:, 0],
+        volume[:, -1],
+        volume[:, :, 0],
+        volume[:, :, -1],
+    ]
+    return float(np.mean([f.mean() for f in faces]))
+
+
+def extract_segment(
+    volume: np.ndarray,
+    start_vox,
+    *,
+    size_vox,
+    step_vox: int = 1,
+    pad_value: float = 0.0,
+) -> np.ndarray:
+    """Sample ``volume[start + step * q]`` for ``q`` in ``[0, size)`` per axis, padding outside.
+
+    Args:
+        volume: ``(X, Y, Z)`` array.
+        start_vox: integer voxel index ``(3,)`` of sample ``q = 0`` (may be outside the volume).
+        size_vox: output shape ``(3,)``.
+        step_vox: stride between samples (1 = contiguous, 3 = DeepMedic low-res pathway).
+        pad_value: value for samples outside the volume.
+
+    Returns:
+        array of shape ``size_vox`` and dtype of ``volume``.
+    """
+    out = np.full(tuple(int(s) for s in size_vox), pad_value, dtype=volume.dtype)
+    src, dst = [], []
+    for axis in range(3):
+        idx = int(start_vox[axis]) + step_vox * np.arange(int(size_vox[axis]))
+        valid = (idx >= 0) & (idx < volume.shape[axis])
+        if not valid.any():
+            return out
+        q = np.nonzero(valid)[0]
+        src.append(slice(int(idx[q[0]]), int(idx[q[-1]]) + 1, step_vox))
+        dst.append(slice(int(q[0]), int(q[-1]) + 1))
+    out[tuple(dst)] = volume[tuple(src)]
+    return out
+
+
+def segment_pair(
+    volume: np.ndarray,
+    output_start_vox,
+    geometry,
+    *,
+    pad_value: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """High-res and low-res input segments that predict the output block at ``output_start_vox``.
+
+    Args:
+        volume: ``(X, Y, Z)`` normalised scan.
+        output_start_vox: voxel index of the first *output* voxel of the block.
+        geometry: a ``SegmentGeometry`` (``spinefx.models.voxel_classifier.segment_geometry``);
+            passed in, not imported, because datasets come before models in the pipeline.
+        pad_value: padding for samples outside the volume (use :func:`border_intensity`).
+
+    Returns:
+        ``(high, low)`` of shapes ``geometry.input_vox`` and ``geometry.lowres_input_vox``.
+    """
+    half = [(i - o) // 2 for i, o in zip(geometry.input_vox, geometry.output_vox, strict=True)]
+    start = np.asarray(output_start_vox, dtype=int) - np.asarray(half)
+    high = extract_segment(volume, start, size_vox=geometry.input_vox, pad_value=pad_value)
+    low = extract_segment(
+        volume,
+        start + np.asarray(geometry.lowres_offset_vox),
+        size_vox=geometry.lowres_input_vox,
+        step_vox=geometry.factor,
+        pad_value=pad_value,
+    )
+    return high, low
+
+
+def sample_centres(
+    labels: np.ndarray,
+    *,
+    n: int,
+    rng: np.random.Generator,
+    class_proportions=(1 / 3, 1 / 3, 1 / 3),
+) -> np.ndarray:
+    """Centres of training segments, drawn with per-class proportions (DeepMedic sampling type 3).
+
+    Each class ``c`` gets ``round(n * p_c)`` centres drawn uniformly among its voxels; the
+    shares of classes absent from this scan go to the present ones (proportionally). Ignored
+    voxels (255) are never centres.
+
+    Returns:
+        ``(n, 3)`` integer voxel indices.
+    """
+    props = np.asarray(class_proportions, dtype=float)
+    present = np.array([np.any(labels == c) for c in range(len(props))])
+    if not present.any():
+        present[:] = False
+        flat = np.flatnonzero(labels != IGNORE_LABEL)
+        pick = rng.choice(flat, size=n) if flat.size else np.zeros(n, dtype=int)
+        return np.stack(np.unravel_index(pick, labels.shape), axis=1)
+    props = np.where(present, props, 0.0)
+    props = props / props.sum()
+    counts = rng.multinomial(n, props)
+    picks = []
+    for c, k in enumerate(counts):
+        if k:
+            flat = np.flatnonzero(labels == c)
+            picks.append(rng.choice(flat, size=k))
+    pick = np.concatenate(picks)
+    return np.stack(np.unravel_index(pick, labels.shape), axis=1)
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    """Random draws for one segment: flips per axis, intensity shift and noise std (z units)."""
+
+    flips: tuple[bool, bool, bool]
+    shift: float
+    scale: float
+    noise_std: float
+    noise_seed: int
+
+
+def draw_augmentation(
+    rng: np.random.Generator,
+    *,
+    flip_probability: float = 0.5,
+    shift_std: float = 0.1,
+    scale_std: float = 0.05,
+    noise_std: float = 0.05,
+) -> AugmentationParams:
+    """Draw augmentation parameters (the TorchIO ``get_params`` half)."""
+    return AugmentationParams(
+        flips=tuple(bool(f) for f in rng.random(3) < flip_probability),  # type: ignore[arg-type]
+        shift=float(rng.normal(0, shift_std)),
+        scale=float(1 + rng.normal(0, scale_std)),
+        noise_std=float(noise_std),
+        noise_seed=int(rng.integers(2**31)),
+    )
+
+
+def apply_augmentation(arrays: list[np.ndarray], params: AugmentationParams, *, intensity_mask):
+    """Flip every array of a (high, low, label) tuple alike; shift/scale/noise the intensity ones.
+
+    Flipping the low-res segment together with the high-res one keeps them aligned because
+    both are centred on the same point (the geometry is symmetric around the output block).
+
+    Args:
+        arrays: arrays of the same spatial layout (high-res, low-res, target labels).
+        params: from :func:`draw_augmentation`.
+        intensity_mask: per array, whether it holds intensities (True) or labels (False).
+    """
+    rng = np.random.default_rng(params.noise_seed)
+    out = []
+    for arr, is_intensity in zip(arrays, intensity_mask, strict=True):
+        axes = tuple(a for a in range(3) if params.flips[a])
+        if axes:
+            arr = np.flip(arr, axis=axes)
+        if is_intensity:
+            arr = arr * params.scale + params.shift
+            if params.noise_std > 0:
+                arr = arr + rng.normal(0, params.noise_std, arr.shape).astype(arr.dtype)
+        out.append(np.ascontiguousarray(arr))
+    return out
+
+
+def prepare_voxel_input(scan, *, spacing_mm: float = 1.0):
+    """The voxel classifier's view of a CT: RAS, ``spacing_mm`` isotropic, z-scored per scan.
+
+    Args:
+        scan: :class:`~spinefx.image.Image` in HU, any orientation and spacing.
+        spacing_mm: isotropic voxel size of the network input (1 mm in the paper).
+
+    Returns:
+        ``Image`` (float32, RAS, isotropic) of zero mean and unit standard deviation, with
+        ``meta["hu_mean"]`` and ``meta["hu_std"]``. Map results back with ``resample_like``.
+    """
+    from spinefx.conventions import AIR_HU
+    from spinefx.preprocessing import reorient, resample_to_spacing
+
+    ras = reorient(scan, "RAS")
+    if np.allclose(ras.spacing_mm, spacing_mm, atol=1e-3):
+        iso = ras.with_data(np.asarray(ras.data, dtype=np.float32))
+    else:
+        iso = resample_to_spacing(ras, spacing_mm, interpolation="linear", fill_value=AIR_HU)
+    data = np.asarray(iso.data, dtype=np.float32)
+    mean, std = float(data.mean()), float(data.std())
+    data = (data - mean) / max(std, 1e-6)
+    return iso.with_data(data.astype(np.float32), hu_mean=mean, hu_std=std)

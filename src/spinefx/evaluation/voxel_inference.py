@@ -1,0 +1,135 @@
+"""Whole-volume inference of the voxel classifier by tiling (DeepMedic's ``predict_whole_volume_by_tiling``).
+
+The output grid is cut into blocks of ``output_tile_vox`` voxels per axis; for each block the
+high-res segment (block + receptive-field margin) and the strided low-res segment are cut
+from the volume (border-intensity padding, :mod:`spinefx.datasets.voxel_sampling`), the
+network predicts the block, and the softmax is written into the full probability map. Memory
+is bounded by the tile size and ``batch_tiles`` (plus the ``(C, X, Y, Z)`` float32 output).
+Output tiles do not overlap: valid convolutions make every voxel's prediction exact, so no
+blending is needed (unlike MONAI's ``sliding_window_inference`` on a same-size-output model).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import numpy as np
+
+from spinefx.datasets.voxel_sampling import border_intensity, prepare_voxel_input, segment_pair
+from spinefx.image import Image
+from spinefx.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+def predict_volume(
+    model,
+    volume: np.ndarray,
+    *,
+    output_tile_vox: int = 54,
+    batch_tiles: int = 1,
+    roi_min_value: float | None = None,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Per-class probabilities for every voxel of a normalised volume.
+
+    Args:
+        model: a :class:`~spinefx.models.voxel_classifier.DualPathwayVoxelClassifier`.
+        volume: ``(X, Y, Z)`` float32, 1 mm RAS, z-scored (see ``prepare_voxel_input``).
+        output_tile_vox: edge of the block predicted per forward pass (multiple of the
+            subsampling factor; bigger is faster and uses more memory).
+        batch_tiles: tiles per forward pass.
+        roi_min_value: if given, tiles whose high-res segment holds no voxel above this
+            (normalised) value, i.e. air only, are not run and get background probability 1
+            (DeepMedic's inference ROI; vertebrae are never in air).
+        show_progress: show a progress bar over tiles.
+
+    Returns:
+        ``(n_classes, X, Y, Z)`` float32 softmax probabilities.
+    """
+    import torch
+
+    from spinefx.models.voxel_classifier import segment_geometry
+
+    geometry = segment_geometry(model.config, output_vox=output_tile_vox)
+    out_t = np.asarray(geometry.output_vox)
+    shape = np.asarray(volume.shape)
+    probs = np.zeros((model.config.n_classes, *volume.shape), dtype=np.float32)
+    pad = border_intensity(volume)
+    starts = list(itertools.product(*[range(0, s, t) for s, t in zip(shape, out_t, strict=True)]))
+    if roi_min_value is not None:
+        n_all = len(starts)
+        starts = [s for s in starts if _has_tissue(volume, s, out_t, roi_min_value)]
+        probs[0] = 1.0
+        log.debug("ROI: %d of %d tiles contain tissue", len(starts), n_all)
+    model.eval()
+    batches = [starts[i : i + batch_tiles] for i in range(0, len(starts), batch_tiles)]
+    iterator = progress(batches, desc="voxel tiles") if show_progress else batches
+    with torch.inference_mode():
+        for batch in iterator:
+            pairs = [segment_pair(volume, s, geometry, pad_value=pad) for s in batch]
+            hi = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
+            lo = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
+            soft = torch.softmax(model(hi, lo), dim=1).numpy()
+            for s, block in zip(batch, soft, strict=True):
+                stop = np.minimum(np.asarray(s) + out_t, shape)
+                size = stop - np.asarray(s)
+                probs[:, s[0] : stop[0], s[1] : stop[1], s[2] : stop[2]] = block[
+                    :, : size[0], : size[1], : size[2]
+                ]
+    return probs
+
+
+def _has_tissue(volume: np.ndarray, start, size, threshold: float, margin_vox: int = 8) -> bool:
+    lo = np.maximum(np.asarray(start) - margin_vox, 0)
+    hi = np.asarray(start) + np.asarray(size) + margin_vox
+    block = volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    return bool(block.size and block.max() > threshold)
+
+
+def predict_scan(
+    model,
+    scan: Image,
+    *,
+    output_tile_vox: int = 54,
+    original_geometry: bool = True,
+    roi_min_hu: float | None = -500.0,
+    show_progress: bool = True,
+) -> dict[str, Image]:
+    """Probability maps of background / normal / fractured for a CT scan.
+
+    Args:
+        model: the voxel classifier (eval mode is set here).
+        scan: CT in HU, any orientation and spacing.
+        output_tile_vox: tile edge (see :func:`predict_volume`).
+        original_geometry: resample the 1 mm maps back onto ``scan``'s grid (``resample_like``);
+            False keeps the 1 mm RAS grid of the network input.
+        roi_min_hu: skip tiles with no voxel above this HU (air); None runs every tile.
+        show_progress: progress bar over tiles.
+
+    Returns:
+        class name -> float32 probability ``Image`` (same grid for all classes).
+    """
+    from spinefx.models.voxel_classifier import VOXEL_CLASS_NAMES
+    from spinefx.preprocessing import resample_like
+
+    iso = prepare_voxel_input(scan)
+    roi = None
+    if roi_min_hu is not None:
+        roi = (roi_min_hu - iso.meta["hu_mean"]) / max(iso.meta["hu_std"], 1e-6)
+    probs = predict_volume(
+        model,
+        iso.data,
+        output_tile_vox=output_tile_vox,
+        roi_min_value=roi,
+        show_progress=show_progress,
+    )
+    maps = {}
+    for name, p in zip(VOXEL_CLASS_NAMES, probs, strict=True):
+        img = iso.with_data(p, kind=f"probability_{name}")
+        if original_geometry:
+            img = resample_like(img, scan, interpolation="linear", fill_value=0.0)
+            img = img.with_data(np.clip(np.asarray(img.data, np.float32), 0.0, 1.0))
+        maps[name] = img
+    return maps

@@ -1,0 +1,355 @@
+"""Train the patch classifier into a run directory (one or several seeded trials).
+
+Run directory (``run_dir``; with ``trials > 1`` each trial is ``run_dir/trial-<i>/`` and
+``run_dir`` holds the shared config, splits and the aggregate):
+
+* ``config.yaml``: the :class:`PatchTrainingConfig`; ``run.json``: data folder, seeds, devices;
+* ``splits.json``: how the split was made, case ids and counts per split, exclusion counts;
+* ``checkpoint.pt``: best model (plain state dict + config, ``torch.load(weights_only=True)``);
+* ``last.ckpt``: Lightning state for ``resume``; ``history.csv``: one row per epoch;
+* ``metrics.json``: best epoch and its validation metrics, wall time, parameter count;
+* ``log.txt``: the log of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spinefx.atomic import write_text_atomic
+from spinefx.config import save_config
+from spinefx.datasets.patch_manifest import read_patch_manifest, usable_vertebrae
+from spinefx.datasets.splits import assign_splits
+from spinefx.errors import InputError
+from spinefx.training.patch_config import PatchTrainingConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How Lightning runs: accelerator ("cpu", "gpu", "auto"), devices, nodes (DDP when > 1)."""
+
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    num_nodes: int = 1
+
+
+def split_vertebrae(
+    prepared_dir: str | Path, config: PatchTrainingConfig, *, seed: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Usable vertebrae of a prepared folder with a ``split`` column, and the splits record."""
+    table = read_patch_manifest(prepared_dir)
+    kept, counts = usable_vertebrae(
+        table,
+        include_cervical=config.include_cervical,
+        manifest_path=Path(prepared_dir) / "manifest.csv",
+    )
+    if kept.empty:
+        raise InputError(
+            "no usable (graded, metal-free) vertebrae in the manifest",
+            path=prepared_dir,
+            fix="check the grades given to prepare",
+        )
+    split, record = assign_splits(
+        kept, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=seed
+    )
+    kept = kept.assign(split=split.to_numpy())
+    record["excluded"] = counts.as_dict()
+    record["data_dir"] = str(Path(prepared_dir).resolve())
+    return kept, record
+
+
+def _dataset(rows: pd.DataFrame, config: PatchTrainingConfig, *, augment: bool):
+    from spinefx.datasets.patch_augmentation import PatchAugmenter
+    from spinefx.datasets.patch_dataset import PatchDataset
+
+    augmenter = None
+    if augment and config.augmentation.enabled:
+        augmenter = PatchAugmenter(config.augmentation, spacing_mm=config.model.spacing_mm)
+    return PatchDataset(
+        rows["abs_path"].tolist(),
+        rows["fractured"].astype(int).tolist(),
+        patch_size_vox=config.model.patch_size_vox,
+        spacing_mm=config.model.spacing_mm,
+        augment=augmenter,
+        cache=config.cache_patches,
+    )
+
+
+def make_loaders(table: pd.DataFrame, config: PatchTrainingConfig, *, seed: int, trainer: Any):
+    """Balanced, augmented train loader and plain validation loader (sharded for DDP)."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from spinefx.datasets.balanced_sampler import BalancedEpochSampler
+
+    train = table[table["split"] == "train"].reset_index(drop=True)
+    val = table[table["split"] == "val"].reset_index(drop=True)
+    for name, rows in (("train", train), ("val", val)):
+        if rows.empty or rows["fractured"].nunique() < 2:
+            raise InputError(
+                f"the {name} split needs fractured and normal vertebrae; it has "
+                f"{int(rows['fractured'].sum())} fractured of {len(rows)}",
+                fix="use more scans or other split fractions",
+            )
+    sampler = BalancedEpochSampler(
+        train["fractured"].astype(int).tolist(),
+        epoch_size=config.epoch_size,
+        seed=seed,
+        rank=trainer.global_rank,
+        world_size=trainer.world_size,
+    )
+    common = {"batch_size": config.batch_size, "num_workers": config.num_workers}
+    train_loader = DataLoader(
+        _dataset(train, config, augment=True), sampler=sampler, drop_last=True, **common
+    )
+    val_set = _dataset(val, config, augment=False)
+    val_sampler = (
+        DistributedSampler(val_set, trainer.world_size, trainer.global_rank, shuffle=False)
+        if trainer.world_size > 1
+        else None
+    )
+    val_loader = DataLoader(val_set, sampler=val_sampler, shuffle=False, **common)
+    return train_loader, val_loader
+
+
+def _log_to_file(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    for name in ("spinefx", "lightning"):
+        logging.getLogger(name).addHandler(handler)
+        if (
+            logging.getLogger(name).level in (logging.NOTSET,)
+            or logging.getLogger(name).level > logging.INFO
+        ):
+            logging.getLogger(name).setLevel(logging.INFO)
+    return handler
+
+
+def train_one(
+    config: PatchTrainingConfig,
+    prepared_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    seed: int = 0,
+    split_seed: int | None = None,
+    resume: bool = False,
+    launch: LaunchOptions | None = None,
+) -> dict[str, Any]:
+    """Train one seeded model into ``run_dir`` and return its ``metrics.json`` content.
+
+    Args:
+        config: the experiment.
+        prepared_dir: a folder made by ``spinefx prepare`` (``manifest.csv`` + patches).
+        run_dir: output folder (created).
+        seed: seeds weights, sampling and augmentation (``lightning.seed_everything``).
+        split_seed: seed of the patient split when the manifest has none (default ``seed``).
+        resume: continue from ``run_dir/last.ckpt`` when it exists.
+        launch: accelerator / devices / nodes for Lightning.
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from spinefx.models import count_parameters
+    from spinefx.progress import progress_enabled
+    from spinefx.training.patch_module import (
+        MONITOR,
+        BestCheckpoint,
+        EpochHistory,
+        PatchClassifierModule,
+    )
+
+    launch = launch or LaunchOptions()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = _log_to_file(run_dir / "log.txt")
+    started = time.perf_counter()
+    try:
+        table, record = split_vertebrae(
+            prepared_dir, config, seed=seed if split_seed is None else split_seed
+        )
+        save_config(config, run_dir / "config.yaml")
+        write_text_atomic(run_dir / "splits.json", json.dumps(record, indent=2))
+        write_text_atomic(
+            run_dir / "run.json",
+            json.dumps(
+                {
+                    "data_dir": record["data_dir"],
+                    "seed": seed,
+                    "split_seed": seed if split_seed is None else split_seed,
+                    "launch": launch.__dict__,
+                },
+                indent=2,
+            ),
+        )
+        pl.seed_everything(seed, workers=True, verbose=False)
+        module = PatchClassifierModule(config)
+        best = BestCheckpoint(run_dir, seed=seed)
+        multi = launch.num_nodes > 1 or str(launch.devices) not in ("1", "auto")
+        trainer = pl.Trainer(
+            accelerator=launch.accelerator,
+            devices=launch.devices,
+            num_nodes=launch.num_nodes,
+            strategy="ddp" if multi else "auto",
+            sync_batchnorm=multi and config.model.norm == "batch",
+            max_epochs=config.max_epochs,
+            callbacks=[
+                best,
+                EpochHistory(run_dir),
+                EarlyStopping(
+                    monitor=MONITOR,
+                    mode="max",
+                    patience=config.patience_epochs,
+                    check_on_train_epoch_end=False,
+                ),
+                ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0),
+            ],
+            logger=False,
+            enable_progress_bar=progress_enabled(),
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=False,
+            deterministic="warn",
+            default_root_dir=run_dir,
+        )
+        train_loader, val_loader = make_loaders(table, config, seed=seed, trainer=trainer)
+        last = run_dir / "last.ckpt"
+        ckpt_path = str(last) if resume and last.is_file() else None
+        if resume and ckpt_path is None:
+            log.warning("%s: no last.ckpt to resume from; training from scratch", run_dir)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+        counts = {
+            name: {
+                "vertebrae": int((table["split"] == name).sum()),
+                "fractured": int(table.loc[table["split"] == name, "fractured"].sum()),
+            }
+            for name in ("train", "val", "test")
+        }
+        metrics = {
+            "seed": seed,
+            "best_epoch": best.best_epoch,
+            "best_val_score": best.best_score,
+            "epochs_trained": int(trainer.current_epoch),
+            "stopped_early": bool(
+                trainer.should_stop and trainer.current_epoch < config.max_epochs
+            ),
+            "train_seconds": round(time.perf_counter() - started, 2),
+            "parameters": count_parameters(module.model),
+            "counts": counts,
+            "excluded": record["excluded"],
+            "best_val_metrics": _best_val_metrics(run_dir),
+        }
+        if trainer.is_global_zero:
+            write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        return metrics
+    finally:
+        for name in ("spinefx", "lightning"):
+            logging.getLogger(name).removeHandler(handler)
+        handler.close()
+
+
+def _best_val_metrics(run_dir: Path) -> dict[str, float]:
+    import torch
+
+    from spinefx.training.patch_checkpoint import CHECKPOINT_NAME
+
+    path = run_dir / CHECKPOINT_NAME
+    if not path.is_file():
+        return {}
+    return dict(torch.load(path, map_location="cpu", weights_only=True)["val_metrics"])
+
+
+def trial_dirs(run_dir: str | Path) -> list[Path]:
+    """The trained model folders of a run: ``run_dir`` itself or its ``trial-<i>`` folders."""
+    run_dir = Path(run_dir)
+    if (run_dir / "checkpoint.pt").is_file():
+        return [run_dir]
+    trials = sorted(
+        (p for p in run_dir.glob("trial-*") if (p / "checkpoint.pt").is_file()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    if not trials:
+        raise InputError(
+            "no checkpoint.pt in the run directory or its trial-* folders",
+            path=run_dir,
+            fix="train first: spinefx train --preset cpu --data PREPARED --out RUN_DIR",
+        )
+    return trials
+
+
+def train_patch_classifier(
+    config: PatchTrainingConfig,
+    prepared_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    seed: int = 0,
+    trials: int = 1,
+    resume: bool = False,
+    launch: LaunchOptions | None = None,
+) -> dict[str, Any]:
+    """Train ``trials`` models (seeds ``seed .. seed+trials-1``) on one patient split.
+
+    With one trial the run directory is the trial; with several, each trial trains into
+    ``run_dir/trial-<i>/`` on the split made with ``seed``, and ``run_dir/metrics.json``
+    aggregates their best validation metrics (mean +- std).
+
+    Returns:
+        The content of ``run_dir/metrics.json``.
+    """
+    if trials < 1:
+        raise InputError(f"--trials must be >= 1, got {trials}", fix="use --trials 1 or more")
+    if trials == 1:
+        return train_one(config, prepared_dir, run_dir, seed=seed, resume=resume, launch=launch)
+    run_dir = Path(run_dir)
+    per_trial = []
+    for i in range(trials):
+        trial_dir = run_dir / f"trial-{i}"
+        if (
+            resume
+            and (trial_dir / "metrics.json").is_file()
+            and not (trial_dir / "last.ckpt").is_file()
+        ):
+            per_trial.append(json.loads((trial_dir / "metrics.json").read_text()))
+            continue
+        log.info("trial %d/%d (seed %d)", i + 1, trials, seed + i)
+        per_trial.append(
+            train_one(
+                config,
+                prepared_dir,
+                trial_dir,
+                seed=seed + i,
+                split_seed=seed,
+                resume=resume,
+                launch=launch,
+            )
+        )
+    save_config(config, run_dir / "config.yaml")
+    (run_dir / "splits.json").write_bytes((run_dir / "trial-0" / "splits.json").read_bytes())
+    aggregate = {
+        "trials": trials,
+        "seeds": [m["seed"] for m in per_trial],
+        "train_seconds": float(np.sum([m["train_seconds"] for m in per_trial])),
+        "best_val_metrics": {
+            key: _mean_std([m["best_val_metrics"].get(key, np.nan) for m in per_trial])
+            for key in ("f1", "auc", "ap", "accuracy")
+        },
+        "per_trial": per_trial,
+    }
+    write_text_atomic(run_dir / "metrics.json", json.dumps(aggregate, indent=2))
+    return aggregate
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        return {"mean": float("nan"), "std": float("nan")}
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0}
