@@ -1,0 +1,202 @@
+// spinefx concept visualisation page: vanilla JS over the app's JSON/PNG API.
+"use strict";
+const $ = (sel, root = document) => root.querySelector(sel);
+const state = { scanId: null, label: null, panel: null, plane: "sagittal", index: 0 };
+
+function showError(msg, where = "#error") {
+  const box = $(where);
+  box.textContent = msg;
+  box.hidden = !msg;
+}
+function status(msg) { $("#status").textContent = msg || ""; }
+
+async function api(url, options = {}) {
+  const resp = await fetch(url, options);
+  if (!resp.ok) {
+    let detail = resp.statusText;
+    try { detail = (await resp.json()).detail || detail; } catch (e) { /* not JSON */ }
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return resp.json();
+}
+
+async function analyse(promiseFactory, label) {
+  showError("");
+  status(`Analysing ${label}... (patch extraction and classification)`);
+  document.querySelectorAll("button").forEach((b) => (b.disabled = true));
+  try {
+    const summary = await promiseFactory();
+    showScan(summary);
+    status("");
+  } catch (err) {
+    status("");
+    showError(err.message);
+  } finally {
+    document.querySelectorAll("button").forEach((b) => (b.disabled = false));
+  }
+}
+
+$("#upload-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const form = new FormData();
+  const scan = $("#scan-file").files[0];
+  if (!scan) { showError("Choose a CT file first."); return; }
+  form.append("scan", scan);
+  const ctd = $("#ctd-file").files[0];
+  if (ctd) form.append("centroids", ctd);
+  analyse(() => api("/api/scans", { method: "POST", body: form }), scan.name);
+});
+document.querySelectorAll("button.example").forEach((btn) =>
+  btn.addEventListener("click", () =>
+    analyse(() => api(`/api/examples/${btn.dataset.name}`, { method: "POST" }), btn.dataset.name)));
+
+function showScan(s) {
+  state.scanId = s.scan_id;
+  $("#results").hidden = false;
+  $("#scan-name").textContent = s.name;
+  $("#scan-meta").textContent =
+    `Grid ${s.shape.join(" x ")} voxels, ${s.spacing_mm.join(" x ")} mm. Decision threshold ` +
+    `${s.decision_threshold.toFixed(2)}. Centroids ${s.centroid_source}.`;
+  const notes = $("#notes");
+  notes.replaceChildren(...s.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
+  const body = $("#vertebra-table tbody");
+  body.replaceChildren();
+  for (const v of s.vertebrae) {
+    const tr = document.createElement("tr");
+    tr.className = v.fractured ? "fx" : "ok";
+    tr.dataset.label = v.label;
+    const pct = Math.round(v.probability * 100);
+    tr.innerHTML = `<td></td><td class="prob"><span class="bar"><i style="width:${pct}%"></i></span><span class="p"></span></td><td><span class="badge"></span></td>`;
+    tr.cells[0].textContent = v.level;
+    $(".p", tr).textContent = v.probability.toFixed(2);
+    const badge = $(".badge", tr);
+    badge.classList.add(v.fractured ? "fx" : "ok");
+    badge.textContent = v.fractured ? "fracture" : "no fracture";
+    tr.addEventListener("click", () => selectVertebra(v.label));
+    body.appendChild(tr);
+  }
+  $("#overview").src = `/api/scans/${s.scan_id}/overview.png`;
+  $("#panel").hidden = true;
+  loadDraft();
+  const first = s.vertebrae.filter((v) => v.fractured)[0] || s.vertebrae.slice().sort((a, b) => b.probability - a.probability)[0];
+  if (first && s.has_atlas) selectVertebra(first.label);
+}
+
+async function selectVertebra(label) {
+  state.label = label;
+  document.querySelectorAll("#vertebra-table tbody tr").forEach((tr) =>
+    tr.classList.toggle("selected", Number(tr.dataset.label) === label));
+  $("#panel").hidden = false;
+  showError("", "#panel-error");
+  $("#panel-title").textContent = "loading...";
+  try {
+    const p = await api(`/api/scans/${state.scanId}/vertebrae/${label}/panel`);
+    state.panel = p;
+    $("#panel-body").hidden = false;
+    $("#panel-title").textContent =
+      `${p.level}: probability ${p.probability.toFixed(2)} (${p.fractured ? "fracture" : "no fracture"}), layer ${p.layer}`;
+    renderUnits(p);
+    setPlane(state.plane);
+  } catch (err) {
+    $("#panel-title").textContent = "";
+    $("#panel-body").hidden = true;
+    showError(err.message, "#panel-error");
+  }
+}
+
+function sliceUrl(layer, unit) {
+  const u = unit === undefined ? "" : `&unit=${unit}`;
+  return `/api/scans/${state.scanId}/vertebrae/${state.label}/slice.png?plane=${state.plane}&index=${state.index}&layer=${layer}${u}`;
+}
+
+function refreshImages() {
+  $("#slice").value = state.index;
+  $("#slice-label").textContent = `${state.index + 1} / ${state.panel.slices[state.plane]}`;
+  $("#ct-img").src = sliceUrl("ct");
+  $("#gradcam-fig").hidden = !state.panel.has_gradcam;
+  if (state.panel.has_gradcam) $("#gradcam-img").src = sliceUrl("gradcam");
+  document.querySelectorAll("#units .unit").forEach((el) => {
+    $(".unit-map", el).src = sliceUrl("unit", el.dataset.unit);
+  });
+}
+
+function setPlane(plane) {
+  state.plane = plane;
+  document.querySelectorAll("#plane-seg button").forEach((b) => b.classList.toggle("on", b.dataset.plane === plane));
+  $("#slice").max = state.panel.slices[plane] - 1;
+  state.index = state.panel.start[plane];
+  refreshImages();
+}
+document.querySelectorAll("#plane-seg button").forEach((b) => b.addEventListener("click", () => setPlane(b.dataset.plane)));
+$("#slice").addEventListener("input", (ev) => { state.index = Number(ev.target.value); refreshImages(); });
+
+function renderConcept(el, c) {
+  const label = $(".concept-label", el);
+  label.classList.toggle("none", !(c && c.label));
+  label.textContent = c && c.label ? c.label : "no expert label yet";
+  const ranks = $(".ranks", el);
+  ranks.replaceChildren();
+  const names = { tp: "true positives", fp: "false positives", tn: "true negatives" };
+  if (c) for (const [k, r] of Object.entries(c.ranks)) {
+    ranks.appendChild(Object.assign(document.createElement("span"), { textContent: `rank ${r} on ${names[k] || k}` }));
+  }
+  const tbody = $(".scores tbody", el);
+  tbody.replaceChildren();
+  for (const s of (c ? c.concept_scores : [])) {
+    const tr = document.createElement("tr");
+    tr.append(Object.assign(document.createElement("td"), { textContent: s.name }),
+              Object.assign(document.createElement("td"), { textContent: s.iou.toFixed(3) }));
+    tbody.appendChild(tr);
+  }
+  $(".scores", el).hidden = !(c && c.concept_scores.length);
+  $(".explanation", el).textContent = c ? c.explanation : "This unit is not in the concept atlas.";
+  const form = $(".edit-form", el);
+  form.label.value = c ? c.label : "";
+  form.explanation.value = c ? c.explanation : "";
+}
+
+function renderUnits(p) {
+  const box = $("#units");
+  box.replaceChildren();
+  for (const u of p.units) {
+    const el = $("#unit-template").content.firstElementChild.cloneNode(true);
+    el.dataset.unit = u.unit;
+    $(".rank", el).textContent = `#${u.rank}`;
+    $(".unit-name", el).textContent = `unit ${u.unit}`;
+    $(".rk", el).textContent = `r = ${u.relevance.toPrecision(3)}, threshold ${u.threshold.toPrecision(3)}`;
+    const c = u.concept;
+    if (c && c.has_collage) $(".collage", el).src = `/api/units/${u.unit}/collage.png`;
+    else $(".collage-fig", el).hidden = true;
+    renderConcept(el, c);
+    $(".peak", el).addEventListener("click", () => { state.index = u.peak[state.plane]; refreshImages(); });
+    $(".edit-form", el).addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      try {
+        const updated = await api(`/api/units/${u.unit}`, {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ label: f.label.value, explanation: f.explanation.value }),
+        });
+        renderConcept(el, updated);
+        $(".saved", el).textContent = "saved to the atlas (previous version kept)";
+        loadDraft();
+      } catch (err) { $(".saved", el).textContent = ""; showError(err.message, "#panel-error"); }
+    });
+    box.appendChild(el);
+  }
+}
+
+async function loadDraft() {
+  $("#report").hidden = false;
+  $("#report-form").action = `/api/scans/${state.scanId}/report.html`;
+  try {
+    const d = await api(`/api/scans/${state.scanId}/draft`);
+    $("#findings").value = d.text;
+  } catch (err) { $("#findings").value = `(draft unavailable: ${err.message})`; }
+}
+$("#report-form").addEventListener("submit", () => { $("#findings-field").value = $("#findings").value; });
+$("#download-txt").addEventListener("click", () => {
+  const blob = new Blob([$("#findings").value], { type: "text/plain" });
+  const a = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: "spinefx-draft-findings.txt" });
+  document.body.appendChild(a); a.click(); a.remove();
+});

@@ -1,0 +1,46 @@
+"""``spinefx app``: the concept visualisation web app (local server)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "app",
+        help="web app: per-vertebra predictions, concept panels and draft reports",
+        description="Start the concept visualisation web app for a trained patch-classifier run. "
+        "It binds to 127.0.0.1 unless --host says otherwise.",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="patch classifier run directory")
+    p.add_argument("--atlas", type=Path, help="concept atlas file (default: the run's own)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--voxel-model", type=Path, help="voxel classifier run for localisation")
+    p.add_argument("--max-upload-mb", type=float, default=512.0, help="upload limit (MB)")
+    p.add_argument("--cache-dir", type=Path, help="folder for the bundled synthetic examples")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from spinefx.app import create_app
+    from spinefx.reporting import load_model_run
+
+    log = logging.getLogger("spinefx.app")
+    model_run = load_model_run(args.run_dir, atlas_path=args.atlas)
+    app = create_app(
+        model_run,
+        voxel_run_dir=args.voxel_model,
+        max_upload_mb=args.max_upload_mb,
+        cache_dir=args.cache_dir,
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding to %s: the app has no authentication", args.host)
+    log.info("spinefx app on http://%s:%d", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,43 @@
+"""``spinefx report``: the draft per-scan report as a self-contained HTML file (and text)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="draft findings report (HTML with key images) for one scan",
+        description="Predict every vertebra of a scan, explain the flagged ones with the run's "
+        "concept atlas and write a DRAFT report for a radiologist to edit.",
+    )
+    p.add_argument("scan", type=Path, metavar="SCAN", help="NIfTI file or DICOM folder")
+    p.add_argument("--model", type=Path, required=True, help="patch classifier run directory")
+    p.add_argument("--centroids", type=Path, help="VerSe centroid JSON of the scan")
+    p.add_argument("--voxel-model", type=Path, help="voxel classifier run for localisation")
+    p.add_argument("--atlas", type=Path, help="concept atlas file (default: the run's own)")
+    p.add_argument("--out", type=Path, required=True, help="output .html (a .txt is written too)")
+    p.add_argument(
+        "--include-identifiers",
+        action="store_true",
+        help="show patient/study identifiers from DICOM headers (off by default)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from spinefx.reporting import write_scan_report
+
+    html_path, text_path = write_scan_report(
+        args.scan,
+        model_run_dir=args.model,
+        out_path=args.out,
+        centroids_path=args.centroids,
+        voxel_run_dir=args.voxel_model,
+        atlas_path=args.atlas,
+        include_identifiers=args.include_identifiers,
+    )
+    print(f"wrote {html_path} and {text_path}")
+    return 0

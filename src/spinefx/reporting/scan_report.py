@@ -1,0 +1,86 @@
+"""One call from a scan file to a written report: what ``spinefx report`` and the app share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spinefx.atomic import write_text_atomic
+from spinefx.reporting.analysis import ModelRun, ScanWorkspace, load_model_run
+from spinefx.reporting.findings import draft_findings
+from spinefx.reporting.html_report import build_html_report
+
+
+def open_workspace(
+    run: ModelRun,
+    scan_path: str | Path,
+    *,
+    centroids_path: str | Path | None = None,
+    voxel_run_dir: str | Path | None = None,
+    name: str | None = None,
+) -> ScanWorkspace:
+    """Load a scan and its vertebra centroids, then predict every vertebra.
+
+    Centroids come from the VerSe JSON when given, else from automatic localisation with the
+    voxel classifier run.
+
+    Raises:
+        InputError: unreadable scan or centroid file, or no way to find the vertebrae.
+    """
+    from spinefx.io import load_centroids, load_scan
+    from spinefx.reporting.backends import locate_vertebrae
+
+    scan = load_scan(scan_path)
+    scan.meta.pop("source", None)  # a path often names the patient; reports never show it
+    if centroids_path is not None:
+        centroids = load_centroids(centroids_path, scan)
+        source = "from the centroid file"
+    else:
+        centroids = locate_vertebrae(scan, None if voxel_run_dir is None else Path(voxel_run_dir))
+        source = "from automatic localisation (voxel classifier)"
+    return ScanWorkspace(
+        run, scan, centroids, name=name or Path(scan_path).name, centroid_source=source
+    )
+
+
+def write_scan_report(
+    scan_path: str | Path,
+    *,
+    model_run_dir: str | Path,
+    out_path: str | Path,
+    centroids_path: str | Path | None = None,
+    voxel_run_dir: str | Path | None = None,
+    atlas_path: str | Path | None = None,
+    include_identifiers: bool = False,
+) -> tuple[Path, Path]:
+    """Write the DRAFT report of one scan as HTML (images inlined) and as plain text.
+
+    Args:
+        scan_path: NIfTI file or DICOM folder.
+        model_run_dir: patch classifier run directory.
+        out_path: the ``.html`` file; the text goes next to it with suffix ``.txt``.
+        centroids_path: VerSe centroid JSON, else automatic localisation.
+        voxel_run_dir: voxel classifier run for automatic localisation.
+        atlas_path: concept atlas (default: the run's own).
+        include_identifiers: show patient/study identifiers from DICOM headers.
+
+    Returns:
+        ``(html_path, text_path)``, both written atomically.
+    """
+    run = load_model_run(model_run_dir, atlas_path=atlas_path)
+    ws = open_workspace(run, scan_path, centroids_path=centroids_path, voxel_run_dir=voxel_run_dir)
+    explanations = ws.explanations_for_report()
+    concepts = ws.concepts()
+    text = draft_findings(ws.analysis, explanations, concepts)
+    html = build_html_report(
+        ws.analysis,
+        explanations,
+        concepts,
+        findings_text=text,
+        include_identifiers=include_identifiers,
+        model_name=run.name,
+    )
+    html_path = Path(out_path)
+    text_path = html_path.with_suffix(".txt")
+    write_text_atomic(html_path, html)
+    write_text_atomic(text_path, text + "\n")
+    return html_path, text_path
