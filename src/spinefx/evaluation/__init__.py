@@ -1,1 +1,35 @@
-"""spinefx.evaluation"""
+"""spinefx.evaluation: prediction, metrics, bootstrap/ROC, plots and reports.
+
+Names are imported lazily so ``import spinefx.evaluation`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "binary_metrics": "spinefx.evaluation.metrics",
+    "bootstrap": "spinefx.evaluation.metrics",
+    "choose_threshold": "spinefx.evaluation.metrics",
+    "mean_std": "spinefx.evaluation.metrics",
+    "aggregate_trials": "spinefx.evaluation.metrics",
+    "plot_roc_pr": "spinefx.evaluation.plots",
+    "PatchRun": "spinefx.evaluation.patch_inference",
+    "VertebraPrediction": "spinefx.evaluation.patch_inference",
+    "load_run": "spinefx.evaluation.patch_inference",
+    "predict_vertebrae": "spinefx.evaluation.patch_inference",
+    "predict_scan": "spinefx.evaluation.patch_inference",
+    "evaluate_run": "spinefx.evaluation.patch_evaluation",
+    "cross_dataset_table": "spinefx.evaluation.patch_table",
+    "table_markdown": "spinefx.evaluation.patch_table",
+    "run_demo_training": "spinefx.evaluation.patch_demo",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'spinefx.evaluation' has no attribute {name!r}")

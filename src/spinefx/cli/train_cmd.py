@@ -1,0 +1,57 @@
+"""``spinefx train``: train the vertebra patch classifier into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train the patch classifier (Engstler et al. 2022) on prepared patches",
+        description="Train the vertebra patch classifier on the output of `spinefx prepare`. "
+        "Writes config.yaml, splits.json, checkpoint.pt (best val F1), last.ckpt, "
+        "history.csv, metrics.json and log.txt to the run directory.",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", help="training config YAML (see spinefx/configs/)")
+    source.add_argument("--preset", choices=("cpu", "paper"), help="packaged config preset")
+    parser.add_argument("--data", required=True, help="prepared folder (manifest.csv)")
+    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--trials", type=int, default=1, help="seeded trials (paper: 5)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (trial i: seed+i)")
+    parser.add_argument("--max-epochs", type=int, help="override the config's max_epochs")
+    parser.add_argument("--patience", type=int, help="override early-stopping patience")
+    parser.add_argument("--resume", action="store_true", help="continue from last.ckpt")
+    parser.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (Lightning)")
+    parser.add_argument("--devices", default="1", help="devices per node (DDP when > 1)")
+    parser.add_argument("--num-nodes", type=int, default=1, help="nodes (DDP when > 1)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from spinefx.training.patch_config import load_training_config
+    from spinefx.training.patch_training import LaunchOptions, train_patch_classifier
+
+    config = load_training_config(args.config or args.preset or "cpu")
+    if args.max_epochs is not None:
+        config = config.replace(max_epochs=args.max_epochs)
+    if args.patience is not None:
+        config = config.replace(patience_epochs=args.patience)
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    launch = LaunchOptions(accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes)
+    metrics = train_patch_classifier(
+        config,
+        args.data,
+        args.out,
+        seed=args.seed,
+        trials=args.trials,
+        resume=args.resume,
+        launch=launch,
+    )
+    best = metrics["best_val_metrics"]
+    print(f"run directory: {args.out}")
+    print("best validation metrics:", json.dumps(best))
+    return 0

@@ -1,0 +1,199 @@
+"""Inference with a trained patch-classifier run: load once, predict patches or whole scans.
+
+A run's trials form an ensemble for prediction (mean probability over trials); evaluation
+scores each trial separately (mean +- std, as the paper).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spinefx.image import Image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PatchRun:
+    """A loaded run: one eval-mode model per trial and the shared config.
+
+    Attributes:
+        run_dir: the run directory.
+        models: ``nn.Module`` per trial, in ``eval()`` mode on CPU.
+        trial_dirs: folder of each trial.
+        config: the :class:`~spinefx.training.patch_config.PatchTrainingConfig`.
+        threshold: decision threshold on the (ensemble) probability.
+    """
+
+    run_dir: Path
+    models: tuple[Any, ...]
+    trial_dirs: tuple[Path, ...]
+    config: Any
+    threshold: float
+
+    @property
+    def patch_size_vox(self) -> int:
+        return self.config.model.patch_size_vox
+
+    @property
+    def spacing_mm(self) -> float:
+        return self.config.model.spacing_mm
+
+
+@dataclass(frozen=True)
+class VertebraPrediction:
+    """The fracture prediction of one vertebra of a scan.
+
+    Attributes:
+        vertebra_label: VerSe label id; level: its name.
+        probability: mean fracture probability over the run's trials.
+        fractured: ``probability >= threshold``.
+        out_of_view_fraction: share of the patch outside the scan (high = unreliable).
+        centroid_mm: the centroid used (world RAS+ mm).
+    """
+
+    vertebra_label: int
+    level: str
+    probability: float
+    fractured: bool
+    out_of_view_fraction: float
+    centroid_mm: tuple[float, float, float]
+
+
+def load_run(run_dir: str | Path) -> PatchRun:
+    """Load every trial's ``checkpoint.pt`` and the run config (no data needed).
+
+    Cached per resolved path (``load_run.cache_clear()`` after re-training in-process).
+    """
+    return _load_run_cached(str(Path(run_dir).resolve()))
+
+
+@lru_cache(maxsize=4)
+def _load_run_cached(run_dir: str) -> PatchRun:
+    from spinefx.config import load_config
+    from spinefx.training.patch_checkpoint import load_checkpoint
+    from spinefx.training.patch_config import PatchTrainingConfig
+    from spinefx.training.patch_training import trial_dirs
+
+    dirs = trial_dirs(run_dir)
+    loaded = [load_checkpoint(d / "checkpoint.pt") for d in dirs]
+    config_path = Path(run_dir) / "config.yaml"
+    config = load_config(
+        config_path if config_path.is_file() else dirs[0] / "config.yaml", PatchTrainingConfig
+    )
+    return PatchRun(
+        run_dir=Path(run_dir),
+        models=tuple(m for m, _ in loaded),
+        trial_dirs=tuple(dirs),
+        config=config,
+        threshold=float(loaded[0][1]["threshold"]),
+    )
+
+
+load_run.cache_clear = _load_run_cached.cache_clear  # type: ignore[attr-defined]
+
+
+def predict_unit_patches(model: Any, patches: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+    """Fracture probabilities of patches already scaled to [0, 1].
+
+    Args:
+        model: an eval-mode patch classifier.
+        patches: ``(N, 1, S, S, S)`` float32.
+
+    Returns:
+        ``(N,)`` float64 probabilities.
+    """
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(patches), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(patches[start : start + batch_size]))
+            out.append(torch.sigmoid(model(batch.float())).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def predict_vertebrae(
+    run: PatchRun | str | Path,
+    scan: Image,
+    centroids: Mapping[int, np.ndarray],
+    *,
+    batch_size: int = 16,
+) -> list[VertebraPrediction]:
+    """Predict every (non-cervical) vertebra of a scan.
+
+    Args:
+        run: a loaded run or its directory.
+        scan: CT in HU (any orientation / spacing).
+        centroids: VerSe label -> vertebral-body centroid in world RAS+ mm.
+
+    Returns:
+        One prediction per vertebra, cranial to caudal.
+    """
+    from spinefx.datasets.patch_dataset import hu_patch_to_unit
+    from spinefx.preprocessing import extract_vertebra_patches
+
+    run = run if isinstance(run, PatchRun) else load_run(run)
+    patches = extract_vertebra_patches(
+        scan,
+        centroids,
+        size_vox=run.patch_size_vox,
+        spacing_mm=run.spacing_mm,
+        include_cervical=run.config.include_cervical,
+    )
+    labels = list(patches)
+    if not labels:
+        return []
+    stack = np.stack([hu_patch_to_unit(patches[k].data)[None] for k in labels]).astype(np.float32)
+    probs = np.mean([predict_unit_patches(m, stack, batch_size=batch_size) for m in run.models], 0)
+    return [
+        VertebraPrediction(
+            vertebra_label=int(label),
+            level=str(patches[label].meta.get("level", "")),
+            probability=float(p),
+            fractured=bool(p >= run.threshold),
+            out_of_view_fraction=float(patches[label].meta.get("out_of_view_fraction", 0.0)),
+            centroid_mm=tuple(float(v) for v in np.asarray(centroids[label])),
+        )
+        for label, p in zip(labels, probs, strict=True)
+    ]
+
+
+def predict_scan(
+    run_dir: str | Path, scan: Image, centroids: Mapping[int, np.ndarray]
+) -> list[dict[str, Any]]:
+    """:func:`predict_vertebrae` as plain rows (for CSV / JSON output)."""
+    rows = []
+    for p in predict_vertebrae(run_dir, scan, centroids):
+        rows.append(
+            {
+                "vertebra_label": p.vertebra_label,
+                "level": p.level,
+                "probability": round(p.probability, 6),
+                "prediction": int(p.fractured),
+                "out_of_view_fraction": round(p.out_of_view_fraction, 4),
+            }
+        )
+    return rows
+
+
+def write_predictions(rows: Sequence[Mapping[str, Any]], path: str | Path, **meta: Any) -> None:
+    """Write prediction rows as CSV (``.csv``) or JSON (``.json``, with ``meta``), atomically."""
+    import pandas as pd
+
+    from spinefx.atomic import write_text_atomic
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        write_text_atomic(path, json.dumps({**meta, "vertebrae": list(rows)}, indent=2))
+    else:
+        write_text_atomic(path, pd.DataFrame(list(rows)).to_csv(index=False))

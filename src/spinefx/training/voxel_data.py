@@ -1,0 +1,173 @@
+"""Prepared training data of the voxel classifier: normalised 1 mm scans with ellipsoid labels.
+
+A :class:`VoxelCase` holds one scan as the network sees it (RAS, 1 mm, z-scored) with its
+3-class label image on the same grid. :func:`segment_batch` turns sampled centres into the
+(high-res, low-res, target) arrays of one training step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from spinefx.datasets.voxel_labels import EllipsoidOptions, labels_from_records
+from spinefx.datasets.voxel_sampling import (
+    apply_augmentation,
+    border_intensity,
+    draw_augmentation,
+    extract_segment,
+    prepare_voxel_input,
+    sample_centres,
+    segment_pair,
+)
+from spinefx.errors import SpinefxError
+from spinefx.image import Image
+from spinefx.records import Case, VertebraRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VoxelCase:
+    """One scan ready for voxel classification.
+
+    Attributes:
+        case_id: identifier.
+        image: z-scored 1 mm RAS ``Image`` (float32).
+        labels: ``uint8`` label ``Image`` on the same grid (0/1/2, 255 ignore).
+        vertebrae: annotated vertebrae (centroids in world mm, grades).
+        pad_value: border intensity of ``image`` (segment padding).
+    """
+
+    case_id: str
+    image: Image
+    labels: Image
+    vertebrae: tuple[VertebraRecord, ...]
+    pad_value: float
+
+    @property
+    def fractured(self) -> bool:
+        """Patient label: any graded vertebra with Genant grade >= 1."""
+        return any(bool(v.fractured) for v in self.vertebrae if not v.foreign_material)
+
+
+def make_voxel_case(
+    case_id: str,
+    scan: Image,
+    vertebrae,
+    *,
+    include_cervical: bool = False,
+    ellipsoid: EllipsoidOptions | None = None,
+) -> VoxelCase:
+    """Prepare an in-memory scan (HU) and its vertebra records."""
+    from spinefx.conventions import is_cervical
+
+    records = tuple(v for v in vertebrae if include_cervical or not is_cervical(v.vertebra_label))
+    iso = prepare_voxel_input(scan)
+    labels = labels_from_records(iso, records, options=ellipsoid)
+    return VoxelCase(case_id, iso, labels, records, border_intensity(iso.data))
+
+
+def load_voxel_cases(
+    cases: list[Case], *, include_cervical: bool = False, ellipsoid: EllipsoidOptions | None = None
+) -> tuple[list[VoxelCase], list[tuple[str, str]]]:
+    """Load and prepare dataset cases; a bad case is logged, reported and skipped.
+
+    Returns:
+        ``(prepared, problems)`` with problems as ``(case_id, message)``.
+    """
+    from spinefx.io import load_scan
+    from spinefx.progress import progress
+
+    out, problems = [], []
+    for case in progress(cases, desc="preparing scans"):
+        try:
+            if case.scan_path is None:
+                raise SpinefxError("case has no CT scan")
+            if not any(v.centroid_mm is not None for v in case.vertebrae):
+                raise SpinefxError("case has no vertebra centroids")
+            scan = load_scan(case.scan_path)
+            out.append(
+                make_voxel_case(
+                    case.case_id,
+                    scan,
+                    case.vertebrae,
+                    include_cervical=include_cervical,
+                    ellipsoid=ellipsoid,
+                )
+            )
+        except (SpinefxError, OSError) as exc:
+            log.warning("skipping case %s: %s", case.case_id, exc)
+            problems.append((case.case_id, str(exc)))
+    return out, problems
+
+
+def segment_batch(
+    case: VoxelCase,
+    centres: np.ndarray,
+    geometry,
+    *,
+    rng: np.random.Generator | None = None,
+    augment: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segments of one case around sampled centre voxels.
+
+    Args:
+        case: prepared case.
+        centres: ``(n, 3)`` voxel indices (centre of each output block).
+        geometry: ``SegmentGeometry`` of the model.
+        rng: generator for augmentation draws; None disables augmentation.
+        augment: keyword options of :func:`draw_augmentation`.
+
+    Returns:
+        ``(high (n, *input_vox), low (n, *lowres_input_vox), target (n, *output_vox))`` with
+        float32 intensities and int64 targets (255 = ignore).
+    """
+    out_vox = np.asarray(geometry.output_vox)
+    highs, lows, targets = [], [], []
+    for centre in centres:
+        start = np.asarray(centre) - (out_vox - 1) // 2
+        high, low = segment_pair(case.image.data, start, geometry, pad_value=case.pad_value)
+        target = extract_segment(case.labels.data, start, size_vox=out_vox, pad_value=0)
+        if rng is not None:
+            params = draw_augmentation(rng, **(augment or {}))
+            high, low, target = apply_augmentation(
+                [high, low, target], params, intensity_mask=[True, True, False]
+            )
+        highs.append(high)
+        lows.append(low)
+        targets.append(target)
+    return (
+        np.stack(highs).astype(np.float32),
+        np.stack(lows).astype(np.float32),
+        np.stack(targets).astype(np.int64),
+    )
+
+
+def sample_segments(
+    cases: list[VoxelCase],
+    n_segments: int,
+    geometry,
+    *,
+    rng: np.random.Generator,
+    class_proportions,
+    augment: dict | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class-weighted segments spread evenly over ``cases`` (DeepMedic sub-epoch sampling)."""
+    per_case = np.full(len(cases), n_segments // len(cases))
+    per_case[: n_segments % len(cases)] += 1
+    parts = []
+    for case, n in zip(cases, per_case, strict=True):
+        if n == 0:
+            continue
+        centres = sample_centres(
+            case.labels.data, n=int(n), rng=rng, class_proportions=class_proportions
+        )
+        parts.append(
+            segment_batch(
+                case, centres, geometry, rng=rng if augment is not None else None, augment=augment
+            )
+        )
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
