@@ -264,7 +264,7 @@ def _train_epoch(model, opt, cases, geometry, config: VoxelTrainingConfig, rng) 
             opt.zero_grad()
             total.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
     return float(np.mean(losses)) if losses else float("nan")
 
 
