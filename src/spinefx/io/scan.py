@@ -98,7 +98,7 @@ def check_ct_intensities(data: np.ndarray, *, path: str | Path | None = None) ->
     vmin = float(data.min())
     if lo > _LOW_TAIL_MAX_HU or vmin < _MIN_HU or hi > CT_PLAUSIBLE_HU[1]:
         raise InputError(
-            "intensities do not look like CT in Hounsfield units "
+            "image does not look like CT in Hounsfield units "
             f"(min {vmin:.4g}, 0.5-99.5th percentile {lo:.4g}..{hi:.4g}; CT spans about "
             "-1024..3000 HU with air near -1000)",
             path=path,
