@@ -33,6 +33,22 @@ _EXPORTS: dict[str, str] = {
     "load_dataset": "spinefx.io",
     "scan_dataset": "spinefx.io",
     "describe_scan": "spinefx.io",
+    # preprocessing (issue 2)
+    "reorient": "spinefx.preprocessing",
+    "resample_to_spacing": "spinefx.preprocessing",
+    "resample_like": "spinefx.preprocessing",
+    "resample_to_grid": "spinefx.preprocessing",
+    "hu_to_unit": "spinefx.preprocessing",
+    "unit_to_hu": "spinefx.preprocessing",
+    "SpineCurve": "spinefx.preprocessing",
+    "VertebraFrame": "spinefx.preprocessing",
+    "spine_frames": "spinefx.preprocessing",
+    "extract_patch": "spinefx.preprocessing",
+    "extract_vertebra_patches": "spinefx.preprocessing",
+    "patch_map_to_scan": "spinefx.preprocessing",
+    "prepare_dataset": "spinefx.preprocessing",
+    "PrepareResult": "spinefx.preprocessing",
+    "MANIFEST_COLUMNS": "spinefx.preprocessing",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
