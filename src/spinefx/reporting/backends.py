@@ -20,12 +20,7 @@ from spinefx.reporting.types import UnitConcept, UnitEvidence
 log = logging.getLogger(__name__)
 
 #: Where a run keeps its concept atlas, in order of preference (relative to the run dir).
-ATLAS_CANDIDATES: tuple[str, ...] = (
-    "dissection/atlas.json",
-    "dissection/atlas.yaml",
-    "atlas.json",
-    "atlas.yaml",
-)
+ATLAS_CANDIDATES: tuple[str, ...] = ("dissection/atlas.yaml", "atlas.yaml")
 
 
 class StageUnavailable(SpinefxError):
@@ -44,20 +39,24 @@ def _api(module: str, name: str, *, needed_for: str) -> Any:
 def load_classifier(run_dir: Path) -> dict[str, Any]:
     """Model, input geometry, decision threshold and dissected layer of a classifier run.
 
+    The checkpoint is read by :func:`spinefx.training.load_checkpoint` (``weights_only=True``);
+    for a multi-trial run the first trial's model is used.
+
     Returns:
         keyword arguments for :class:`spinefx.reporting.analysis.ModelRun` (without run_dir).
     """
-    load_run = _api("spinefx.training", "load_run", needed_for="loading a trained run")
-    loaded = load_run(run_dir)
-    model = loaded.model.eval()
-    config = loaded.config
+    trial_dirs = _api("spinefx.training", "trial_dirs", needed_for="loading a trained run")
+    load_checkpoint = _api("spinefx.training", "load_checkpoint", needed_for="loading a run")
     from spinefx.models import DISSECTED_LAYER
 
+    model_dir = trial_dirs(run_dir)[0]
+    model, info = load_checkpoint(model_dir / "checkpoint.pt")
+    config = model.config
     return {
-        "model": model,
+        "model": model.eval(),
         "patch_size_vox": int(config.patch_size_vox),
         "spacing_mm": float(config.spacing_mm),
-        "decision_threshold": float(getattr(loaded, "decision_threshold", 0.5)),
+        "decision_threshold": float(info.get("threshold", 0.5)),
         "layer": DISSECTED_LAYER,
     }
 
@@ -74,48 +73,53 @@ def load_atlas(path: Path) -> Any:
     """Read a concept atlas through the dissection stage's API."""
     if not Path(path).is_file():
         raise InputError("concept atlas not found", path=path, fix="run `spinefx dissect` first")
-    return _api("spinefx.interpretation", "load_atlas", needed_for="concept atlases")(path)
+    return _api("spinefx.interpretation.atlas", "load_atlas", needed_for="concept atlases")(path)
 
 
 def relevance(run: Any, patch: Any, *, top_k: int) -> tuple[tuple[UnitEvidence, ...], Any]:
-    """Top units by r_k (maps at input resolution) and a Grad-CAM, for one HU patch."""
+    """Top units by r_k (maps at input resolution) and a Grad-CAM, for one HU patch.
+
+    Returns:
+        ``(units, gradcam)``: the ``top_k`` most relevant units, most relevant first, with their
+        activation upsampled to the patch grid, and Grad-CAM ``(X, Y, Z)`` of the same layer.
+    """
     from spinefx.preprocessing import hu_to_unit
 
     relevance_for_input = _api(
-        "spinefx.interpretation", "relevance_for_input", needed_for="the concept panel"
+        "spinefx.interpretation.relevance", "relevance_for_input", needed_for="the concept panel"
     )
-    x = hu_to_unit(patch.data)[None, None]
-    result = relevance_for_input(run.model, x, atlas=run.atlas, layer=run.layer, top_k=top_k)
+    grad_cam = _api("spinefx.interpretation.relevance", "grad_cam", needed_for="Grad-CAM")
+    x = hu_to_unit(patch.data)[None]  # (C=1, X, Y, Z)
+    ranked = relevance_for_input(run.model, run.layer, x, run.atlas, top_n=top_k)
     units = tuple(
         UnitEvidence(
             unit=int(u.unit),
             relevance=float(u.relevance),
             threshold=float(u.threshold),
-            activation=np.asarray(u.activation, dtype=np.float32),
+            activation=np.asarray(getattr(u.activation, "data", u.activation), dtype=np.float32),
         )
-        for u in result.units[:top_k]
+        for u in ranked[:top_k]
     )
-    gradcam = getattr(result, "gradcam", None)
-    return units, None if gradcam is None else np.asarray(gradcam, dtype=np.float32)
+    gradcam = np.asarray(grad_cam(run.model, run.layer, x), dtype=np.float32)
+    return units, gradcam
 
 
 def atlas_concepts(run: Any) -> dict[int, UnitConcept]:
-    """Unit → :class:`UnitConcept` for every unit of the run's atlas."""
-    atlas = run.atlas
+    """Unit → :class:`UnitConcept` for every unit of the run's atlas (schema version 1)."""
     base = Path(run.atlas_path).parent if run.atlas_path else run.run_dir
     out = {}
-    for unit in atlas.units:
-        collage = getattr(unit, "collage_path", None)
-        out[int(unit.unit)] = UnitConcept(
-            unit=int(unit.unit),
-            threshold=float(unit.threshold),
-            ranks={k: int(v) for k, v in dict(getattr(unit, "ranks", {}) or {}).items()},
-            label=getattr(unit, "label", "") or "",
-            explanation=getattr(unit, "explanation", "") or "",
-            concept_scores={
-                k: float(v) for k, v in dict(getattr(unit, "concept_scores", {}) or {}).items()
+    for entry in run.atlas.get("units", []):
+        collage = (entry.get("exports") or {}).get("collage")
+        out[int(entry["unit"])] = UnitConcept(
+            unit=int(entry["unit"]),
+            threshold=float(entry["threshold"]),
+            ranks={
+                k: int(v) for k, v in (entry.get("rank") or {}).items() if k in ("tp", "fp", "tn")
             },
-            collage_path=None if not collage else (base / collage),
+            label=entry.get("concept_label") or "",
+            explanation=entry.get("explanation") or "",
+            concept_scores={k: float(v) for k, v in (entry.get("concept_scores") or {}).items()},
+            collage_path=None if not collage else base / collage,
         )
     return out
 
@@ -124,9 +128,8 @@ def set_unit_concept(run: Any, unit: int, *, label: str, explanation: str) -> No
     """Save an expert label/explanation for one unit to the atlas (atomic, previous kept)."""
     if run.atlas_path is None:
         raise InputError("this run has no concept atlas to edit", fix="run `spinefx dissect`")
-    setter = _api("spinefx.interpretation", "set_unit_concept", needed_for="expert editing")
-    setter(run.atlas_path, unit, label=label, explanation=explanation)
-    run.atlas = load_atlas(run.atlas_path)
+    setter = _api("spinefx.interpretation.atlas", "set_unit_concept", needed_for="expert editing")
+    run.atlas = setter(run.atlas_path, int(unit), label or None, explanation)
 
 
 def locate_vertebrae(scan: Any, voxel_run_dir: Path | None) -> dict[int, np.ndarray]:

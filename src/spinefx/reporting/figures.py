@@ -120,7 +120,9 @@ def png_bytes(rgb: np.ndarray, *, pixel_aspect: float = 1.0, height_px: int = 25
     """
     h, w = rgb.shape[:2]
     width_px = max(1, round(height_px * w * pixel_aspect / h))
-    img = PILImage.fromarray(rgb, mode="RGB").resize((width_px, height_px), PILImage.NEAREST)
+    img = PILImage.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).resize(
+        (width_px, height_px), PILImage.NEAREST
+    )
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False)
     return buf.getvalue()
@@ -137,6 +139,10 @@ def render_patch_slice(
     window_hu: tuple[float, float] = BONE_WINDOW_HU,
 ) -> bytes:
     """PNG of one slice of a vertebra patch, optionally with an activation overlay.
+
+    The slice and its activation are interpolated to the display size first (bilinear), then
+    the thresholded region is outlined there, so the outline is a crisp 1-pixel line that
+    follows the interpolated map rather than the coarse voxel staircase.
 
     Args:
         patch: HU patch in its local frame (patch→world affine), data ``(X, Y, Z)``.
@@ -155,11 +161,27 @@ def render_patch_slice(
         )
     if index is None:
         index = patch.shape[axis] // 2
-    gray = window_to_gray(take_slice(patch.data, plane=plane, index=index), window_hu=window_hu)
-    heat_2d = None if heat is None else take_slice(heat, plane=plane, index=index)
+    hu = take_slice(patch.data, plane=plane, index=index)
+    size = _display_size(hu.shape, pixel_aspect=_pixel_aspect(patch, plane), height_px=height_px)
+    gray = window_to_gray(_resize(hu, size), window_hu=window_hu)
+    heat_2d = None if heat is None else _resize(take_slice(heat, plane=plane, index=index), size)
     heat_max = None if heat is None else float(np.max(heat))
     rgb = overlay_rgb(gray, heat_2d, threshold=threshold, heat_max=heat_max)
-    return png_bytes(rgb, pixel_aspect=_pixel_aspect(patch, plane), height_px=height_px)
+    return png_bytes(rgb, height_px=height_px)
+
+
+def _display_size(
+    shape: tuple[int, int], *, pixel_aspect: float, height_px: int
+) -> tuple[int, int]:
+    """(width, height) in display pixels of a ``(rows, cols)`` slice."""
+    rows, cols = shape
+    return max(1, round(height_px * cols * pixel_aspect / rows)), height_px
+
+
+def _resize(slice_2d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float slice to ``size = (width, height)`` (PIL mode ``F``)."""
+    img = PILImage.fromarray(np.ascontiguousarray(slice_2d, dtype=np.float32))
+    return np.asarray(img.resize(size, PILImage.BILINEAR), dtype=np.float32)
 
 
 def best_slice(heat: np.ndarray, *, plane: Plane, threshold: float | None = None) -> int:
