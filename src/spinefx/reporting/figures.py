@@ -79,7 +79,7 @@ def overlay_rgb(
     *,
     threshold: float | None = None,
     heat_max: float | None = None,
-    alpha: float = 0.45,
+    alpha: float = 0.6,
     colormap: str = "inferno",
 ) -> np.ndarray:
     """Blend a heat map over a grey slice and outline its thresholded region.
@@ -102,7 +102,7 @@ def overlay_rgb(
         top = float(heat_max) if heat_max is not None else float(np.max(heat))
         norm = np.clip(heat / top, 0.0, 1.0) if top > 0 else np.zeros_like(heat)
         colours = matplotlib.colormaps[colormap](norm)[..., :3] * 255.0
-        weight = (alpha * norm)[..., None]
+        weight = (alpha * norm**2)[..., None]  # weak activation stays transparent
         rgb = rgb * (1.0 - weight) + colours * weight
         if threshold is not None:
             edge = find_boundaries(heat > threshold, mode="inner")

@@ -1,0 +1,121 @@
+"""The app's HTTP API on a tiny dissected run: table, concept panel, images, editing, reports."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import yaml
+from PIL import Image as PILImage
+
+
+def _upload(client, scan_path, ctd_path=None):
+    files = {"scan": (scan_path.name, scan_path.read_bytes())}
+    if ctd_path is not None:
+        files["centroids"] = (ctd_path.name, ctd_path.read_bytes())
+    return client.post("/api/scans", files=files)
+
+
+def _is_png(resp) -> bool:
+    return resp.status_code == 200 and resp.content.startswith(b"\x89PNG")
+
+
+def test_index_page_has_the_upload_form_and_run_name(client, tiny_run):
+    page = client.get("/").text
+    assert 'id="upload-form"' in page and tiny_run.name in page and "atlas.yaml" in page
+
+
+def test_upload_gives_one_row_per_vertebra_with_probabilities(client, phantom_files):
+    r = _upload(client, *phantom_files)
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert [v["level"] for v in s["vertebrae"]] == ["T12", "L1", "L2", "L3", "L4"]
+    assert all(0.0 <= v["probability"] <= 1.0 for v in s["vertebrae"])
+    assert all(v["fractured"] == (v["probability"] >= 0.5) for v in s["vertebrae"])
+    assert s["has_atlas"] and s["notes"] == []
+    assert _is_png(client.get(f"/api/scans/{s['scan_id']}/overview.png"))
+
+
+def test_concept_panel_lists_top_units_with_concepts_and_images(client, phantom_files):
+    sid = _upload(client, *phantom_files).json()["scan_id"]
+    p = client.get(f"/api/scans/{sid}/vertebrae/20/panel").json()
+    assert p["level"] == "L1" and p["has_gradcam"] and len(p["units"]) == 5
+    rel = [u["relevance"] for u in p["units"]]
+    assert rel == sorted(rel, reverse=True)
+    assert {"tp", "fp", "tn"} <= set(p["units"][0]["concept"]["ranks"])
+    base = f"/api/scans/{sid}/vertebrae/20/slice.png"
+    for plane in ("sagittal", "axial", "coronal"):
+        u = p["units"][0]["unit"]
+        r = client.get(base, params={"layer": "unit", "unit": u, "plane": plane, "index": 3})
+        assert _is_png(r)
+    assert _is_png(client.get(base, params={"layer": "gradcam"}))
+    assert _is_png(client.get(base, params={"layer": "ct", "plane": "axial"}))
+    with_collage = [u for u in p["units"] if u["concept"]["has_collage"]]
+    for u in with_collage[:1]:
+        assert _is_png(client.get(f"/api/units/{u['unit']}/collage.png"))
+    bad = client.get(base, params={"layer": "unit", "unit": 9999})
+    assert bad.status_code == 400 and "not among the top units" in bad.json()["detail"]
+
+
+def test_expert_edit_is_saved_to_the_atlas_and_keeps_the_previous_version(
+    client, phantom_files, tiny_run
+):
+    atlas = tiny_run / "dissection" / "atlas.yaml"
+    before = atlas.read_text()
+    r = client.post("/api/units/4", json={"label": "anterior wedge", "explanation": "front"})
+    assert r.status_code == 200 and r.json()["label"] == "anterior wedge"
+    saved = {u["unit"]: u for u in yaml.safe_load(atlas.read_text())["units"]}
+    assert saved[4]["concept_label"] == "anterior wedge" and saved[4]["explanation"] == "front"
+    assert (tiny_run / "dissection" / "atlas.prev.yaml").read_text() == before
+    sid = _upload(client, *phantom_files).json()["scan_id"]
+    panel = client.get(f"/api/scans/{sid}/vertebrae/20/panel").json()
+    shown = {u["unit"]: u["concept"]["label"] for u in panel["units"]}
+    if 4 in shown:
+        assert shown[4] == "anterior wedge"
+    assert client.post("/api/units/100000", json={"label": "x"}).status_code == 400
+
+
+def test_draft_and_reports_are_marked_draft_and_carry_edits(client, phantom_files):
+    sid = _upload(client, *phantom_files).json()["scan_id"]
+    text = client.get(f"/api/scans/{sid}/draft").json()["text"]
+    assert text.startswith("DRAFT") and "5 vertebrae assessed (T12 to L4)" in text
+    r = client.post(f"/api/scans/{sid}/report.html", data={"findings": "Edited: L1 <b>ok</b>"})
+    assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
+    assert "Edited: L1 &lt;b&gt;ok&lt;/b&gt;" in r.text and "DRAFT" in r.text
+    images = re.findall(r"data:image/png;base64,", r.text)
+    assert len(images) >= 3
+    r = client.post(f"/api/scans/{sid}/report.txt", data={"findings": "my text"})
+    assert r.text == "my text"
+
+
+def test_upload_size_limit_gives_a_clear_413(client):
+    big = b"\0" * 3_500_000
+    r = client.post("/api/scans", files={"scan": ("ct.nii", big)})
+    assert r.status_code == 413
+    assert "limit is 2 MB" in r.json()["detail"]
+
+
+def test_unreadable_files_show_the_input_error(client, tmp_path, phantom_files):
+    r = client.post("/api/scans", files={"scan": ("ct.nii", b"not a nifti at all")})
+    assert r.status_code == 400 and "ct.nii" in r.json()["detail"]
+    r = client.post("/api/scans", files={"scan": ("v.npy", b"\x93NUMPY")})
+    assert r.status_code == 400 and "not accepted" in r.json()["detail"]
+    scan, _ = phantom_files
+    r = _upload(client, scan)  # no centroids, no voxel model
+    assert r.status_code == 400 and "--voxel-model" in r.json()["detail"]
+    r = client.post(
+        "/api/scans",
+        files={"scan": (scan.name, scan.read_bytes()), "centroids": ("c.json", b"{broken")},
+    )
+    assert r.status_code == 400 and "c" in r.json()["detail"]
+
+
+def test_unknown_scan_is_404(client):
+    assert client.get("/api/scans/nope/draft").status_code == 404
+
+
+def test_slice_png_dimensions_follow_the_patch_geometry(client, phantom_files):
+    sid = _upload(client, *phantom_files).json()["scan_id"]
+    r = client.get(f"/api/scans/{sid}/vertebrae/19/slice.png", params={"layer": "ct"})
+    img = PILImage.open(io.BytesIO(r.content))
+    assert img.size == (256, 256)  # 48 x 48 voxels of 2 mm: square

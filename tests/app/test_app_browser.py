@@ -1,0 +1,117 @@
+"""End to end in a real browser: upload a synthetic scan, see the table, a concept panel, a draft.
+
+Drives Debian's Chromium through Playwright (no Playwright browser download). Skips with a
+reason when no Chromium is installed. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _chromium() -> str:
+    for candidate in (os.environ.get("SPINEFX_CHROMIUM"), "/usr/bin/chromium"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("no Chromium found (install Debian's `chromium` or set SPINEFX_CHROMIUM)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def live_app(tiny_run, tmp_path):
+    import uvicorn
+
+    from spinefx.app import create_app
+    from spinefx.reporting import load_model_run
+
+    app = create_app(load_model_run(tiny_run), cache_dir=tmp_path / "cache")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_upload_table_concept_panel_and_draft_in_chromium(live_app, phantom_files):
+    executable = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    scan_path, ctd_path = phantom_files
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        page.goto(live_app)
+        page.set_input_files("#scan-file", str(scan_path))
+        page.set_input_files("#ctd-file", str(ctd_path))
+        page.click("#upload-btn")
+        rows = page.locator("#vertebra-table tbody tr")
+        rows.first.wait_for(timeout=60_000)
+        assert rows.count() == 5
+        assert rows.nth(1).locator("td").first.inner_text() == "L1"
+        probability = float(rows.nth(1).locator(".p").inner_text())
+        assert 0.0 <= probability <= 1.0
+        page.screenshot(path=str(ARTIFACTS / "app_overview.png"), full_page=False)
+
+        rows.nth(1).click()
+        page.wait_for_function(
+            "document.querySelector('#panel-title').textContent.startsWith('L1')",
+            timeout=60_000,
+        )
+        units = page.locator("#units .unit")
+        assert units.count() == 5
+        page.wait_for_function(
+            "[...document.querySelectorAll('#units img.unit-map')]"
+            ".every(i => i.complete && i.naturalWidth > 0)",
+            timeout=30_000,
+        )
+        assert page.locator("#gradcam-img").evaluate("i => i.naturalWidth") > 0
+        assert "rank" in units.first.locator(".ranks").inner_text()
+        page.click("#plane-seg button[data-plane=axial]")
+        page.wait_for_function(
+            "document.querySelector('#units img.unit-map').src.includes('plane=axial')"
+        )
+        page.click("#plane-seg button[data-plane=sagittal]")
+        page.locator("#panel").screenshot(path=str(ARTIFACTS / "app_concept_panel.png"))
+
+        page.wait_for_function(
+            "document.querySelector('#findings').value.startsWith('DRAFT')", timeout=30_000
+        )
+        assert "5 vertebrae assessed" in page.input_value("#findings")
+        page.locator("#report").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "app_report.png"), full_page=True)
+        browser.close()
