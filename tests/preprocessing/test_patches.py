@@ -129,3 +129,21 @@ def test_extract_vertebra_patches_excludes_cervical_by_default():
     assert list(patches) == [5, 6, 7, 8]
     for lab, patch in patches.items():
         np.testing.assert_allclose(patch.voxel_to_world([3.5] * 3), centroids[lab])
+
+
+def test_out_of_view_fraction_equals_voxel_by_voxel_count():
+    from spinefx.preprocessing import out_of_view_fraction, patch_affine
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        scan_affine = np.eye(4)
+        scan_affine[:3, :3] = q * rng.uniform(0.5, 2.0, 3)
+        scan = Image(np.zeros(tuple(rng.integers(3, 20, 3))), scan_affine)
+        frame = frame_from_tangent(rng.normal(size=3) * 8, rng.normal(size=3), label=20)
+        affine = patch_affine(frame, size_vox=8, spacing_mm=float(rng.uniform(0.5, 2.0)))
+        shape = tuple(int(n) for n in rng.integers(2, 14, 3))
+        ijk = np.indices(shape).reshape(3, -1).T
+        v = scan.world_to_voxel(Image(np.zeros(shape), affine).voxel_to_world(ijk))
+        inside = np.all((v >= -0.5) & (v <= np.array(scan.shape) - 0.5), axis=1)
+        assert out_of_view_fraction(scan, affine, shape) == pytest.approx(1 - inside.mean())
