@@ -22,3 +22,12 @@ def real_data() -> Path:
     if not (REAL_DATA / "README.md").is_file():
         pytest.skip(f"real CT samples not found at {REAL_DATA} (set SPINEFX_REAL_DATA to use them)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """A tiny synthetic VerSe-layout dataset (4 scans, ``small`` preset, seed 0); its root."""
+    from spinefx.synthesis import generate_dataset
+
+    root = tmp_path_factory.mktemp("synthetic") / "dataset"
+    return generate_dataset(root, n_scans=4, seed=0, preset="small")

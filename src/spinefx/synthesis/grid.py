@@ -1,0 +1,91 @@
+"""The isotropic build grid of the generator and the local-frame coordinates inside it.
+
+Written by hand: the generator evaluates implicit shapes in each vertebra's own frame, which
+needs the world position of every voxel of a sub-box; no library offers this directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class BuildGrid:
+    """An axis-aligned RAS grid: ``world = origin_mm + spacing_mm * (i, j, k)``.
+
+    Attributes:
+        origin_mm: world position of voxel (0, 0, 0), shape ``(3,)``.
+        spacing_mm: isotropic voxel size, mm.
+        shape: number of voxels along x, y, z.
+    """
+
+    origin_mm: np.ndarray
+    spacing_mm: float
+    shape: tuple[int, int, int]
+
+    @property
+    def affine(self) -> np.ndarray:
+        affine = np.diag([self.spacing_mm] * 3 + [1.0])
+        affine[:3, 3] = self.origin_mm
+        return affine
+
+    def axis_mm(self, axis: int) -> np.ndarray:
+        """World coordinates of the voxel centres along one axis, shape ``(shape[axis],)``."""
+        return self.origin_mm[axis] + self.spacing_mm * np.arange(self.shape[axis])
+
+    def box_around(
+        self, origin_mm: np.ndarray, frame: np.ndarray, lower: np.ndarray, upper: np.ndarray
+    ) -> tuple[slice, slice, slice] | None:
+        """Voxel slices covering a box given in a local frame, or None if it misses the grid.
+
+        Args:
+            origin_mm: local-frame origin, world mm.
+            frame: ``(3, 3)`` columns of the local axes.
+            lower, upper: box corners in local mm, shape ``(3,)``.
+        """
+        corners = np.array(
+            [
+                [x, y, z]
+                for x in (lower[0], upper[0])
+                for y in (lower[1], upper[1])
+                for z in (lower[2], upper[2])
+            ]
+        )
+        world = origin_mm + corners @ frame.T
+        lo = np.floor((world.min(0) - self.origin_mm) / self.spacing_mm).astype(int)
+        hi = np.ceil((world.max(0) - self.origin_mm) / self.spacing_mm).astype(int) + 1
+        lo = np.maximum(lo, 0)
+        hi = np.minimum(hi, self.shape)
+        if np.any(hi <= lo):
+            return None
+        return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
+
+    def local_coordinates(
+        self, box: tuple[slice, slice, slice], origin_mm: np.ndarray, frame: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Local (u, v, w) mm of every voxel of ``box``, each of the box's shape (float32)."""
+        axes = [(self.axis_mm(a)[box[a]] - origin_mm[a]).astype(np.float32) for a in range(3)]
+        x = axes[0][:, None, None]
+        y = axes[1][None, :, None]
+        z = axes[2][None, None, :]
+        f = frame.astype(np.float32)
+        return tuple(f[0, c] * x + f[1, c] * y + f[2, c] * z for c in range(3))  # type: ignore[return-value]
+
+
+def smooth_noise(
+    shape: tuple[int, ...], rng: np.random.Generator, *, scale_vox: float
+) -> np.ndarray:
+    """Unit-variance-ish noise varying over ``scale_vox`` voxels (coarse noise, upsampled).
+
+    Cheap for large volumes: the noise is drawn on a grid ``scale_vox`` times coarser and
+    linearly interpolated, instead of Gaussian-filtering a full-size field.
+    """
+    coarse_shape = tuple(int(np.ceil(s / scale_vox)) + 2 for s in shape)
+    coarse = rng.standard_normal(coarse_shape).astype(np.float32)
+    coarse = ndimage.gaussian_filter(coarse, 0.8)
+    coarse /= coarse.std() + 1e-6
+    out = ndimage.zoom(coarse, scale_vox, order=1, prefilter=False)
+    return out[tuple(slice(0, s) for s in shape)].astype(np.float32)

@@ -1,0 +1,155 @@
+"""The synthetic spine CT generator: layout, determinism, geometry and intensities."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from spinefx.conventions import GENANT_HEIGHT_LOSS
+from spinefx.synthesis import case_rng, generate_case, generate_dataset, preset
+from spinefx.synthesis.fractures import sample_fractures
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_same_seed_gives_byte_identical_files_whatever_the_number_of_scans(
+    tmp_path, synthetic_dataset
+):
+    # the fixture made 4 scans with seed 0; case 1 alone must come out byte for byte the same
+    one = _files(generate_dataset(tmp_path / "one", n_scans=1, seed=0, preset="small"))
+    full = _files(synthetic_dataset)
+    case_files = [k for k in one if "sub-synth0001" in k]
+    assert len(case_files) == 5
+    assert all(one[k] == full[k] for k in case_files)
+
+
+def test_other_seed_gives_other_scan(tmp_path, synthetic_dataset):
+    other = generate_dataset(tmp_path / "other", n_scans=1, seed=1, preset="small")
+    name = "rawdata/sub-synth0001/sub-synth0001_ct.nii.gz"
+    assert (other / name).read_bytes() != (synthetic_dataset / name).read_bytes()
+
+
+def test_verse_layout_and_centroids_land_in_their_vertebral_body(synthetic_dataset):
+    rows = list(csv.DictReader((synthetic_dataset / "fracture_grades.csv").open()))
+    assert rows and set(rows[0]) == {
+        "verse_ID",
+        "subject_ID",
+        "split",
+        "level",
+        "label",
+        "grade",
+        "shape",
+    }
+    for i in range(1, 5):
+        sub = f"sub-synth{i:04d}"
+        ct = nib.load(synthetic_dataset / "rawdata" / sub / f"{sub}_ct.nii.gz")
+        der = synthetic_dataset / "derivatives" / sub
+        vert = nib.load(der / f"{sub}_seg-vert_msk.nii.gz")
+        subreg = np.asarray(nib.load(der / f"{sub}_seg-subreg_msk.nii.gz").dataobj)
+        assert np.allclose(ct.affine, vert.affine) and ct.shape == vert.shape
+        ctd = json.loads((der / f"{sub}_seg-subreg_ctd.json").read_text())
+        assert ctd[0]["direction"] == list(nib.aff2axcodes(ct.affine))
+        labels = np.asarray(vert.dataobj)
+        assert len(ctd) >= 2
+        for entry in ctd[1:]:
+            ijk = np.rint([entry["X"], entry["Y"], entry["Z"]]).astype(int)
+            assert labels[tuple(ijk)] == entry["label"]
+            assert subreg[tuple(ijk)] in (49, 50)
+        table_labels = {int(r["label"]) for r in rows if int(r["verse_ID"]) == i}
+        assert table_labels == {e["label"] for e in ctd[1:]}
+
+
+def test_default_preset_varies_orientation_and_spacing():
+    cases = [generate_case(preset("small"), case_rng(3, i)) for i in range(4)]
+    assert len({c.ct.orientation for c in cases}) > 1
+    for c in cases:
+        assert c.ct.data.dtype == np.int16
+        sp = sorted(c.ct.spacing_mm)
+        assert 1.4 < sp[0] and sp[-1] < 2.1
+
+
+def test_tissue_intensities_are_ct_like():
+    case = generate_case(preset("small"), case_rng(0, 0))
+    ct, sub = case.ct.data.astype(float), case.subregion_mask.data
+    trabecular = np.median(ct[sub == 50])
+    cortex = np.median(ct[sub == 49])
+    assert 80 < trabecular < 330
+    assert cortex > trabecular + 150
+    outside = ct[(case.vertebra_mask.data == 0)]
+    assert np.percentile(outside, 1) < -900  # air around the body
+    assert -150 < np.median(outside) < 80  # fat / muscle / viscera
+    assert ct.max() < 3072 and ct.min() >= -1024
+
+
+def test_screws_are_metal_and_flagged_x(tmp_path):
+    base = preset("small")
+    config = dataclasses.replace(
+        base, acquisition=dataclasses.replace(base.acquisition, screw_probability=1.0)
+    )
+    root = generate_dataset(tmp_path / "x", n_scans=1, seed=5, config=config)
+    truth = list(csv.DictReader((root / "synthesis_truth.csv").open()))
+    screwed = {r["level"] for r in truth if r["foreign_material"] == "1"}
+    assert len(screwed) >= 2
+    grades = {r["level"]: r["grade"] for r in csv.DictReader((root / "fracture_grades.csv").open())}
+    assert {level for level, g in grades.items() if g == "x"} == screwed
+    ct = nib.load(root / "rawdata" / "sub-synth0001" / "sub-synth0001_ct.nii.gz")
+    assert np.asarray(ct.dataobj).max() > 2000
+
+
+def test_fracture_zone_marks_only_fractured_vertebrae(synthetic_dataset):
+    truth = list(csv.DictReader((synthetic_dataset / "synthesis_truth.csv").open()))
+    for i in range(1, 5):
+        sub = f"sub-synth{i:04d}"
+        zone = np.asarray(
+            nib.load(
+                synthetic_dataset / "derivatives" / sub / f"{sub}_seg-fxzone_msk.nii.gz"
+            ).dataobj
+        )
+        fractured = {
+            int(r["label"]) for r in truth if r["case_id"] == sub and int(r["genant_grade"]) > 0
+        }
+        assert set(np.unique(zone)) - {0} <= fractured | {0} | set(range(8, 25))
+        present = set(np.unique(zone)) - {0}
+        normal_in_view = {int(r["label"]) for r in truth if r["case_id"] == sub} - fractured
+        assert not (present & normal_in_view)
+
+
+def test_fracture_sampling_prevalence_and_height_loss_ranges():
+    config = preset("default").fractures
+    rng = np.random.default_rng(0)
+    truths = [
+        t for _ in range(400) for t in sample_fractures(17, rng, config=config, osteoporotic=False)
+    ]
+    fractured = [t for t in truths if t.genant_grade > 0]
+    assert 0.05 < len(fractured) / len(truths) < 0.12
+    for t in fractured:
+        low, high = GENANT_HEIGHT_LOSS[t.genant_grade]
+        assert low < t.height_loss < min(high, config.severe_max_loss)
+        assert t.shape in ("wedge", "biconcave", "crush")
+    # runs: a fracture is followed by another more often than the base rate
+    pairs = [
+        (a.genant_grade > 0, b.genant_grade > 0)
+        for a, b in zip(truths[:-1], truths[1:], strict=True)
+    ]
+    after = [b for a, b in pairs if a]
+    assert np.mean(after) > 2 * len(fractured) / len(truths)
+
+
+def test_load_dataset_reads_synthetic_data_without_special_case(synthetic_dataset):
+    io = pytest.importorskip("spinefx.io")
+    if not hasattr(io, "load_dataset"):
+        pytest.skip("spinefx.io.load_dataset not written yet in this checkout")
+    cases = io.load_dataset(synthetic_dataset)
+    assert len(cases) == 4
+    rows = list(csv.DictReader((synthetic_dataset / "fracture_grades.csv").open()))
+    assert sum(len(c.vertebrae) for c in cases) == len(rows)
