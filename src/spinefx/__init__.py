@@ -49,6 +49,13 @@ _EXPORTS: dict[str, str] = {
     "prepare_dataset": "spinefx.preprocessing",
     "PrepareResult": "spinefx.preprocessing",
     "MANIFEST_COLUMNS": "spinefx.preprocessing",
+    # reporting + app (issue 7)
+    "load_model_run": "spinefx.reporting",
+    "ScanWorkspace": "spinefx.reporting",
+    "draft_findings": "spinefx.reporting",
+    "build_html_report": "spinefx.reporting",
+    "write_scan_report": "spinefx.reporting",
+    "create_app": "spinefx.app",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

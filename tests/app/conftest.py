@@ -137,6 +137,21 @@ def phantom_files(tmp_path_factory) -> tuple[Path, Path]:
     return write_phantom(tmp_path_factory.mktemp("phantom"))
 
 
+@pytest.fixture(scope="session")
+def synthetic_files(tmp_path_factory) -> tuple[Path, Path]:
+    """One scan of the synthetic generator (preset small, seed 2022) and its centroid JSON."""
+    from spinefx.synthesis import generate_dataset
+
+    root = generate_dataset(
+        tmp_path_factory.mktemp("synthetic") / "ds", n_scans=1, seed=2022, preset="small"
+    )
+    sub = "sub-synth0001"
+    return (
+        root / "rawdata" / sub / f"{sub}_ct.nii.gz",
+        root / "derivatives" / sub / f"{sub}_seg-subreg_ctd.json",
+    )
+
+
 @pytest.fixture()
 def client(tiny_run, tmp_path):
     """A TestClient over the app with the tiny run and a 2 MB upload limit."""

@@ -119,3 +119,11 @@ def test_slice_png_dimensions_follow_the_patch_geometry(client, phantom_files):
     r = client.get(f"/api/scans/{sid}/vertebrae/19/slice.png", params={"layer": "ct"})
     img = PILImage.open(io.BytesIO(r.content))
     assert img.size == (256, 256)  # 48 x 48 voxels of 2 mm: square
+
+
+def test_bundled_synthetic_example_is_generated_once_and_analysed(client):
+    r = client.post("/api/examples/synth0001")
+    assert r.status_code == 200, r.text
+    levels = [v["level"] for v in r.json()["vertebrae"]]
+    assert levels == ["T5", "T6", "T7", "T8", "T9"]  # generator seed 2022, preset small
+    assert client.post("/api/examples/synth9999").status_code == 400

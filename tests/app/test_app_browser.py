@@ -67,11 +67,11 @@ def live_app(tiny_run, tmp_path):
     thread.join(timeout=10)
 
 
-def test_upload_table_concept_panel_and_draft_in_chromium(live_app, phantom_files):
+def test_upload_table_concept_panel_and_draft_in_chromium(live_app, synthetic_files):
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
-    scan_path, ctd_path = phantom_files
+    scan_path, ctd_path = synthetic_files  # generator scan: T5-T9, T7 and T8 fractured
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 1000})
@@ -82,14 +82,14 @@ def test_upload_table_concept_panel_and_draft_in_chromium(live_app, phantom_file
         rows = page.locator("#vertebra-table tbody tr")
         rows.first.wait_for(timeout=60_000)
         assert rows.count() == 5
-        assert rows.nth(1).locator("td").first.inner_text() == "L1"
-        probability = float(rows.nth(1).locator(".p").inner_text())
+        assert rows.nth(2).locator("td").first.inner_text() == "T7"
+        probability = float(rows.nth(2).locator(".p").inner_text())
         assert 0.0 <= probability <= 1.0
         page.screenshot(path=str(ARTIFACTS / "app_overview.png"), full_page=False)
 
-        rows.nth(1).click()
+        rows.nth(2).click()
         page.wait_for_function(
-            "document.querySelector('#panel-title').textContent.startsWith('L1')",
+            "document.querySelector('#panel-title').textContent.startsWith('T7')",
             timeout=60_000,
         )
         units = page.locator("#units .unit")

@@ -11,6 +11,7 @@ from spinefx.errors import InputError
 #: Fixed generator settings: the examples are the same on every machine.
 EXAMPLE_SEED = 2022
 EXAMPLE_COUNT = 2
+EXAMPLE_PRESET = "small"  # < 1 s per scan; synth0001 has a severe and a mild fracture
 _LOCK = threading.Lock()
 
 
@@ -36,12 +37,12 @@ def get_example(name: str, cache_dir: Path) -> Example:
     """
     if name not in example_names():
         raise InputError(f"unknown example {name!r}", fix=f"pick one of {example_names()}")
-    root = Path(cache_dir) / f"synthetic-seed{EXAMPLE_SEED}"
+    root = Path(cache_dir) / f"synthetic-{EXAMPLE_PRESET}-seed{EXAMPLE_SEED}"
     with _LOCK:
         if not (root / "fracture_grades.csv").is_file():
             from spinefx.synthesis import generate_dataset
 
-            generate_dataset(root, n_scans=EXAMPLE_COUNT, seed=EXAMPLE_SEED)
+            generate_dataset(root, n_scans=EXAMPLE_COUNT, seed=EXAMPLE_SEED, preset=EXAMPLE_PRESET)
     sub = f"sub-{name}"
     scan = root / "rawdata" / sub / f"{sub}_ct.nii.gz"
     ctd = root / "derivatives" / sub / f"{sub}_seg-subreg_ctd.json"
