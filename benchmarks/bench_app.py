@@ -1,0 +1,172 @@
+"""Benchmark: time from selecting a vertebra to a complete concept panel, server side.
+
+After the run is loaded (once, as in the app), each repetition uploads a synthetic scan (not
+timed: prediction of the table), then times the first, uncached panel of one vertebra: the
+panel JSON (relevance r_k of every unit + Grad-CAM on the dissected layer) plus every image the
+page requests for it (CT slice, Grad-CAM slice, one slice per top unit). A second request for
+the same panel measures the cached path. Torch is limited to 2 threads (the target: < 2 s on
+2 CPU cores).
+
+Usage:
+    python benchmarks/bench_app.py [--run RUN_DIR] [--preset cpu|paper] [--repeats 7]
+
+Without ``--run`` a run is built: an untrained model of the preset (fixed seed; latency does
+not depend on the weights) dissected on synthetic patches. Writes ``benchmarks/results/app.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "app.json"
+
+
+def build_run(run_dir: Path, preset: str, data_root: Path) -> Path:
+    """Untrained model of ``preset`` + a concept atlas from dissecting synthetic patches."""
+    import torch
+
+    from spinefx.interpretation.atlas import build_atlas, save_atlas
+    from spinefx.interpretation.dissection import dissect, rank_units
+    from spinefx.io import load_centroids, load_scan
+    from spinefx.models import DISSECTED_LAYER, PATCH_PRESETS, build_model
+    from spinefx.preprocessing import extract_vertebra_patches, hu_to_unit
+    from spinefx.training import save_checkpoint
+
+    torch.manual_seed(0)
+    config = PATCH_PRESETS[preset]
+    model = build_model(config).eval()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(
+        run_dir / "checkpoint.pt", model, config, epoch=0, seed=0, threshold=0.5, val_metrics={}
+    )
+    batches = []
+    for scan_path, ctd_path in synthetic_cases(data_root):
+        scan = load_scan(scan_path)
+        patches = extract_vertebra_patches(
+            scan,
+            load_centroids(ctd_path, scan),
+            size_vox=config.patch_size_vox,
+            spacing_mm=config.spacing_mm,
+        )
+        x = torch.stack([torch.from_numpy(hu_to_unit(p.data))[None] for p in patches.values()])
+        labels = torch.tensor([i % 2 for i in range(len(patches))])
+        metas = [{"case_id": scan_path.name, "level": str(k)} for k in patches]
+        batches.append((x, labels, metas))
+    dissection = dissect(model, DISSECTED_LAYER, batches, quantile=0.005)
+    correlations = dissection.correlations()
+    ranks = {k: rank_units(v) for k, v in correlations.items()}
+    save_atlas(
+        build_atlas(dissection, correlations=correlations, ranks=ranks),
+        run_dir / "dissection" / "atlas.yaml",
+    )
+    return run_dir
+
+
+def synthetic_cases(root: Path) -> list[tuple[Path, Path]]:
+    from spinefx.synthesis import generate_dataset
+
+    if not (root / "fracture_grades.csv").is_file():
+        generate_dataset(root, n_scans=3, seed=2022, preset="small")
+    return [
+        (
+            root / "rawdata" / f"sub-synth{i:04d}" / f"sub-synth{i:04d}_ct.nii.gz",
+            root / "derivatives" / f"sub-synth{i:04d}" / f"sub-synth{i:04d}_seg-subreg_ctd.json",
+        )
+        for i in (1, 2, 3)
+    ]
+
+
+def time_panels(run_dir: Path, data_root: Path, repeats: int) -> dict:
+    from fastapi.testclient import TestClient
+
+    from spinefx.app import create_app
+    from spinefx.reporting import load_model_run
+
+    t0 = time.perf_counter()
+    run = load_model_run(run_dir)
+    load_s = time.perf_counter() - t0
+    client = TestClient(create_app(run, cache_dir=data_root.parent / "cache"))
+    scan_path, ctd_path = synthetic_cases(data_root)[0]
+    files = {"scan": (scan_path.name, scan_path.read_bytes())}
+    files["centroids"] = (ctd_path.name, ctd_path.read_bytes())
+    cold, warm, upload = [], [], []
+    for rep in range(repeats):
+        t0 = time.perf_counter()
+        summary = client.post("/api/scans", files=files).json()
+        upload.append(time.perf_counter() - t0)
+        sid = summary["scan_id"]
+        label = summary["vertebrae"][rep % len(summary["vertebrae"])]["label"]
+        for bucket in (cold, warm):
+            t0 = time.perf_counter()
+            panel = client.get(f"/api/scans/{sid}/vertebrae/{label}/panel").json()
+            base = f"/api/scans/{sid}/vertebrae/{label}/slice.png"
+            idx = panel["start"]["sagittal"]
+            urls = [
+                (base, {"layer": "ct", "index": idx}),
+                (base, {"layer": "gradcam", "index": idx}),
+            ]
+            urls += [
+                (base, {"layer": "unit", "unit": u["unit"], "index": idx}) for u in panel["units"]
+            ]
+            for url, params in urls:
+                assert client.get(url, params=params).status_code == 200
+            bucket.append(time.perf_counter() - t0)
+    return {
+        "run_load_s": round(load_s, 3),
+        "scan_upload_and_table_s_median": round(statistics.median(upload), 3),
+        "panel_first_s_median": round(statistics.median(cold), 3),
+        "panel_first_s_max": round(max(cold), 3),
+        "panel_cached_s_median": round(statistics.median(warm), 3),
+        "panel_first_s_all": [round(v, 3) for v in cold],
+        "images_per_panel": len(urls),
+        "n_vertebrae_in_scan": len(summary["vertebrae"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="existing run (default: build one)")
+    parser.add_argument("--preset", default="cpu", choices=("cpu", "paper"))
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    os.environ.setdefault("SPINEFX_PROGRESS", "0")
+    import torch
+
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+        data_root = Path(tmp) / "synthetic"
+        run_dir = args.run or build_run(Path(tmp) / "run", args.preset, data_root)
+        from spinefx.reporting import load_model_run
+
+        config = load_model_run(run_dir).model.config
+        figures = time_panels(run_dir, data_root, args.repeats)
+    result = {
+        "benchmark": "concept panel latency after model load (server side, uncached)",
+        "target_s": 2.0,
+        "meets_target": figures["panel_first_s_median"] < 2.0,
+        "run": "given: " + str(args.run) if args.run else f"built: untrained {args.preset} preset",
+        "model": {
+            "patch_size_vox": config.patch_size_vox,
+            "spacing_mm": config.spacing_mm,
+            "units_in_dissected_layer": config.widths[-1],
+        },
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count_visible": os.cpu_count(),
+        **figures,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
