@@ -91,3 +91,37 @@ def test_tptbox_body_centroid_from_masks_lies_in_its_vertebra(real_data: Path):
     # a 96 mm cube around L3 is larger than this cut-out: part of it is out of view, as air
     assert patches[22].meta["out_of_view_fraction"] > 0.1
     assert patches[22].data[0, 0, 0] == -1000.0
+
+
+def test_totalseg_ras_3mm_patch_centres_lie_in_their_own_vertebra(real_data: Path):
+    folder = real_data / "totalseg"
+    scan = _load("load_scan")(folder / "example_ct.nii.gz")
+    mask = _load("load_mask")(
+        folder / "spine_report" / "totalseg_vertebrae_pp_refined.nii.gz", known_labels=None
+    )
+    assert scan.orientation == "RAS"
+    # TotalSegmentator ids 19-24 here are T12-L5, the same numbers as VerSe's
+    centroids = _load("centroids_from_mask")(mask)
+    patches = extract_vertebra_patches(scan, centroids, size_vox=96, spacing_mm=1.0)
+    assert set(patches) == set(range(19, 25))
+    for label, patch in patches.items():
+        assert _label_at(mask, patch.voxel_to_world(np.full(3, 47.5))) == label
+
+
+@pytest.mark.parametrize("axcodes", ["RAS", "LPI", "SAL"])
+def test_patches_do_not_depend_on_scan_orientation(real_data: Path, axcodes):
+    from spinefx.preprocessing import reorient
+
+    ses, split = CTFU_CASES[0]
+    scan = _load("load_scan")(
+        real_data / CTFU.format(raw="rawdata", ses=ses, split=split, suffix="ct.nii.gz")
+    )
+    ctd = real_data / CTFU.format(
+        raw="derivatives", ses=ses, split=split, suffix="seg-subreg_ctd.json"
+    )
+    centroids = _load("load_centroids")(ctd, scan)
+    native = extract_vertebra_patches(scan, centroids, size_vox=32)
+    other = extract_vertebra_patches(reorient(scan, axcodes), centroids, size_vox=32)
+    for label in native:
+        np.testing.assert_allclose(other[label].affine, native[label].affine)
+        np.testing.assert_allclose(other[label].data, native[label].data, atol=1e-2)
