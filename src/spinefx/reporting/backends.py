@@ -139,7 +139,14 @@ def locate_vertebrae(scan: Any, voxel_run_dir: Path | None) -> dict[int, np.ndar
             "no centroid JSON was given and automatic localisation is off",
             fix="upload the VerSe centroid JSON, or start the app with --voxel-model RUN_DIR",
         )
-    detect = _api("spinefx", "detect_fractures", needed_for="automatic localisation")
-    result = detect(scan, voxel_run_dir)
-    centroids = getattr(result, "centroids", result)
-    return {int(k): np.asarray(v, dtype=float) for k, v in dict(centroids).items()}
+    detect = _api(
+        "spinefx.evaluation.voxel_detect", "detect_fractures", needed_for="automatic localisation"
+    )
+    result = detect(scan, Path(voxel_run_dir), show_progress=False)
+    centroids = {int(v.vertebra_label): np.asarray(v.centroid_mm, float) for v in result.vertebrae}
+    if not centroids:
+        raise InputError(
+            "automatic localisation found no vertebrae in this scan",
+            fix="upload the VerSe centroid JSON of the scan",
+        )
+    return centroids
