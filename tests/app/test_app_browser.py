@@ -47,13 +47,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def live_app(tiny_run, tmp_path):
+def live_app(request, tmp_path):
+    """The app served by uvicorn on a free localhost port, in a thread.
+
+    ``SPINEFX_APP_RUN_DIR`` replaces the tiny untrained run by a real one (used to take the
+    README screenshots with a trained, dissected run).
+    """
     import uvicorn
 
     from spinefx.app import create_app
     from spinefx.reporting import load_model_run
 
-    app = create_app(load_model_run(tiny_run), cache_dir=tmp_path / "cache")
+    run_dir = os.environ.get("SPINEFX_APP_RUN_DIR") or request.getfixturevalue("tiny_run")
+    app = create_app(load_model_run(run_dir), cache_dir=tmp_path / "cache")
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -70,6 +70,7 @@ def panel_json(ws: ScanWorkspace, vertebra_label: int) -> dict:
         "slices": {p: slice_count(ex.patch.shape, plane=p) for p in PLANES},
         "start": start,
         "has_gradcam": ex.gradcam is not None,
+        "n_units": len(concepts),
         "units": units,
     }
 
@@ -126,6 +127,7 @@ def _concept_dict(concept) -> dict | None:
         "label": concept.label,
         "explanation": concept.explanation,
         "ranks": concept.ranks,
+        "correlations": concept.correlations,
         "concept_scores": [{"name": k.replace("_", " "), "iou": round(v, 3)} for k, v in scores],
         "has_collage": concept.collage_path is not None and concept.collage_path.is_file(),
     }

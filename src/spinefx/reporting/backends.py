@@ -116,6 +116,11 @@ def atlas_concepts(run: Any) -> dict[int, UnitConcept]:
             ranks={
                 k: int(v) for k, v in (entry.get("rank") or {}).items() if k in ("tp", "fp", "tn")
             },
+            correlations={
+                k: float(v)
+                for k, v in (entry.get("correlation") or {}).items()
+                if k in ("tp", "fp", "tn") and v is not None and v == v  # NaN: empty set
+            },
             label=entry.get("concept_label") or "",
             explanation=entry.get("explanation") or "",
             concept_scores={k: float(v) for k, v in (entry.get("concept_scores") or {}).items()},

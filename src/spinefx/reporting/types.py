@@ -26,6 +26,7 @@ class UnitConcept:
         threshold: dissection threshold ``T_k`` (activation units of the layer).
         ranks: correlation ranks by sample set, e.g. ``{"tp": 1, "fp": 40, "tn": 300}``
             (1 = the unit most often enabled on that set).
+        correlations: fraction of the set's samples in which the unit is enabled (c_k).
         label: expert concept label ("" when none was given).
         explanation: expert free-text explanation.
         concept_scores: anatomical concept name → IoU of the unit's masks with that region.
@@ -35,6 +36,7 @@ class UnitConcept:
     unit: int
     threshold: float
     ranks: dict[str, int] = field(default_factory=dict)
+    correlations: dict[str, float] = field(default_factory=dict)
     label: str = ""
     explanation: str = ""
     concept_scores: dict[str, float] = field(default_factory=dict)

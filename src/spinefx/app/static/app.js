@@ -137,8 +137,11 @@ function renderConcept(el, c) {
   const ranks = $(".ranks", el);
   ranks.replaceChildren();
   const names = { tp: "true positives", fp: "false positives", tn: "true negatives" };
+  const total = state.panel && state.panel.n_units ? ` of ${state.panel.n_units}` : "";
   if (c) for (const [k, r] of Object.entries(c.ranks)) {
-    ranks.appendChild(Object.assign(document.createElement("span"), { textContent: `rank ${r} on ${names[k] || k}` }));
+    const frac = c.correlations && k in c.correlations ? `, enabled in ${Math.round(100 * c.correlations[k])}%` : "";
+    ranks.appendChild(Object.assign(document.createElement("span"),
+      { textContent: `${names[k] || k}: rank ${r}${total}${frac}`, title: "correlation rank (1 = most often enabled)" }));
   }
   const tbody = $(".scores tbody", el);
   tbody.replaceChildren();
