@@ -42,6 +42,13 @@ def _smooth_scan(scan: Image) -> Image:
     return scan.with_data(field.astype(np.float32))
 
 
+def _scan_voxels_in_patch(scan: Image, patch: Image) -> np.ndarray:
+    """Continuous patch index of every scan voxel centre, shape ``(X, Y, Z, 3)``."""
+    m = np.linalg.inv(patch.affine) @ scan.affine
+    ijk = np.indices(scan.shape, dtype=np.float64)
+    return np.einsum("ab,bxyz->xyza", m[:3, :3], ijk) + m[:3, 3]
+
+
 def _bright_centre_world(image: Image, threshold: float) -> np.ndarray:
     w = np.where(image.data > threshold, image.data - threshold, 0.0)
     ijk = np.argwhere(w > 0)
@@ -96,8 +103,7 @@ def test_patch_map_to_scan_reproduces_scan_inside_patch_and_zero_outside():
     assert back.shape == scan.shape
     np.testing.assert_allclose(back.affine, scan.affine)
     # scan voxels well inside the patch (>= 2 voxels from its faces) come back unchanged
-    pv = patch.world_to_voxel(scan.voxel_to_world(np.argwhere(np.ones(scan.shape, bool))))
-    pv = pv.reshape(*scan.shape, 3)
+    pv = _scan_voxels_in_patch(scan, patch)
     inside = np.all((pv >= 2) & (pv <= 21), axis=-1)
     outside = np.any((pv < -1) | (pv > 24), axis=-1)
     assert inside.sum() > 5000
@@ -147,3 +153,18 @@ def test_out_of_view_fraction_equals_voxel_by_voxel_count():
         v = scan.world_to_voxel(Image(np.zeros(shape), affine).voxel_to_world(ijk))
         inside = np.all((v >= -0.5) & (v <= np.array(scan.shape) - 0.5), axis=1)
         assert out_of_view_fraction(scan, affine, shape) == pytest.approx(1 - inside.mean())
+
+
+def test_patch_map_to_scan_for_patches_at_or_beyond_the_scan_edge():
+    scan = _smooth_scan(_pir_scan())
+    corner = scan.voxel_to_world(np.array([2.0, 3.0, 1.0]))
+    patch = extract_patch(scan, _tilted_frame(corner), size_vox=16)
+    assert 0.3 < patch.meta["out_of_view_fraction"] < 1.0
+    ones = patch.with_data(np.ones(patch.shape, np.float32))
+    back = patch_map_to_scan(ones, scan)
+    pv = _scan_voxels_in_patch(scan, patch)
+    inside = np.all((pv >= 0) & (pv <= 15), axis=-1)
+    np.testing.assert_allclose(back.data[inside], 1.0, atol=1e-5)
+    assert np.all(back.data[np.any((pv < -1) | (pv > 16), axis=-1)] == 0.0)
+    far = extract_patch(scan, _tilted_frame([1e4, 0.0, 0.0]), size_vox=8)
+    assert not patch_map_to_scan(far, scan).data.any()

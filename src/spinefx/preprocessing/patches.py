@@ -14,7 +14,7 @@ import numpy as np
 
 from spinefx.conventions import AIR_HU, is_cervical, level_name, spine_rank
 from spinefx.image import Image
-from spinefx.preprocessing.resample import resample_like, sample_grid
+from spinefx.preprocessing.resample import resample_to_grid, resampled_dtype, sample_grid
 from spinefx.preprocessing.sitk_bridge import image_to_sitk
 from spinefx.preprocessing.spine import VertebraFrame, spine_frames
 
@@ -101,13 +101,30 @@ def extract_vertebra_patches(
 def patch_map_to_scan(patch_map: Image, scan: Image, *, interpolation: str = "linear") -> Image:
     """Put a map computed on a patch (any :class:`Image`) back onto the scan's voxel grid.
 
-    Scan voxels whose centre lies outside the patch get 0.
+    Scan voxels whose centre lies outside the patch get 0. Only the scan voxels inside the
+    patch's bounding box are interpolated, so the cost is that of the patch, not of the scan.
 
     Returns:
         an image on ``scan``'s grid (shape and affine), float32 for linear interpolation.
     """
-    out = resample_like(patch_map, scan, interpolation=interpolation, fill_value=0.0)
-    return Image(out.data, out.affine, dict(patch_map.meta))
+    corners = np.array(np.meshgrid(*[[-0.5, n - 0.5] for n in patch_map.shape], indexing="ij"))
+    corners_scan = scan.world_to_voxel(patch_map.voxel_to_world(corners.reshape(3, -1).T))
+    start = np.clip(np.floor(corners_scan.min(0)).astype(int), 0, np.array(scan.shape))
+    stop = np.clip(np.ceil(corners_scan.max(0)).astype(int) + 1, 0, np.array(scan.shape))
+    dtype = resampled_dtype(np.asarray(patch_map.data).dtype, interpolation)
+    out = np.zeros(scan.shape, dtype=dtype)
+    if np.all(stop > start):
+        box_affine = scan.affine.copy()
+        box_affine[:3, 3] = scan.voxel_to_world(start.astype(float))
+        box = resample_to_grid(
+            patch_map,
+            shape=tuple(stop - start),
+            affine=box_affine,
+            interpolation=interpolation,
+            fill_value=0.0,
+        )
+        out[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))] = box.data
+    return Image(out, scan.affine.copy(), dict(patch_map.meta))
 
 
 def out_of_view_fraction(scan: Image, affine: np.ndarray, shape: tuple[int, int, int]) -> float:

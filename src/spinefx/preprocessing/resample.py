@@ -103,7 +103,7 @@ def resample_to_grid(
         affine=affine,
         interpolation=interpolation,
         fill_value=fill_value,
-        output_dtype=_output_dtype(np.asarray(image.data).dtype, interpolation),
+        output_dtype=resampled_dtype(np.asarray(image.data).dtype, interpolation),
     )
     return Image(data, affine, dict(image.meta))
 
@@ -163,7 +163,8 @@ def _interpolator(interpolation: str) -> int:
     return table[interpolation]
 
 
-def _output_dtype(dtype: np.dtype, interpolation: str) -> np.dtype:
+def resampled_dtype(dtype: np.dtype, interpolation: str) -> np.dtype:
+    """dtype of a resampled image: input dtype for nearest, float32 (float64 kept) otherwise."""
     if interpolation == "nearest":
         if dtype == np.dtype(bool):
             return np.dtype(np.uint8)
