@@ -2,12 +2,14 @@
 
 About the TotalSegmentator sample: ``example_ct_dicom`` (20 slices, 0.98 x 0.98 mm, 2 mm gaps,
 z = -804.5..-766.5 mm) and ``example_ct.nii.gz`` (3 mm resampled, z = 94..427 mm) do not share
-a frame of reference: their world boxes do not overlap at all, and HU template matching puts the
-DICOM slab in the upper abdomen, near NIfTI slices k = 99..110 (kidney upper poles, liver), with a
-correlation of only ~0.5 (not the same reconstruction). A voxel-wise comparison is therefore
-impossible; instead the tests prove the DICOM geometry against SimpleITK (an independent reader)
-and the RAS+ anatomy of both against each other: the liver lies to the patient's right (+x) and
-anterior of the body centre, the spine posterior (-y), and the HU calibration agrees.
+a frame of reference: their world boxes do not overlap at all. HU template matching puts the
+DICOM slab in the upper abdomen, near NIfTI slices k = 99..110 (kidney upper poles, liver); a
+SimpleITK translation registration (correlation metric) finds an in-plane shift of only ~11 mm
+but a z shift of ~1.17 m, poorly determined, at a correlation of ~0.6: the same patient, not the
+same reconstruction. A voxel-wise comparison is therefore impossible; instead the tests prove the
+DICOM geometry against SimpleITK (an independent reader), and the RAS+ anatomy of both against
+each other: the liver lies to the patient's right (+x) and anterior of the body centre, the spine
+posterior (-y), and the HU calibration (air, fat) agrees.
 """
 
 from __future__ import annotations
@@ -95,6 +97,24 @@ def test_synthetic_series_geometry_and_values_are_exact(tmp_path):
     assert image.orientation == "PIR"
 
 
+def test_pydicom_reader_agrees_with_simpleitk_on_an_oblique_synthetic_series(tmp_path):
+    sitk = pytest.importorskip("SimpleITK")
+    c, s_ = np.cos(np.radians(20)), np.sin(np.radians(20))
+    iop = (0.0, c, s_, 0.0, -s_, c)  # sagittal, rotated 20 degrees about x
+    write_series(tmp_path / "s", stored_volume(), iop=iop, origin=(12.0, -40.0, 7.5))
+    image = load_dicom_series(tmp_path / "s")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(tmp_path / "s")))
+    reference = reader.Execute()
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(reference.GetDirection()).reshape(3, 3) * np.array(
+        reference.GetSpacing()
+    )
+    lps[:3, 3] = reference.GetOrigin()
+    np.testing.assert_allclose(image.affine, np.diag([-1.0, -1, 1, 1]) @ lps, atol=1e-4)
+    np.testing.assert_array_equal(image.data, sitk.GetArrayFromImage(reference).transpose(2, 1, 0))
+
+
 def test_rescale_slope_and_intercept_are_applied(tmp_path):
     volume = stored_volume()
     write_series(tmp_path / "s", volume, slope=0.5, intercept=-1000)
@@ -145,6 +165,9 @@ def test_folder_without_dicom_and_single_slice_are_input_errors(tmp_path):
     write_series(tmp_path / "one", stored_volume((10, 12, 1)))
     with pytest.raises(InputError, match="2-D"):
         load_scan(tmp_path / "one")
+    with pytest.raises(InputError, match="single DICOM slice") as exc:
+        load_scan(tmp_path / "one" / "im000.dcm")
+    assert str(tmp_path / "one") in str(exc.value).split("Fix:")[1]
 
 
 def test_pydicom_reader_agrees_with_simpleitk_on_the_real_jpeg2000_series(real_data):

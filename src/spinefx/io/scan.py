@@ -60,6 +60,12 @@ def load_scan(path: str | Path) -> Image:
     elif is_nifti_path(path):
         image = read_nifti(path)
         image.meta["format"] = "nifti"
+    elif path.suffix.lower() in (".dcm", ".ima", "") and _is_dicom_file(path):
+        raise InputError(
+            "this is a single DICOM slice; a scan is the whole series",
+            path=path,
+            fix=f"pass the folder that holds all slices of the series ({path.parent})",
+        )
     else:
         raise InputError(
             f"unsupported scan format {''.join(path.suffixes) or '(no suffix)'}",
@@ -68,6 +74,11 @@ def load_scan(path: str | Path) -> Image:
         )
     check_ct_intensities(image.data, path=path)
     return image
+
+
+def _is_dicom_file(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(132)[128:132] == b"DICM"
 
 
 def _sample(data: np.ndarray) -> np.ndarray:
