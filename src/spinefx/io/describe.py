@@ -79,18 +79,7 @@ def describe_scan(
             centroids_from_mask(load_mask(mask_path)),
             f"{mask_path} (centre of mass)",
         )
-    found = []
-    for label, world in sorted(centroids.items()):
-        ijk = np.rint(scan.world_to_voxel(world)).astype(int)
-        found.append(
-            VertebraFound(
-                vertebra_label=label,
-                level=VERTEBRA_LEVELS.get(label) or NON_VERTEBRA_LABELS[label],
-                world_mm=tuple(round(float(v), 2) for v in world),
-                voxel_index=tuple(int(v) for v in ijk),
-                inside=bool(scan.contains_world(world)),
-            )
-        )
+    found = _place(scan, centroids)
     notes = tuple(
         f"{key}: {scan.meta[key]}"
         for key in ("gantry_tilt_deg", "slice_spacing_deviation_mm", "dicom_files_ignored")
@@ -107,10 +96,27 @@ def describe_scan(
         hu_min=float(data.min()),
         hu_max=float(data.max()),
         hu_percentiles={p: float(v) for p, v in zip(HU_PERCENTILES, percentiles, strict=True)},
-        vertebrae=tuple(found),
+        vertebrae=found,
         vertebrae_source=source,
         notes=notes,
     )
+
+
+def _place(scan, centroids: dict[int, np.ndarray]) -> tuple[VertebraFound, ...]:
+    """Each centroid (RAS+ mm) with its level, nearest voxel of ``scan`` and whether inside."""
+    found = []
+    for label, world in sorted(centroids.items()):
+        ijk = np.rint(scan.world_to_voxel(world)).astype(int)
+        found.append(
+            VertebraFound(
+                vertebra_label=label,
+                level=VERTEBRA_LEVELS.get(label) or NON_VERTEBRA_LABELS[label],
+                world_mm=tuple(round(float(v), 2) for v in world),
+                voxel_index=tuple(int(v) for v in ijk),
+                inside=bool(scan.contains_world(world)),
+            )
+        )
+    return tuple(found)
 
 
 def format_description(description: ScanDescription) -> str:

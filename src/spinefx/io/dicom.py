@@ -88,6 +88,19 @@ def _geometry(folder: Path, series: list) -> tuple[list, np.ndarray, dict]:
     order = np.argsort(along, kind="stable")
     series = [series[i] for i in order]
     positions, along = positions[order], along[order]
+    step = (positions[-1] - positions[0]) / (len(positions) - 1)
+    meta = {**_check_gaps(folder, along), **_check_tilt(folder, step, normal)}
+    row_spacing, col_spacing = (float(v) for v in ds0.PixelSpacing)
+    affine = np.eye(4)
+    affine[:3, 0] = row_dir * col_spacing  # array axis 0 = column index, moves along the row
+    affine[:3, 1] = col_dir * row_spacing  # array axis 1 = row index, moves down the column
+    affine[:3, 2] = step
+    affine[:3, 3] = positions[0]
+    return series, affine, meta
+
+
+def _check_gaps(folder: Path, along: np.ndarray) -> dict:
+    """Validate sorted slice positions along the normal (mm); returns meta flags."""
     gaps = np.diff(along)
     if np.any(gaps < 1e-3):
         raise InputError(
@@ -96,44 +109,40 @@ def _geometry(folder: Path, series: list) -> tuple[list, np.ndarray, dict]:
             path=folder,
             fix="put each series/acquisition in its own folder",
         )
-    meta: dict = {}
     mean_gap = float((along[-1] - along[0]) / (len(along) - 1))
     deviation = float(np.abs(gaps - mean_gap).max())
-    if deviation > max(1e-3, 1e-3 * mean_gap):
-        if deviation > MAX_SPACING_DEVIATION * mean_gap:
-            raise InputError(
-                f"inconsistent slice spacing: gaps from {gaps.min():.4g} to {gaps.max():.4g} mm "
-                "(a missing slice or variable spacing)",
-                path=folder,
-                fix="export the complete series with constant spacing, or convert it with "
-                "dcm2niix (which resamples variable spacing) and pass the NIfTI",
-            )
-        log.warning(
-            "%s: slice gaps vary by up to %.3g mm around %.4g mm; using the mean",
-            folder,
-            deviation,
-            mean_gap,
+    if deviation <= max(1e-3, 1e-3 * mean_gap):
+        return {}
+    if deviation > MAX_SPACING_DEVIATION * mean_gap:
+        raise InputError(
+            f"inconsistent slice spacing: gaps from {gaps.min():.4g} to {gaps.max():.4g} mm "
+            "(a missing slice or variable spacing)",
+            path=folder,
+            fix="export the complete series with constant spacing, or convert it with "
+            "dcm2niix (which resamples variable spacing) and pass the NIfTI",
         )
-        meta["slice_spacing_deviation_mm"] = deviation
-    step = (positions[-1] - positions[0]) / (len(positions) - 1)
+    log.warning(
+        "%s: slice gaps vary by up to %.3g mm around %.4g mm; using the mean",
+        folder,
+        deviation,
+        mean_gap,
+    )
+    return {"slice_spacing_deviation_mm": deviation}
+
+
+def _check_tilt(folder: Path, step: np.ndarray, normal: np.ndarray) -> dict:
+    """Gantry tilt: angle (deg) between the slice-to-slice step and the normal; meta flags."""
     tilt = float(np.degrees(np.arccos(min(1.0, abs(step @ normal) / np.linalg.norm(step)))))
-    if tilt > 0.01:
-        if tilt > MAX_GANTRY_TILT_DEG:
-            raise InputError(
-                f"gantry tilt of {tilt:.2f} degrees (slice origins do not move along the "
-                "slice normal)",
-                path=folder,
-                fix="correct the tilt when converting (e.g. `dcm2niix` does) and pass the NIfTI",
-            )
-        log.warning("%s: gantry tilt of %.3f degrees; using the sheared affine", folder, tilt)
-        meta["gantry_tilt_deg"] = tilt
-    row_spacing, col_spacing = (float(v) for v in ds0.PixelSpacing)
-    affine = np.eye(4)
-    affine[:3, 0] = row_dir * col_spacing  # array axis 0 = column index, moves along the row
-    affine[:3, 1] = col_dir * row_spacing  # array axis 1 = row index, moves down the column
-    affine[:3, 2] = step
-    affine[:3, 3] = positions[0]
-    return series, affine, meta
+    if tilt <= 0.01:
+        return {}
+    if tilt > MAX_GANTRY_TILT_DEG:
+        raise InputError(
+            f"gantry tilt of {tilt:.2f} degrees (slice origins do not move along the slice normal)",
+            path=folder,
+            fix="correct the tilt when converting (e.g. `dcm2niix` does) and pass the NIfTI",
+        )
+    log.warning("%s: gantry tilt of %.3f degrees; using the sheared affine", folder, tilt)
+    return {"gantry_tilt_deg": tilt}
 
 
 def _pixels(file: Path, folder: Path) -> np.ndarray:
