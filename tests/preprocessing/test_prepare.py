@@ -178,3 +178,11 @@ def test_cli_prepare_on_a_manifest_csv(tmp_path, capsys):
         ("L1", "3", "test"),
         ("L2", "", "test"),
     ]
+
+
+def test_bad_case_ids_are_refused(tmp_path, cases):
+    with pytest.raises(InputError, match="more than once"):
+        prepare_dataset([cases[0], cases[0]], tmp_path / "out", size_vox=SIZE)
+    escaping = Case("../evil", cases[0].scan_path, vertebrae=cases[0].vertebrae)
+    with pytest.raises(InputError, match="cannot name a folder"):
+        prepare_dataset([escaping], tmp_path / "out", size_vox=SIZE)

@@ -179,6 +179,17 @@ def _check_settings(size_vox, spacing_mm, include_cervical, workers) -> PrepareC
 
 
 def _check_case_ids(cases: Sequence[Case]) -> None:
+    for case in cases:
+        if (
+            not case.case_id
+            or case.case_id in (".", "..")
+            or any(sep in case.case_id for sep in ("/", "\\"))
+        ):
+            raise InputError(
+                f"case id {case.case_id!r} cannot name a folder",
+                path=case.scan_path,
+                fix="use case ids without path separators (e.g. sub-verse004)",
+            )
     counts = Counter(c.case_id for c in cases)
     dupes = sorted(k for k, n in counts.items() if n > 1)
     if dupes:
@@ -291,6 +302,9 @@ def _prepare_case(case: Case, out_dir: Path, config: PrepareConfig, warnings: li
         if centroids
         else {}
     )
+    case_dir = _case_dir(out_dir, case.case_id)
+    for leftover in case_dir.glob(".*.part*"):  # temporary files of a killed earlier run
+        leftover.unlink(missing_ok=True)
     rows = []
     for label, patch in patches.items():
         if label not in wanted:
@@ -305,7 +319,7 @@ def _prepare_case(case: Case, out_dir: Path, config: PrepareConfig, warnings: li
                 "out_of_view_fraction": f"{patch.meta['out_of_view_fraction']:.6f}",
             }
         )
-    fragment = _case_dir(out_dir, case.case_id) / _FRAGMENT_NAME
+    fragment = case_dir / _FRAGMENT_NAME
     write_text_atomic(fragment, _csv_text(_FRAGMENT_COLUMNS, rows))
 
 
