@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from spinefx.errors import InputError
 from spinefx.image import Image
-from spinefx.io import load_dataset, save_centroids, save_image, scan_dataset
+from spinefx.io import load_dataset, load_scan, save_centroids, save_image, scan_dataset
 
 LONG_CSV = "verse_labels/verse19_loeffler_per_vertebra_long.csv"
 XLSX = "verse_labels/ryai190138_appendixe1.xlsx"
@@ -145,6 +147,36 @@ def test_manifest_csv(tmp_path):
     assert cases["a2"].patient == "a2"
     for level in ("T12", "L1"):
         np.testing.assert_allclose(a1[level].centroid_mm, a2[level].centroid_mm, atol=1e-3)
+
+
+def _dicom_helpers():
+    """The synthetic DICOM writer of test_dicom.py (importlib mode: sibling tests import by path)."""
+    spec = importlib.util.spec_from_file_location(
+        "_io_dicom_helpers", Path(__file__).with_name("test_dicom.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.stored_volume, module.write_series
+
+
+def test_manifest_with_a_dicom_folder_and_a_mask_only_row(tmp_path):
+    stored_volume, write_series = _dicom_helpers()
+    write_series(tmp_path / "dcm", stored_volume(), iop=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    scan = load_scan(tmp_path / "dcm")
+    mask = np.zeros(scan.shape, np.uint8)
+    mask[3:6, 3:6, 1:4] = 20
+    save_image(scan.with_data(mask), tmp_path / "mask.nii.gz")
+    world = scan.voxel_to_world([4.0, 4.0, 2.0])
+    save_centroids({20: world}, tmp_path / "ctd.json", scan)
+    (tmp_path / "cases.csv").write_text(
+        "case_id,scan,centroids,mask,L1\nd1,dcm,ctd.json,,2\nd2,,,mask.nii.gz,\n"
+    )
+    result = scan_dataset(tmp_path / "cases.csv")
+    d1, d2 = result.cases
+    np.testing.assert_allclose(d1.vertebrae[0].centroid_mm, world, atol=1e-3)
+    assert d1.vertebrae[0].genant_grade == 2
+    np.testing.assert_allclose(d2.vertebrae[0].centroid_mm, world, atol=1e-6)
+    assert d2.scan_path is None and [p.case_id for p in result.problems] == ["d2"]
 
 
 def test_manifest_with_a_level_the_table_does_not_know(tmp_path):

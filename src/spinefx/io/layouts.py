@@ -333,6 +333,8 @@ def _manifest_case(csv: Path, index, rec, case_id, levels, result: DatasetLoad) 
             path=csv,
             fix="give a centroid JSON or a vertebra mask for every case",
         )
+    if "scan" not in paths:
+        result.report(case_id, "no scan given (annotations only); scan_path is None", csv)
     if "centroids" in paths and "scan" in paths and paths["scan"].is_dir():
         from spinefx.io.dicom import load_dicom_series
 
