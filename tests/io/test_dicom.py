@@ -157,6 +157,17 @@ def test_small_gantry_tilt_gives_the_exact_sheared_affine_and_a_large_one_an_err
     assert "gantry tilt of 15.00 degrees" in str(exc.value) and "dcm2niix" in str(exc.value)
 
 
+def test_non_ct_modality_is_rejected(tmp_path):
+    write_series(tmp_path / "mr", stored_volume())
+    for file in (tmp_path / "mr").iterdir():
+        ds = pydicom.dcmread(file)
+        ds.Modality = "MR"
+        ds.save_as(file)
+    with pytest.raises(InputError, match="Modality MR") as exc:
+        load_scan(tmp_path / "mr")
+    assert "Fix:" in str(exc.value)
+
+
 def test_folder_without_dicom_and_single_slice_are_input_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "a.txt").write_text("x")

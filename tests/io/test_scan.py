@@ -40,6 +40,15 @@ def test_every_real_ct_loads_in_hu_with_its_own_voxel_order(real_data, relative)
         assert np.allclose(image.affine, nib.load(real_data / relative).get_sform())
 
 
+def test_every_ct_file_in_the_real_samples_loads(real_data):
+    """Whatever CT files the samples folder holds (not only the ones listed above) load as CT."""
+    files = sorted(real_data.rglob("*_ct.nii.gz")) + sorted(real_data.rglob("example_ct*"))
+    assert len(files) >= 5
+    for path in files:
+        image = load_scan(path)
+        assert image.data.min() < -900, path
+
+
 def _write(tmp_path, data, affine=None, name="img.nii.gz", **codes) -> str:
     img = nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine)
     for form, code in codes.items():

@@ -55,6 +55,12 @@ def load_scan(path: str | Path) -> Image:
 
         image = load_dicom_series(path)
         image.meta["format"] = "dicom"
+        if image.meta.get("modality") not in ("", "CT"):
+            raise InputError(
+                f"the DICOM series has Modality {image.meta['modality']}; a CT is expected",
+                path=path,
+                fix="pass a CT series (spinefx works on CT in Hounsfield units)",
+            )
     elif not path.exists():
         raise InputError("file or folder not found", path=path, fix="check the path")
     elif is_nifti_path(path):
