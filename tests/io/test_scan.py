@@ -8,6 +8,8 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spinefx.errors import InputError
 from spinefx.image import Image
@@ -231,3 +233,35 @@ def test_gzip_module_is_what_truncation_trips(tmp_path):
     raw = path.read_bytes()
     with pytest.raises(EOFError):
         gzip.decompress(raw[: len(raw) // 2])
+
+
+def test_qform_only_file_uses_the_qform(tmp_path):
+    affine = np.array([[0, 0, 1.5, -10], [-1.2, 0, 0, 20], [0, -1.0, 0, 30], [0, 0, 0, 1.0]])
+    path = _write(tmp_path, ct_like_block(), affine, qform=1, sform=0)
+    image = load_scan(path)
+    np.testing.assert_allclose(image.affine, affine, atol=1e-5)
+    assert image.orientation == "PIR"
+
+
+_PERMS = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    perm=st.sampled_from(_PERMS),
+    signs=st.tuples(*[st.sampled_from([-1.0, 1.0])] * 3),
+    spacing=st.tuples(*[st.floats(0.3, 4.0)] * 3),
+)
+def test_save_image_round_trips_in_any_orientation(tmp_path_factory, perm, signs, spacing):
+    affine = np.eye(4)
+    affine[:3, :3] = np.eye(3)[:, list(perm)] * np.array(signs) * np.array(spacing)
+    affine[:3, 3] = (12.5, -40.0, 300.0)
+    image = Image(ct_like_block().astype(np.int16), affine)
+    loaded = load_scan(save_image(image, tmp_path_factory.mktemp("o") / "ct.nii.gz"))
+    assert loaded.orientation == image.orientation
+    np.testing.assert_allclose(loaded.affine, affine, atol=1e-5)
+    np.testing.assert_array_equal(loaded.data, image.data)
+    corner = np.array([7.0, 0.0, 7.0])  # a voxel maps to the same world point
+    np.testing.assert_allclose(
+        loaded.voxel_to_world(corner), image.voxel_to_world(corner), atol=1e-4
+    )
