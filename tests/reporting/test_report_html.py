@@ -46,11 +46,15 @@ def test_report_is_self_contained_with_decodable_png_images():
     assert "unit 5" in html and "endplate" in html
 
 
+def _text(html: str) -> str:
+    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)  # base64 may spell anything
+
+
 def test_identifiers_only_with_include_identifiers():
-    html = build_html_report(*_case())
+    html = _text(build_html_report(*_case()))
     assert "DOE" not in html and "12345" not in html
     assert "CT" in html and "120" in html  # acquisition fields stay
-    html = build_html_report(*_case(), include_identifiers=True)
+    html = _text(build_html_report(*_case(), include_identifiers=True))
     assert "DOE^JOHN" in html and "12345" in html
     assert "/data/DOE_JOHN" not in html  # paths never appear
 
