@@ -81,6 +81,7 @@ def test_ctfu_non_genant_codes_are_ungraded_and_kept(tmp_path):
         ("1,1,training,T14,,0,0", "unknown level 'T14'"),
         ("1,1,training,L1,21,0,0", "label 21 does not match level L1"),
         ("1,1,training,L1,20,5,0", "grade '5' is not 0-3"),
+        ("1,1,training,L1,abc,0,0", "label abc does not match level L1"),
         ("1,1,training,L1,20,2,7", "shape '7'"),
     ],
 )
@@ -91,3 +92,11 @@ def test_bad_long_table_rows_name_file_line_and_fix(tmp_path, row, message):
         load_grade_table(path)
     text = str(exc.value)
     assert message in text and str(path) in text and "line 2" in text and "Fix:" in text
+
+
+def test_ctfu_unknown_code_names_file_and_fix(tmp_path):
+    path = tmp_path / "labels.tsv"
+    path.write_text("ID\tdef_L1\nsub-a\tfoo\n")
+    with pytest.raises(InputError) as exc:
+        read_ctfu_labels(path)
+    assert "unknown code 'foo'" in str(exc.value) and str(path) in str(exc.value)

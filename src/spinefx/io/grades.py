@@ -226,7 +226,7 @@ def read_long_grades(path: str | Path) -> pd.DataFrame:
         if (
             "label" in rec
             and not _is_empty(rec["label"])
-            and int(rec["label"]) != LEVEL_LABELS[level]
+            and _as_label(rec["label"]) != LEVEL_LABELS[level]
         ):
             raise InputError(
                 f"{where}: label {rec['label']} does not match level {level}",
@@ -242,6 +242,13 @@ def read_long_grades(path: str | Path) -> pd.DataFrame:
     frame = _frame(rows)
     frame.attrs["series"] = sorted({normalise_id(v) for v in table["verse_ID"]})
     return frame
+
+
+def _as_label(value: str) -> int | None:
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
 
 
 def _read_text_table(path: Path, *, sep: str) -> pd.DataFrame:
@@ -273,7 +280,7 @@ def read_ctfu_labels(path: str | Path) -> pd.DataFrame:
             cell, level = rec[column], column[4:].upper()
             if _is_empty(cell) or level not in LEVEL_LABELS:
                 continue
-            code = int(float(cell))
+            code = _as_label(cell)
             if code in CTFU_UNGRADED_CODES:
                 grade, foreign = None, False
             elif code == CTFU_FOREIGN_MATERIAL_CODE:
