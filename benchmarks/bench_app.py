@@ -161,6 +161,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "cpu_count_visible": os.cpu_count(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         **figures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

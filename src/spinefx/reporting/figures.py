@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image as PILImage
 from skimage.segmentation import find_boundaries
 
+from spinefx.conventions import VERTEBRA_LEVELS as VERTEBRA_LABEL_NAMES
 from spinefx.errors import InputError
 from spinefx.image import Image
 
@@ -219,32 +220,44 @@ def render_scan_overview(
 ) -> bytes:
     """PNG of the mid-sagittal scan slice through the vertebra centroids, centroids marked.
 
+    Each centroid is a dot (red: classified as fractured, green: not) labelled with its level.
+
     Args:
         scan: the CT in any orientation (RAS+ mm affine).
         centroids_mm: vertebra label → centroid in world RAS+ mm.
-        fractured: vertebra label → classifier decision (red marker) / no fracture (green).
+        fractured: vertebra label → classifier decision.
         height_px: output height.
         window_hu: grey-level window.
     """
+    from PIL import ImageDraw
+
+    from spinefx.conventions import level_name
+
     ras = canonical_view(scan)
     points = np.array(list(centroids_mm.values()), dtype=float).reshape(-1, 3)
     if len(points):
         x_index = int(round(float(np.median(ras.world_to_voxel(points)[:, 0]))))
     else:
         x_index = ras.shape[0] // 2
-    gray = window_to_gray(
-        take_slice(ras.data, plane="sagittal", index=x_index), window_hu=window_hu
-    )
-    rgb = overlay_rgb(gray)
+    hu = take_slice(ras.data, plane="sagittal", index=x_index)
+    rows, cols = hu.shape
+    size = _display_size(hu.shape, pixel_aspect=_pixel_aspect(ras, "sagittal"), height_px=height_px)
+    gray = window_to_gray(_resize(hu, size), window_hu=window_hu)
+    img = PILImage.fromarray(overlay_rgb(gray))
+    draw = ImageDraw.Draw(img)
+    sx, sy = size[0] / cols, size[1] / rows
     fractured = fractured or {}
-    rows, cols = rgb.shape[:2]
     for label, point in centroids_mm.items():
         _, j, k = ras.world_to_voxel(np.asarray(point, dtype=float))
-        row, col = rows - 1 - round(k), cols - 1 - round(j)  # take_slice flips rows and columns
+        # take_slice flips rows (z) and columns (y); +0.5: pixel centres in display space
+        cx, cy = (cols - 1 - j + 0.5) * sx, (rows - 1 - k + 0.5) * sy
         colour = CENTROID_FRACTURE_RGB if fractured.get(label) else CENTROID_NORMAL_RGB
-        rr, cc = np.ogrid[:rows, :cols]
-        rgb[(rr - row) ** 2 + (cc - col) ** 2 <= 4] = colour
-    return png_bytes(rgb, pixel_aspect=_pixel_aspect(ras, "sagittal"), height_px=height_px)
+        draw.ellipse((cx - 5, cy - 5, cx + 5, cy + 5), fill=colour, outline=(255, 255, 255))
+        if int(label) in VERTEBRA_LABEL_NAMES:
+            draw.text((cx + 9, cy - 6), level_name(label), fill=(255, 255, 255))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _pixel_aspect(image: Image, plane: Plane) -> float:
