@@ -121,7 +121,7 @@ def measure(impl: str, repeats: int) -> dict:
     rss_loaded = _maxrss_mb()
     fn = IMPLEMENTATIONS[impl]
     fn(cases[0][1], cases[0][2])  # warm-up (imports, SimpleITK thread pool)
-    n, passes = 0, []
+    n, passes, cpu0 = 0, [], time.process_time()
     for _ in range(repeats):
         t0, n_pass = time.perf_counter(), 0
         for _, scan, centroids in cases:
@@ -129,6 +129,7 @@ def measure(impl: str, repeats: int) -> dict:
         passes.append(time.perf_counter() - t0)
         n += n_pass
     seconds = sum(passes)
+    cpu_seconds = time.process_time() - cpu0  # all threads of this process
     return {
         "scans": len(cases),
         "load_seconds_all_scans": round(load_s, 3),
@@ -137,6 +138,8 @@ def measure(impl: str, repeats: int) -> dict:
         "vertebrae_per_second": round(n / seconds, 2),
         "ms_per_vertebra": round(1000 * seconds / n, 2),
         "vertebrae_per_second_best_pass": round(n_pass / min(passes), 2),
+        "cpu_ms_per_vertebra": round(1000 * cpu_seconds / n, 2),
+        "vertebrae_per_cpu_second": round(n / cpu_seconds, 2),
         "vertebrae_per_second_median_pass": round(n_pass / float(np.median(passes)), 2),
         "peak_rss_mb_after_loading": round(rss_loaded, 1),
         "peak_rss_mb_after_extraction": round(_maxrss_mb(), 1),
@@ -238,7 +241,13 @@ def main() -> int:
             2,
         ),
         "target_vertebrae_per_second": 20,
-        "meets_target": results["spinefx"]["vertebrae_per_second"] >= 20,
+        "meets_target_wall_clock_as_measured": results["spinefx"]["vertebrae_per_second"] >= 20,
+        "estimated_vertebrae_per_second_on_2_idle_cores": round(
+            2 * results["spinefx"]["vertebrae_per_cpu_second"], 1
+        ),
+        "estimate_note": "Wall-clock throughput depends on what else runs on the shared 2 "
+        "cores (see machine.loadavg). CPU time per vertebra does not; prepare_dataset runs one "
+        "process per core (workers=2), so 2 idle cores give about 2 x vertebrae_per_cpu_second.",
         "agreement_with_reference": agreement,
         "agreement_note": "Compared on interior voxels (centre inside the hull of the scan's "
         "voxel centres). vs_direct_trilinear = map_coordinates on the native grid: must be "
