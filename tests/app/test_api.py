@@ -127,3 +127,32 @@ def test_bundled_synthetic_example_is_generated_once_and_analysed(client):
     levels = [v["level"] for v in r.json()["vertebrae"]]
     assert levels == ["T5", "T6", "T7", "T8", "T9"]  # generator seed 2022, preset small
     assert client.post("/api/examples/synth9999").status_code == 400
+
+
+def test_run_without_atlas_degrades_with_a_clear_message(tiny_run, phantom_files, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from spinefx.app import create_app
+    from spinefx.reporting import load_model_run
+
+    bare = tmp_path / "bare-run"
+    bare.mkdir()
+    shutil.copy(tiny_run / "checkpoint.pt", bare / "checkpoint.pt")
+    with TestClient(create_app(load_model_run(bare), cache_dir=tmp_path / "c")) as c:
+        assert "no concept atlas" in c.get("/").text
+        s = _upload(c, *phantom_files).json()
+        assert not s["has_atlas"] and "spinefx dissect" in s["notes"][0]
+        r = c.get(f"/api/scans/{s['scan_id']}/vertebrae/20/panel")
+        assert r.status_code == 400 and "spinefx dissect" in r.json()["detail"]
+        assert c.get(f"/api/scans/{s['scan_id']}/draft").json()["text"].startswith("DRAFT")
+        r = c.post("/api/units/3", json={"label": "x"})
+        assert r.status_code == 400 and "no concept atlas" in r.json()["detail"]
+
+
+def test_app_command_binds_to_localhost_by_default():
+    from spinefx.cli import build_parser
+
+    args = build_parser().parse_args(["app", "some-run"])
+    assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 8501, 512.0)

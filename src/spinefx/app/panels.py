@@ -15,21 +15,13 @@ from spinefx.reporting.figures import (
     PLANES,
     best_slice,
     render_patch_slice,
-    render_scan_overview,
     slice_count,
 )
 
 
 def overview_png(ws: ScanWorkspace) -> bytes:
     """Mid-sagittal slice of the scan with the vertebra centroids coloured by decision."""
-    a = ws.analysis
-    cached = getattr(ws, "_overview_png", None)
-    if cached is None:
-        centroids = {p.vertebra_label: p.centroid_mm for p in a.predictions}
-        fractured = {p.vertebra_label: p.fractured for p in a.predictions}
-        cached = render_scan_overview(a.scan, centroids, fractured=fractured)
-        ws._overview_png = cached
-    return cached
+    return ws.overview_png()
 
 
 def panel_json(ws: ScanWorkspace, vertebra_label: int) -> dict:

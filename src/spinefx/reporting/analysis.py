@@ -172,7 +172,21 @@ class ScanWorkspace:
             centroid_source=centroid_source,
         )
         self._explanations: dict[int, VertebraExplanation] = {}
+        self._overview: bytes | None = None
         self._lock = threading.Lock()
+
+    def overview_png(self) -> bytes:
+        """Mid-sagittal overview PNG with centroids coloured by decision (rendered once)."""
+        from spinefx.reporting.figures import render_scan_overview
+
+        if self._overview is None:
+            preds = self.analysis.predictions
+            self._overview = render_scan_overview(
+                self.analysis.scan,
+                {p.vertebra_label: p.centroid_mm for p in preds},
+                fractured={p.vertebra_label: p.fractured for p in preds},
+            )
+        return self._overview
 
     def explanation(self, vertebra_label: int) -> VertebraExplanation:
         """The top units (and Grad-CAM) for one vertebra, computed once and cached.
