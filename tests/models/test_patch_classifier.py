@@ -42,9 +42,9 @@ def test_cpu_preset_forward_and_dissected_layer_shape():
     layer = dict(model.named_modules())[DISSECTED_LAYER]
     layer.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
     with torch.no_grad():
-        logits = model(torch.rand(3, 1, 48, 48, 48))
+        logits = model(torch.rand(3, 1, 32, 32, 32))
     assert logits.shape == (3,)
-    assert tuple(seen["out"].shape) == (3, config.widths[-1], 6, 6, 6)
+    assert tuple(seen["out"].shape) == (3, config.widths[-1], 4, 4, 4)
     assert (seen["out"] >= 0).all()  # post-ReLU activations
     assert DISSECTABLE_LAYERS["patch_classifier"][0] == "encoder.level4"
     for name in DISSECTABLE_LAYERS["patch_classifier"]:

@@ -22,6 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="base seed (trial i: seed+i)")
     parser.add_argument("--max-epochs", type=int, help="override the config's max_epochs")
     parser.add_argument("--patience", type=int, help="override early-stopping patience")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (config cpu_threads)")
     parser.add_argument("--resume", action="store_true", help="continue from last.ckpt")
     parser.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (Lightning)")
     parser.add_argument("--devices", default="1", help="devices per node (DDP when > 1)")
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         config = config.replace(max_epochs=args.max_epochs)
     if args.patience is not None:
         config = config.replace(patience_epochs=args.patience)
+    if args.threads is not None:
+        config = config.replace(cpu_threads=args.threads)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     launch = LaunchOptions(accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes)
     metrics = train_patch_classifier(

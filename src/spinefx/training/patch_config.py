@@ -32,6 +32,8 @@ class PatchTrainingConfig:
         include_cervical: keep C1-C7 (excluded as in the paper).
         num_workers: DataLoader worker processes (0 = load in the main process).
         cache_patches: keep patches in memory (fine for the cpu preset).
+        cpu_threads: torch intra-op threads on CPU (None = torch's default, all cores); 1 is
+            faster than 2 on a CPU shared with other jobs.
     """
 
     model: PatchClassifierConfig = field(default_factory=PatchClassifierConfig)
@@ -48,6 +50,7 @@ class PatchTrainingConfig:
     include_cervical: bool = False
     num_workers: int = 0
     cache_patches: bool = False
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:

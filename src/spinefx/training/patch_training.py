@@ -191,6 +191,10 @@ def train_one(
             ),
         )
         pl.seed_everything(seed, workers=True, verbose=False)
+        if config.cpu_threads:
+            import torch
+
+            torch.set_num_threads(int(config.cpu_threads))
         module = PatchClassifierModule(config)
         best = BestCheckpoint(run_dir, seed=seed)
         multi = launch.num_nodes > 1 or str(launch.devices) not in ("1", "auto")
