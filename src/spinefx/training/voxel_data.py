@@ -39,7 +39,6 @@ class VoxelCase:
         labels: ``uint8`` label ``Image`` on the same grid (0/1/2, 255 ignore).
         vertebrae: annotated vertebrae (centroids in world mm, grades).
         pad_value: border intensity of ``image`` (segment padding).
-        patient_id: patient of the scan (cross-validation folds are by patient).
     """
 
     case_id: str
@@ -47,7 +46,6 @@ class VoxelCase:
     labels: Image
     vertebrae: tuple[VertebraRecord, ...]
     pad_value: float
-    patient_id: str = ""
 
     @property
     def fractured(self) -> bool:
@@ -62,26 +60,18 @@ def make_voxel_case(
     *,
     include_cervical: bool = False,
     ellipsoid: EllipsoidOptions | None = None,
-    spacing_mm: float = 1.0,
-    patient_id: str = "",
 ) -> VoxelCase:
-    """Prepare an in-memory scan (HU) and its vertebra records at ``spacing_mm`` isotropic."""
+    """Prepare an in-memory scan (HU) and its vertebra records."""
     from spinefx.conventions import is_cervical
 
     records = tuple(v for v in vertebrae if include_cervical or not is_cervical(v.vertebra_label))
-    iso = prepare_voxel_input(scan, spacing_mm=spacing_mm)
+    iso = prepare_voxel_input(scan)
     labels = labels_from_records(iso, records, options=ellipsoid)
-    return VoxelCase(
-        case_id, iso, labels, records, border_intensity(iso.data), patient_id or case_id
-    )
+    return VoxelCase(case_id, iso, labels, records, border_intensity(iso.data))
 
 
 def load_voxel_cases(
-    cases: list[Case],
-    *,
-    include_cervical: bool = False,
-    ellipsoid: EllipsoidOptions | None = None,
-    spacing_mm: float = 1.0,
+    cases: list[Case], *, include_cervical: bool = False, ellipsoid: EllipsoidOptions | None = None
 ) -> tuple[list[VoxelCase], list[tuple[str, str]]]:
     """Load and prepare dataset cases; a bad case is logged, reported and skipped.
 
@@ -106,8 +96,6 @@ def load_voxel_cases(
                     case.vertebrae,
                     include_cervical=include_cervical,
                     ellipsoid=ellipsoid,
-                    spacing_mm=spacing_mm,
-                    patient_id=case.patient,
                 )
             )
         except (SpinefxError, OSError) as exc:
