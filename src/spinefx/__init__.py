@@ -49,6 +49,18 @@ _EXPORTS: dict[str, str] = {
     "prepare_dataset": "spinefx.preprocessing",
     "PrepareResult": "spinefx.preprocessing",
     "MANIFEST_COLUMNS": "spinefx.preprocessing",
+    # patch classifier (issue 4)
+    "build_model": "spinefx.models",
+    "PatchClassifierConfig": "spinefx.models",
+    "DISSECTABLE_LAYERS": "spinefx.models",
+    "load_training_config": "spinefx.training",
+    "train_patch_classifier": "spinefx.training",
+    "evaluate_run": "spinefx.evaluation",
+    "load_run": "spinefx.evaluation",
+    "predict_vertebrae": "spinefx.evaluation",
+    "predict_scan": "spinefx.evaluation",
+    "VertebraPrediction": "spinefx.evaluation",
+    "run_demo_training": "spinefx.evaluation",
     # reporting + app (issue 7)
     "load_model_run": "spinefx.reporting",
     "ScanWorkspace": "spinefx.reporting",
