@@ -39,3 +39,21 @@ def test_image_rejects_bad_geometry():
         Image(np.zeros((4, 4)), np.eye(4))
     with pytest.raises(GeometryError):
         Image(np.zeros((4, 4, 4)), np.zeros((4, 4)))
+
+
+def test_atomic_write_leaves_no_partial_file_and_normal_permissions(tmp_path):
+    import os
+
+    from spinefx.atomic import atomic_path, write_text_atomic
+
+    target = tmp_path / "out" / "a.nii.gz"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    write_text_atomic(target, "done")
+    assert target.read_text() == "done"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
