@@ -49,6 +49,14 @@ _EXPORTS: dict[str, str] = {
     "prepare_dataset": "spinefx.preprocessing",
     "PrepareResult": "spinefx.preprocessing",
     "MANIFEST_COLUMNS": "spinefx.preprocessing",
+    # synthesis + morphometry (issue 3)
+    "generate_case": "spinefx.synthesis",
+    "generate_dataset": "spinefx.synthesis",
+    "SynthesisConfig": "spinefx.synthesis",
+    "SyntheticCase": "spinefx.synthesis",
+    "synthesis_preset": "spinefx.synthesis",
+    "measure_vertebrae": "spinefx.morphometry",
+    "VertebraMorphometry": "spinefx.morphometry",
     # patch classifier (issue 4)
     "build_model": "spinefx.models",
     "PatchClassifierConfig": "spinefx.models",

@@ -69,13 +69,13 @@ def test_verse_layout_and_centroids_land_in_their_vertebral_body(synthetic_datas
         assert table_labels == {e["label"] for e in ctd[1:]}
 
 
-def test_default_preset_varies_orientation_and_spacing():
-    cases = [generate_case(preset("small"), case_rng(3, i)) for i in range(4)]
+def test_small_preset_varies_orientation_and_spacing():
+    cases = [generate_case(preset("small"), case_rng(3, i)) for i in range(3)]
     assert len({c.ct.orientation for c in cases}) > 1
     for c in cases:
         assert c.ct.data.dtype == np.int16
         sp = sorted(c.ct.spacing_mm)
-        assert 1.4 < sp[0] and sp[-1] < 2.1
+        assert 1.2 < sp[0] and sp[-1] < 1.6
 
 
 def test_tissue_intensities_are_ct_like():

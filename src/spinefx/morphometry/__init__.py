@@ -1,1 +1,16 @@
-"""spinefx.morphometry"""
+"""Vertebral morphometry: body heights along the spine axis, Genant grade and shape from masks."""
+
+from spinefx.morphometry.grading import deformities, grade_deformity
+from spinefx.morphometry.heights import BodyHeights, body_voxels, measure_heights
+from spinefx.morphometry.measure import VertebraMorphometry, format_table, measure_vertebrae
+
+__all__ = [
+    "BodyHeights",
+    "VertebraMorphometry",
+    "body_voxels",
+    "deformities",
+    "format_table",
+    "grade_deformity",
+    "measure_heights",
+    "measure_vertebrae",
+]

@@ -17,6 +17,9 @@ from spinefx.synthesis.fractures import FractureTruth
 from spinefx.synthesis.generator import SyntheticCase, SyntheticVertebra, generate_case
 from spinefx.synthesis.spine import nominal_size
 
+#: flat-API name of :func:`preset` (``spinefx.synthesis_preset("small")``)
+synthesis_preset = preset
+
 __all__ = [
     "PRESET_NAMES",
     "AcquisitionConfig",
@@ -32,4 +35,5 @@ __all__ = [
     "generate_dataset",
     "nominal_size",
     "preset",
+    "synthesis_preset",
 ]

@@ -115,16 +115,16 @@ class SynthesisConfig:
 
 
 def _small() -> SynthesisConfig:
-    # Tests and demo: a few lumbar/thoracic levels, 1.5 mm build grid, small FOV, < 1 s a case.
+    # Tests and demo: 5-7 levels, 1.25 mm build grid, small FOV, about 1 s a case.
     return SynthesisConfig(
         fractures=FractureConfig(prevalence=0.2, osteoporotic_prevalence=0.35),
         acquisition=AcquisitionConfig(
             n_levels_range=(5, 7),
             fov_xy_mm_range=(120.0, 130.0),
-            inplane_spacing_mm_range=(1.5, 1.5),
-            slice_spacing_mm_range=(1.5, 2.0),
+            inplane_spacing_mm_range=(1.25, 1.25),
+            slice_spacing_mm_range=(1.25, 1.5),
             screw_probability=0.15,
-            build_spacing_mm=1.5,
+            build_spacing_mm=1.25,
         ),
     )
 

@@ -225,7 +225,7 @@ def generate_case(config: SynthesisConfig, rng: np.random.Generator) -> Syntheti
         orientation=orientation,
         rng=rng,
     )
-    truth = _vertebra_truth(patient, ct)
+    truth = _vertebra_truth(patient, ct, masks["vertebra"], masks["subregion"])
     return SyntheticCase(
         ct=ct,
         vertebra_mask=masks["vertebra"],
@@ -244,7 +244,17 @@ def generate_case(config: SynthesisConfig, rng: np.random.Generator) -> Syntheti
     )
 
 
-def _vertebra_truth(patient: PatientSpec, ct: Image) -> list[SyntheticVertebra]:
+def _touches_border(vertebra: Image, subregion: Image, label: int) -> bool:
+    body = (vertebra.data == label) & (subregion.data >= 49)
+    for axis in range(3):
+        if np.take(body, 0, axis=axis).any() or np.take(body, -1, axis=axis).any():
+            return True
+    return False
+
+
+def _vertebra_truth(
+    patient: PatientSpec, ct: Image, vertebra: Image, subregion: Image
+) -> list[SyntheticVertebra]:
     out = []
     for spec in patient.vertebrae:
         if spec.label == 26:
@@ -255,8 +265,8 @@ def _vertebra_truth(patient: PatientSpec, ct: Image) -> list[SyntheticVertebra]:
         a, b, h = spec.width_mm / 2, spec.depth_mm / 2, spec.height_mm
         corners = np.array([[x, y, z] for x in (-a, a) for y in (-b, b) for z in (-h / 2, h / 2)])
         fully = bool(
-            np.all(ct.contains_world(spec.origin_mm + corners @ spec.frame.T, margin_vox=0.0))
-        )
+            np.all(ct.contains_world(spec.origin_mm + corners @ spec.frame.T, margin_vox=-1.0))
+        ) and not _touches_border(vertebra, subregion, spec.label)
         t: FractureTruth = spec.truth
         out.append(
             SyntheticVertebra(

@@ -85,7 +85,7 @@ def body_mask(
     zone = np.zeros(np.broadcast(u, v, w).shape, bool)
     cond = np.zeros(zone.shape, np.float32)
     if truth.genant_grade > 0:
-        rough = _endplate_noise(u, v, rng, 0.5) * (lam > 0.02)
+        rough = _endplate_noise(u, v, rng, 0.3) * (lam > 0.02)
         top = top + rough * (f > 0.3)
         bottom = bottom + rough * (f < 0.7)
         moved = lam > 0.05 * truth.height_loss
@@ -103,7 +103,7 @@ def body_mask(
         r = np.sqrt(r2)
         near_plate = np.minimum(np.abs(w - top), np.abs(w - bottom))
         spur = (
-            (r > 0.95) & (r < 1.0 + 4.0 / b * np.clip(1 - near_plate / 3.0, 0, 1)) & (v_rel > -0.4)
+            (r > 1.0) & (r < 1.0 + 4.0 / b * np.clip(1 - near_plate / 3.0, 0, 1)) & (v_rel > -0.4)
         )
         body |= spur & (w <= top + 1.5) & (w >= bottom - 1.5)
     if spec.schmorl is not None:
@@ -206,11 +206,11 @@ def render_vertebra(
     texture = _trabecular_texture(body.shape, rng, grid.spacing_mm)
     for code, mask in parts.items():
         mask = mask & ~body
-        core = ndimage.binary_erosion(mask, iterations=shell_vox)
+        core = _eroded(mask, shell_vox)
         hu[mask] = cortical_hu * 0.8
         hu[core] = trabecular_hu + 80.0 + 50.0 * texture[core]
         sub[mask] = code
-    core = ndimage.binary_erosion(body, iterations=shell_vox)
+    core = _eroded(body, shell_vox)
     hu[body] = cortical_hu + 60.0 * texture[body]
     hu[core] = trabecular_hu + 55.0 * texture[core] + rng.uniform(150, 300) * cond[core]
     sub[body] = BODY_BORDER
@@ -223,6 +223,17 @@ def render_vertebra(
         metal = screw_mask(spec, u, v, w)
         hu[metal] = METAL_HU
         volumes.metal[box] |= metal
+
+
+def _eroded(mask: np.ndarray, iterations: int) -> np.ndarray:
+    # binary erosion computed only inside the mask's bounding box (most of a box is empty)
+    idx = np.argwhere(mask)
+    out = np.zeros_like(mask)
+    if idx.size == 0:
+        return out
+    box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
+    out[box] = ndimage.binary_erosion(mask[box], iterations=iterations)
+    return out
 
 
 def _trabecular_texture(shape, rng: np.random.Generator, spacing_mm: float) -> np.ndarray:

@@ -1,0 +1,53 @@
+"""``spinefx morphometry``: vertebral body heights and Genant grade/shape from a mask."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "morphometry",
+        help="body heights, ratios and Genant grade/shape per vertebra from a vertebra mask",
+        description=(
+            "Measure anterior/middle/posterior body heights along the spine axis in a VerSe "
+            "vertebra mask and estimate each vertebra's Genant grade and shape."
+        ),
+    )
+    p.add_argument("mask", help="vertebra label mask (NIfTI, VerSe labels)")
+    p.add_argument("--centroids", help="VerSe centroid JSON of the same scan (optional)")
+    p.add_argument("--subregion-mask", help="VerSe sub-region mask (49-50 = body; optional)")
+    p.add_argument("--json", dest="json_out", help="also write the table as JSON to this file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from spinefx.atomic import write_text_atomic
+    from spinefx.io import load_centroids, load_mask
+    from spinefx.morphometry import format_table, measure_vertebrae
+
+    mask = load_mask(args.mask)
+    centroids = load_centroids(args.centroids, mask) if args.centroids else None
+    subregion = load_mask(args.subregion_mask, known_labels=None) if args.subregion_mask else None
+    rows = measure_vertebrae(mask, centroids=centroids, subregion_mask=subregion)
+    print(format_table(rows))
+    if args.json_out:
+        records = [
+            {
+                "level": r.level,
+                "vertebra_label": r.vertebra_label,
+                "heights_mm": [round(h, 2) for h in r.heights_mm],
+                "wedge_ratio": round(r.wedge_ratio, 3),
+                "biconcavity_ratio": round(r.biconcavity_ratio, 3),
+                "crush_ratio": round(r.crush_ratio, 3),
+                "height_loss": round(r.height_loss, 3),
+                "genant_grade": r.genant_grade,
+                "shape": r.shape,
+                "note": r.note,
+            }
+            for r in rows
+        ]
+        write_text_atomic(args.json_out, json.dumps(records, indent=1))
+    return 0
