@@ -156,3 +156,15 @@ def test_app_command_binds_to_localhost_by_default():
 
     args = build_parser().parse_args(["app", "some-run"])
     assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 8501, 512.0)
+
+
+def test_allowed_hosts_refuse_a_foreign_host_header(tiny_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from spinefx.app import create_app
+    from spinefx.reporting import load_model_run
+
+    app = create_app(load_model_run(tiny_run), cache_dir=tmp_path, allowed_hosts=["127.0.0.1"])
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        assert c.get("/").status_code == 200
+        assert c.get("/", headers={"host": "evil.example"}).status_code == 400

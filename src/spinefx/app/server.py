@@ -72,6 +72,7 @@ def create_app(
     voxel_run_dir: Path | None = None,
     max_upload_mb: float = 512.0,
     cache_dir: Path | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> FastAPI:
     """Build the web app around an already loaded run.
 
@@ -80,11 +81,17 @@ def create_app(
         voxel_run_dir: voxel classifier run for automatic localisation, or None.
         max_upload_mb: uploads (and unzipped DICOM series) larger than this are refused (413).
         cache_dir: where the bundled synthetic examples are generated on first use.
+        allowed_hosts: accepted ``Host`` headers (None: any); ``spinefx app`` on 127.0.0.1
+            passes the local names so that a web page cannot reach the app by DNS rebinding.
     """
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "spinefx-app-cache"
     state = AppState(run, voxel_run_dir=voxel_run_dir, max_upload_mb=max_upload_mb, cache_dir=cache)
     app = FastAPI(title="spinefx concept visualisation", docs_url=None, redoc_url=None)
     app.state.spinefx = state
+    if allowed_hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -33,13 +35,15 @@ def run(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("spinefx.app")
     model_run = load_model_run(args.run_dir, atlas_path=args.atlas)
+    local = args.host in LOCAL_HOSTS
     app = create_app(
         model_run,
         voxel_run_dir=args.voxel_model,
         max_upload_mb=args.max_upload_mb,
         cache_dir=args.cache_dir,
+        allowed_hosts=[*LOCAL_HOSTS, "[::1]"] if local else None,
     )
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not local:
         log.warning("binding to %s: the app has no authentication", args.host)
     log.info("spinefx app on http://%s:%d", args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
