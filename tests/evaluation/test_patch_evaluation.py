@@ -36,7 +36,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     data = write_toy_prepared(root / "data", n_cases=10, seed=4)
     config = from_dict(PatchTrainingConfig, TINY)
-    train_patch_classifier(config, data, root / "run", seed=0, trials=2)
+    out = train_patch_classifier(config, data, root / "run", seed=0, trials=2)
+    assert out["seeds"] == [0, 1]  # each trial its own seed, one shared patient split
+    assert set(out["best_val_metrics"]["auc"]) == {"mean", "std"}
     load_run.cache_clear()
     return data, root / "run"
 
@@ -49,6 +51,7 @@ def test_evaluate_writes_json_predictions_and_plots(trained):
     saved = json.loads((run / "evaluation_test.json").read_text())
     assert saved["n_vertebrae"] == result["n_vertebrae"] > 0
     assert len(saved["per_trial"]) == 2 and saved["summary"]["auc"]["n"] == 2
+    assert [t["trial_dir"][-7:] for t in saved["per_trial"]] == ["trial-0", "trial-1"]
     assert set(saved["by_grade"]) == {"1", "2", "3"}
     assert saved["threshold"] == 0.5
     splits = json.loads((run / "splits.json").read_text())
