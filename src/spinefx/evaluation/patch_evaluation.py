@@ -3,7 +3,7 @@
 Every trial is scored on its own (F1, accuracy, AUC, AP, sensitivity, specificity at the
 config threshold, 0.5 by default), then summarised as mean +- std over trials, as the paper.
 Also reported, for information only: the metrics at the threshold maximising Youden's J on
-the validation split. Breakdowns: per Genant grade (sensitivity of grade-g fractures and AUC of
+the validation split of the run's training data. Breakdowns: per Genant grade (sensitivity of grade-g fractures and AUC of
 grade-g fractures vs all normal vertebrae) and per level.
 
 Writes ``RUN_DIR/evaluation_<split>[_<name>].json``, ``predictions_<split>[_<name>].csv``,
@@ -137,15 +137,15 @@ def evaluate_run(
     """
     run = load_run(run_dir)
     run_dir = Path(run_dir)
-    if data_dir is None:
-        data_dir = json.loads((run.trial_dirs[0] / "run.json").read_text())["data_dir"]
-    data_dir = Path(data_dir)
+    training_data = Path(json.loads((run.trial_dirs[0] / "run.json").read_text())["data_dir"])
+    data_dir = training_data if data_dir is None else Path(data_dir)
     rows, record = _split_rows(run, data_dir, split)
     y_true = rows["fractured"].astype(int).to_numpy()
     grades = rows["genant_grade"].astype(int).to_numpy()
     levels = rows["level"].astype(str).to_numpy()
     probs = _predict_rows(run, rows)
-    val_thresholds = _val_thresholds(run, data_dir) if split != "val" else [None] * len(probs)
+    same_val = split == "val" and data_dir.resolve() == training_data.resolve()
+    val_thresholds = [None] * len(probs) if same_val else _val_thresholds(run, training_data)
 
     per_trial, youden = [], []
     for t, p in enumerate(probs):
@@ -191,7 +191,7 @@ def evaluate_run(
 
 
 def _val_thresholds(run: PatchRun, data_dir: Path) -> list[float | None]:
-    """Youden-optimal threshold of each trial on the validation split (None if impossible)."""
+    """Youden-optimal threshold of each trial on the training data's validation split."""
     try:
         rows, _ = _split_rows(run, data_dir, "val")
     except InputError:
