@@ -52,9 +52,12 @@ def predict_volume(
 
     from spinefx.models.voxel_classifier import segment_geometry
 
-    geometry = segment_geometry(model.config, output_vox=output_tile_vox)
-    out_t = np.asarray(geometry.output_vox)
+    f = model.config.subsample_factor
     shape = np.asarray(volume.shape)
+    # a tile never needs to exceed the volume (rounded up to the subsampling factor)
+    tile = tuple(int(min(output_tile_vox, -(-s // f) * f)) for s in shape)
+    geometry = segment_geometry(model.config, output_vox=tile)
+    out_t = np.asarray(geometry.output_vox)
     probs = np.zeros((model.config.n_classes, *volume.shape), dtype=np.float32)
     pad = border_intensity(volume)
     starts = list(itertools.product(*[range(0, s, t) for s, t in zip(shape, out_t, strict=True)]))
@@ -88,6 +91,56 @@ def _has_tissue(volume: np.ndarray, start, size, threshold: float, margin_vox: i
     return bool(block.size and block.max() > threshold)
 
 
+def predict_network_view(
+    model,
+    view: Image,
+    *,
+    output_tile_vox: int = 54,
+    roi_min_hu: float | None = -500.0,
+    show_progress: bool = True,
+) -> dict[str, Image]:
+    """Probability maps on the network's own grid.
+
+    Args:
+        model: the voxel classifier.
+        view: output of ``prepare_voxel_input`` (1 mm RAS, z-scored, ``meta["hu_mean"]``,
+            ``meta["hu_std"]``).
+        output_tile_vox: tile edge (see :func:`predict_volume`).
+        roi_min_hu: skip tiles with no voxel above this HU (air); None runs every tile.
+        show_progress: progress bar over tiles.
+
+    Returns:
+        class name -> float32 probability ``Image`` on ``view``'s grid.
+    """
+    from spinefx.models.voxel_classifier import VOXEL_CLASS_NAMES
+
+    roi = None
+    if roi_min_hu is not None:
+        roi = (roi_min_hu - view.meta["hu_mean"]) / max(view.meta["hu_std"], 1e-6)
+    probs = predict_volume(
+        model,
+        np.asarray(view.data, dtype=np.float32),
+        output_tile_vox=output_tile_vox,
+        roi_min_value=roi,
+        show_progress=show_progress,
+    )
+    return {
+        name: view.with_data(p, kind=f"probability_{name}")
+        for name, p in zip(VOXEL_CLASS_NAMES, probs, strict=True)
+    }
+
+
+def to_original_geometry(maps: dict[str, Image], scan: Image) -> dict[str, Image]:
+    """Resample probability maps onto ``scan``'s grid (linear, clipped to [0, 1])."""
+    from spinefx.preprocessing import resample_like
+
+    out = {}
+    for name, img in maps.items():
+        back = resample_like(img, scan, interpolation="linear", fill_value=0.0)
+        out[name] = back.with_data(np.clip(np.asarray(back.data, np.float32), 0.0, 1.0))
+    return out
+
+
 def predict_scan(
     model,
     scan: Image,
@@ -111,25 +164,11 @@ def predict_scan(
     Returns:
         class name -> float32 probability ``Image`` (same grid for all classes).
     """
-    from spinefx.models.voxel_classifier import VOXEL_CLASS_NAMES
-    from spinefx.preprocessing import resample_like
-
-    iso = prepare_voxel_input(scan)
-    roi = None
-    if roi_min_hu is not None:
-        roi = (roi_min_hu - iso.meta["hu_mean"]) / max(iso.meta["hu_std"], 1e-6)
-    probs = predict_volume(
+    maps = predict_network_view(
         model,
-        iso.data,
+        prepare_voxel_input(scan, spacing_mm=model.config.input_spacing_mm),
         output_tile_vox=output_tile_vox,
-        roi_min_value=roi,
+        roi_min_hu=roi_min_hu,
         show_progress=show_progress,
     )
-    maps = {}
-    for name, p in zip(VOXEL_CLASS_NAMES, probs, strict=True):
-        img = iso.with_data(p, kind=f"probability_{name}")
-        if original_geometry:
-            img = resample_like(img, scan, interpolation="linear", fill_value=0.0)
-            img = img.with_data(np.clip(np.asarray(img.data, np.float32), 0.0, 1.0))
-        maps[name] = img
-    return maps
+    return to_original_geometry(maps, scan) if original_geometry else maps

@@ -87,6 +87,7 @@ VOXEL_PRESETS: dict[str, dict] = {
         "batch_size": 10,
         "val_segments": 60,
         "lr_patience_epochs": 1,
+        "model": {"input_spacing_mm": 2.0},
     },
 }
 
@@ -305,3 +306,41 @@ def load_voxel_model(run_dir: str | Path):
             fix="pass a run directory made by the voxel classifier training",
         )
     return model, info
+
+
+def train_voxel_run(
+    config: VoxelTrainingConfig, run_dir: str | Path, *, cases: list | None = None
+) -> dict[str, float]:
+    """Train from a dataset: load ``config.data`` (or ``cases``), hold out 15 %, train.
+
+    Args:
+        config: training config; ``config.data`` is read with ``spinefx.io.load_dataset`` when
+            ``cases`` is None.
+        run_dir: output run directory.
+        cases: :class:`~spinefx.records.Case` list or prepared ``VoxelCase`` list.
+
+    Returns:
+        metrics of the kept checkpoint; problems with skipped scans go to ``errors.csv``.
+    """
+    from spinefx.training.voxel_data import load_voxel_cases
+
+    if cases is None:
+        if not config.data:
+            raise InputError("no training data", fix="set `data` in the config or pass --train")
+        from spinefx.io import load_dataset
+
+        cases = load_dataset(config.data)
+    problems: list[tuple[str, str]] = []
+    if cases and not isinstance(cases[0], VoxelCase):
+        cases, problems = load_voxel_cases(
+            cases,
+            include_cervical=config.include_cervical,
+            ellipsoid=config.ellipsoid,
+            spacing_mm=config.model.input_spacing_mm,
+        )
+    if problems:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        lines = ["case_id,problem"] + [f'{c},"{m}"' for c, m in problems]
+        write_text_atomic(Path(run_dir) / "errors.csv", "\n".join(lines) + "\n")
+    train, val = split_validation(cases, fraction=config.validation_fraction, seed=config.seed)
+    return train_voxel_classifier(config, run_dir, train_cases=train, val_cases=val)

@@ -39,6 +39,7 @@ class VoxelCase:
         labels: ``uint8`` label ``Image`` on the same grid (0/1/2, 255 ignore).
         vertebrae: annotated vertebrae (centroids in world mm, grades).
         pad_value: border intensity of ``image`` (segment padding).
+        patient_id: patient of the scan (cross-validation folds are by patient).
     """
 
     case_id: str
@@ -46,6 +47,7 @@ class VoxelCase:
     labels: Image
     vertebrae: tuple[VertebraRecord, ...]
     pad_value: float
+    patient_id: str = ""
 
     @property
     def fractured(self) -> bool:
@@ -60,18 +62,26 @@ def make_voxel_case(
     *,
     include_cervical: bool = False,
     ellipsoid: EllipsoidOptions | None = None,
+    spacing_mm: float = 1.0,
+    patient_id: str = "",
 ) -> VoxelCase:
-    """Prepare an in-memory scan (HU) and its vertebra records."""
+    """Prepare an in-memory scan (HU) and its vertebra records at ``spacing_mm`` isotropic."""
     from spinefx.conventions import is_cervical
 
     records = tuple(v for v in vertebrae if include_cervical or not is_cervical(v.vertebra_label))
-    iso = prepare_voxel_input(scan)
+    iso = prepare_voxel_input(scan, spacing_mm=spacing_mm)
     labels = labels_from_records(iso, records, options=ellipsoid)
-    return VoxelCase(case_id, iso, labels, records, border_intensity(iso.data))
+    return VoxelCase(
+        case_id, iso, labels, records, border_intensity(iso.data), patient_id or case_id
+    )
 
 
 def load_voxel_cases(
-    cases: list[Case], *, include_cervical: bool = False, ellipsoid: EllipsoidOptions | None = None
+    cases: list[Case],
+    *,
+    include_cervical: bool = False,
+    ellipsoid: EllipsoidOptions | None = None,
+    spacing_mm: float = 1.0,
 ) -> tuple[list[VoxelCase], list[tuple[str, str]]]:
     """Load and prepare dataset cases; a bad case is logged, reported and skipped.
 
@@ -96,6 +106,8 @@ def load_voxel_cases(
                     case.vertebrae,
                     include_cervical=include_cervical,
                     ellipsoid=ellipsoid,
+                    spacing_mm=spacing_mm,
+                    patient_id=case.patient,
                 )
             )
         except (SpinefxError, OSError) as exc:

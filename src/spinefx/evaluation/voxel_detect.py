@@ -1,0 +1,198 @@
+"""End-to-end fracture screening of one scan with a trained voxel classifier.
+
+``detect_fractures(scan, run_dir, centroids=None)`` runs tiled inference on the 1 mm RAS view
+of the scan, aggregates the fracture map to the patient (largest connected component at the
+operating point) and to each vertebra (Gaussian-weighted cube mean around given or
+automatically localised centroids), and returns probability maps in the scan's own geometry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spinefx.conventions import level_name, spine_rank
+from spinefx.evaluation.aggregation import largest_components, vertebra_scores
+from spinefx.evaluation.localisation import localise_vertebrae
+from spinefx.image import Image
+
+log = logging.getLogger(__name__)
+
+#: Patient operating point used when the run directory does not hold one (t_p, t_n voxels).
+DEFAULT_OPERATING_POINT = {"probability_threshold": 0.5, "noise_threshold_vox": 400}
+
+
+@dataclass
+class VertebraDetection:
+    """One vertebra's result: VerSe label, level, score, centroid (world mm), its source."""
+
+    vertebra_label: int
+    level: str
+    probability: float
+    centroid_mm: tuple[float, float, float]
+    centroid_source: str
+
+
+@dataclass
+class DetectionResult:
+    """Result of :func:`detect_fractures`.
+
+    Attributes:
+        vertebrae: per-vertebra scores, cranial to caudal.
+        patient_score: voxels (mm^3) of the largest fracture component above ``t_p``.
+        patient_fractured: whether that component reaches the noise threshold ``t_n``.
+        operating_point: ``{"probability_threshold", "noise_threshold_vox"}`` used.
+        probability_maps: class name -> probability ``Image`` on the original scan grid.
+        network_view: the 1 mm RAS HU image the network saw (for figures).
+        fracture_map_1mm: p(fracture) on that 1 mm grid.
+    """
+
+    vertebrae: list[VertebraDetection]
+    patient_score: float
+    patient_fractured: bool
+    operating_point: dict
+    probability_maps: dict[str, Image] = field(repr=False)
+    network_view: Image = field(repr=False)
+    fracture_map_1mm: Image = field(repr=False)
+
+
+def _operating_point(run_dir: Path) -> dict:
+    path = run_dir / "operating_point.json"
+    if path.is_file():
+        return {**DEFAULT_OPERATING_POINT, **json.loads(path.read_text(encoding="utf-8"))}
+    return dict(DEFAULT_OPERATING_POINT)
+
+
+def detect_fractures(
+    scan: Image | str | Path,
+    model_run_dir: str | Path,
+    centroids: dict[int, np.ndarray] | None = None,
+    *,
+    cube_size_vox: int = 10,
+    output_tile_vox: int = 54,
+    show_progress: bool = True,
+) -> DetectionResult:
+    """Screen one CT for vertebral fractures with a trained voxel classifier.
+
+    Args:
+        scan: CT ``Image`` in HU, or a NIfTI file / DICOM folder path.
+        model_run_dir: run directory of a trained voxel classifier (``checkpoint.pt``).
+        centroids: VerSe label -> world RAS+ mm; None = localise automatically from the
+            network's vertebra map (levels counted up from L5, see
+            :mod:`spinefx.evaluation.localisation`).
+        cube_size_vox: cube edge of the vertebra-level aggregation (1 mm voxels).
+        output_tile_vox: inference tile edge.
+        show_progress: progress bar over tiles.
+
+    Returns:
+        :class:`DetectionResult`.
+    """
+    from spinefx.datasets.voxel_sampling import prepare_voxel_input
+    from spinefx.evaluation.voxel_inference import predict_network_view, to_original_geometry
+    from spinefx.training.voxel import load_voxel_model
+
+    if not isinstance(scan, Image):
+        from spinefx.io import load_scan
+
+        scan = load_scan(scan)
+    run_dir = Path(model_run_dir)
+    model, _ = load_voxel_model(run_dir)
+    view = prepare_voxel_input(scan, spacing_mm=model.config.input_spacing_mm)
+    maps_1mm = predict_network_view(
+        model, view, output_tile_vox=output_tile_vox, show_progress=show_progress
+    )
+    frac = maps_1mm["fractured"]
+    op = _operating_point(run_dir)
+    largest = int(
+        largest_components(frac.data, probability_thresholds=[op["probability_threshold"]])[0]
+    )
+    source = "given"
+    if centroids is None:
+        vert = frac.with_data(maps_1mm["normal"].data + frac.data)
+        centroids = localise_vertebrae(vert)
+        source = "automatic"
+    scores = vertebra_scores(frac, centroids, cube_size_vox=cube_size_vox)
+    vertebrae = [
+        VertebraDetection(
+            int(lab),
+            level_name(lab),
+            scores[lab],
+            tuple(float(v) for v in centroids[lab]),  # type: ignore[arg-type]
+            source,
+        )
+        for lab in sorted(centroids, key=spine_rank)
+    ]
+    hu = view.with_data(view.data * view.meta["hu_std"] + view.meta["hu_mean"], kind="hu")
+    return DetectionResult(
+        vertebrae,
+        float(largest * np.prod(frac.spacing_mm)),
+        largest >= max(op["noise_threshold_vox"], 1),
+        op,
+        to_original_geometry(maps_1mm, scan),
+        hu,
+        frac,
+    )
+
+
+def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``vertebrae.csv``, ``patient.json``, ``prob_<class>.nii.gz`` and ``midsagittal.png``.
+
+    Returns:
+        name -> path of every file written (atomically).
+    """
+    import pandas as pd
+
+    from spinefx.atomic import atomic_path, write_text_atomic
+    from spinefx.evaluation.voxel_figures import midsagittal_figure
+    from spinefx.io import save_image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    table = pd.DataFrame(
+        [
+            {
+                "vertebra_label": v.vertebra_label,
+                "level": v.level,
+                "probability": round(v.probability, 4),
+                "x_mm": v.centroid_mm[0],
+                "y_mm": v.centroid_mm[1],
+                "z_mm": v.centroid_mm[2],
+                "centroid_source": v.centroid_source,
+            }
+            for v in result.vertebrae
+        ],
+        columns=[
+            "vertebra_label",
+            "level",
+            "probability",
+            "x_mm",
+            "y_mm",
+            "z_mm",
+            "centroid_source",
+        ],
+    )
+    paths["vertebrae"] = out / "vertebrae.csv"
+    write_text_atomic(paths["vertebrae"], table.to_csv(index=False))
+    summary = {
+        "patient_score_mm3": result.patient_score,
+        "patient_fractured": bool(result.patient_fractured),
+        "operating_point": result.operating_point,
+        "n_vertebrae": len(result.vertebrae),
+    }
+    paths["patient"] = out / "patient.json"
+    write_text_atomic(paths["patient"], json.dumps(summary, indent=2))
+    for name, img in result.probability_maps.items():
+        paths[f"prob_{name}"] = save_image(img, out / f"prob_{name}.nii.gz")
+    paths["figure"] = out / "midsagittal.png"
+    fig = midsagittal_figure(result)
+    with atomic_path(paths["figure"]) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return paths

@@ -1,0 +1,143 @@
+"""Voxel classifier training, run directory, detection API/CLI and cross-validation on phantoms."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spinefx.image import Image
+from spinefx.records import VertebraRecord
+from spinefx.training.voxel import (
+    load_voxel_model,
+    train_voxel_classifier,
+    voxel_preset,
+    weight_penalty,
+)
+from spinefx.training.voxel_data import make_voxel_case
+
+
+def phantom(seed: int, fractured: tuple[int, ...] = ()):
+    """A 2 mm, LPS-ordered 'spine' of 4 bright bodies in a soft-tissue cylinder (world mm)."""
+    rng = np.random.default_rng(seed)
+    shape = (24, 24, 56)
+    affine = np.diag([-2.0, -2.0, 2.0, 1.0])
+    affine[:3, 3] = [46.0, 46.0, 0.0]
+    img0 = Image(np.zeros(shape, np.float32), affine)
+    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
+    x, y, z = np.moveaxis(img0.voxel_to_world(ijk), -1, 0)
+    data = np.full(shape, -1000.0, np.float32)
+    data[(x - 23) ** 2 + (y - 23) ** 2 < 20**2] = 40.0
+    recs = []
+    for i, lab in enumerate((21, 22, 23, 24)):
+        cz = 95 - i * 26
+        h = 9.0 * (0.55 if lab in fractured else 1.0)
+        body = ((x - 23) ** 2 + (y - 23) ** 2 < 11**2) & (np.abs(z - cz) < h)
+        data[body] = 300.0
+        recs.append(
+            VertebraRecord(f"p{seed}", lab, (23.0, 23.0, float(cz)), 2 if lab in fractured else 0)
+        )
+    data += rng.normal(0, 20, shape).astype(np.float32)
+    return Image(data, affine), recs
+
+
+def tiny_config(**kw):
+    values = {"epochs": 2, "subepochs": 1, "segments_per_subepoch": 30, "val_segments": 20, **kw}
+    return voxel_preset("cpu", **values)
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return [
+        make_voxel_case(f"p{i}", *phantom(i, (22,) if i % 2 else ()), spacing_mm=2.0)
+        for i in range(6)
+    ]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cases):
+    run = tmp_path_factory.mktemp("voxel_run")
+    train_voxel_classifier(tiny_config(), run, train_cases=cases[:4], val_cases=cases[4:])
+    return run
+
+
+def test_run_directory_is_complete_and_loads_weights_only(run_dir):
+    for name in ("config.yaml", "checkpoint.pt", "history.csv", "metrics.json", "splits.json"):
+        assert (run_dir / name).is_file(), name
+    payload = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert payload["model"]["kind"] == "voxel_classifier"
+    model, _ = load_voxel_model(run_dir)
+    assert model.config.input_spacing_mm == 2.0
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and history[0].startswith("epoch,train_loss,lr,val_loss")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 225_000 < metrics["n_parameters"] < 240_000
+
+
+def test_training_is_seeded(tmp_path, cases):
+    a = train_voxel_classifier(
+        tiny_config(epochs=1), tmp_path / "a", train_cases=cases[:2], val_cases=cases[4:5]
+    )
+    b = train_voxel_classifier(
+        tiny_config(epochs=1), tmp_path / "b", train_cases=cases[:2], val_cases=cases[4:5]
+    )
+    assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_weight_penalty_is_l1_plus_l2_of_conv_weights():
+    from spinefx.models.voxel_classifier import VoxelClassifierConfig, build_voxel_classifier
+
+    model = build_voxel_classifier(VoxelClassifierConfig(target_params=5000, fc_widths=(4,)))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.5)
+    n = sum(
+        p.numel() for name, p in model.named_parameters() if name.endswith("weight") and p.ndim == 5
+    )
+    expected = 1e-2 * 0.5 * n + 1e-1 * 0.25 * n
+    assert float(weight_penalty(model, l1=1e-2, l2=1e-1)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
+    from spinefx.cli import main
+    from spinefx.evaluation.voxel_detect import detect_fractures
+    from spinefx.io import save_image
+
+    scan, recs = phantom(11, (22,))
+    centroids = {r.vertebra_label: np.asarray(r.centroid_mm) for r in recs}
+    result = detect_fractures(scan, run_dir, centroids, show_progress=False)
+    assert [v.level for v in result.vertebrae] == ["L2", "L3", "L4", "L5"]
+    assert all(0.0 <= v.probability <= 1.0 for v in result.vertebrae)
+    assert result.probability_maps["fractured"].shape == scan.shape
+    np.testing.assert_allclose(result.probability_maps["fractured"].affine, scan.affine)
+    path = save_image(scan, tmp_path / "scan.nii.gz")
+    out = tmp_path / "out"
+    assert (
+        main(["--no-progress", "detect", str(path), "--model", str(run_dir), "--out", str(out)])
+        == 0
+    )
+    for name in ("vertebrae.csv", "patient.json", "prob_fractured.nii.gz", "midsagittal.png"):
+        assert (out / name).is_file(), name
+
+
+def test_crossvalidation_on_phantoms(tmp_path, cases):
+    from spinefx.evaluation.crossval import crossvalidate_voxel
+
+    summary = crossvalidate_voxel(
+        cases, tiny_config(epochs=1), tmp_path, n_folds=2, n_bootstrap=50, tile_vox=30
+    )
+    assert summary["n_patients"] == 6 and summary["n_fractured_patients"] == 3
+    assert summary["n_vertebrae"] == 24 and summary["n_fractured_vertebrae"] == 3
+    assert 0.0 <= summary["patient_auc_pooled"] <= 1.0
+    for name in (
+        "crossval.json",
+        "vertebrae.csv",
+        "patients.csv",
+        "roc.png",
+        "operating_point.json",
+        "fold0/checkpoint.pt",
+        "fold1/checkpoint.pt",
+    ):
+        assert (tmp_path / name).is_file(), name
