@@ -114,7 +114,7 @@ def build_tiny_run(run_dir: Path) -> Path:
     folder = run_dir / "dissection"
     exports = {}
     for unit in range(dissection.n_units):
-        path = export_collage(dissection, dataset, unit, folder / f"collage_{unit}.png", n=4)
+        path = export_collage(dissection, dataset, unit, folder / f"collage_{unit}.png", n=2)
         if path is not None:
             exports[unit] = {"collage": path.name}
     scores = {k: {"vertebral_body": 0.1 + 0.02 * k, "superior_endplate": 0.05} for k in range(16)}
