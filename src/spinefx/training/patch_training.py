@@ -203,7 +203,8 @@ def train_one(
             devices=launch.devices,
             num_nodes=launch.num_nodes,
             strategy="ddp" if multi else "auto",
-            sync_batchnorm=multi and config.model.norm == "batch",
+            # SyncBatchNorm is GPU-only in torch; CPU DDP keeps per-process statistics
+            sync_batchnorm=multi and config.model.norm == "batch" and launch.accelerator != "cpu",
             max_epochs=config.max_epochs,
             callbacks=[
                 best,
