@@ -98,7 +98,12 @@ def create_app(
     @app.middleware("http")
     async def limit_upload_size(request: Request, call_next):
         length = request.headers.get("content-length")
-        if request.method == "POST" and length and int(length) > state.max_upload_bytes + 1_000_000:
+        too_big = length is not None and length.isdigit() and int(length) > state.max_upload_bytes
+        if (
+            request.method == "POST"
+            and too_big
+            and int(length) > state.max_upload_bytes + 1_000_000
+        ):
             return JSONResponse(
                 {
                     "detail": f"Upload too large: {int(length) / 1e6:.0f} MB, the limit is "

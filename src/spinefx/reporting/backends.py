@@ -90,7 +90,14 @@ def relevance(run: Any, patch: Any, *, top_k: int) -> tuple[tuple[UnitEvidence, 
     )
     grad_cam = _api("spinefx.interpretation.relevance", "grad_cam", needed_for="Grad-CAM")
     x = hu_to_unit(patch.data)[None]  # (C=1, X, Y, Z)
-    ranked = relevance_for_input(run.model, run.layer, x, run.atlas, top_n=top_k)
+    try:
+        ranked = relevance_for_input(run.model, run.layer, x, run.atlas, top_n=top_k)
+    except ValueError as exc:  # e.g. thresholds of another model's layer
+        raise InputError(
+            f"the concept atlas does not fit this model ({exc})",
+            path=run.atlas_path,
+            fix="pass the atlas written by `spinefx dissect` for this run",
+        ) from None
     units = tuple(
         UnitEvidence(
             unit=int(u.unit),
