@@ -97,13 +97,9 @@ def create_app(
 
     @app.middleware("http")
     async def limit_upload_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        too_big = length is not None and length.isdigit() and int(length) > state.max_upload_bytes
-        if (
-            request.method == "POST"
-            and too_big
-            and int(length) > state.max_upload_bytes + 1_000_000
-        ):
+        length = request.headers.get("content-length", "")
+        limit = state.max_upload_bytes + 1_000_000  # multipart overhead and the centroid file
+        if request.method == "POST" and length.isdigit() and int(length) > limit:
             return JSONResponse(
                 {
                     "detail": f"Upload too large: {int(length) / 1e6:.0f} MB, the limit is "
