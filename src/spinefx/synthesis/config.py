@@ -46,7 +46,7 @@ class AnatomyConfig:
     scoliosis_deg_range: tuple[float, float] = (3.0, 10.0)
     trabecular_hu_range: tuple[float, float] = (120.0, 280.0)
     osteoporosis_probability: float = 0.3
-    cortical_hu_range: tuple[float, float] = (600.0, 1100.0)
+    cortical_hu_range: tuple[float, float] = (500.0, 900.0)
     contrast_probability: float = 0.4
     schmorl_probability: float = 0.05
     degeneration_probability: float = 0.35
@@ -98,7 +98,7 @@ class AcquisitionConfig:
     inplane_spacing_mm_range: tuple[float, float] = (0.6, 1.0)
     slice_spacing_mm_range: tuple[float, float] = (1.0, 3.0)
     orientations: tuple[str, ...] = COMMON_ORIENTATIONS
-    noise_hu_range: tuple[float, float] = (10.0, 30.0)
+    noise_hu_range: tuple[float, float] = (15.0, 40.0)
     blur_mm_range: tuple[float, float] = (0.4, 0.8)
     screw_probability: float = 0.1
     build_spacing_mm: float = 1.0

@@ -177,7 +177,8 @@ def generate_case(config: SynthesisConfig, rng: np.random.Generator) -> Syntheti
     patient = sample_patient(config, rng)
     lower, upper, in_view = _field_of_view(patient, config, rng)
     if rng.random() < acq.screw_probability:
-        candidates = [i for i in in_view if patient.vertebrae[i].label >= 17]
+        # fusions are mostly lumbar / thoracolumbar; higher up when only those are in view
+        candidates = [i for i in in_view if patient.vertebrae[i].label >= 17] or in_view
         if len(candidates) >= 2:
             n = int(rng.integers(2, min(4, len(candidates)) + 1))
             first = int(rng.integers(0, len(candidates) - n + 1))

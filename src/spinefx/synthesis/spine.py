@@ -67,6 +67,7 @@ class VertebraSpec:
     schmorl: tuple[float, float, float, bool] | None = None
     osteophytes: bool = False
     screws: bool = False
+    shape_jitter: tuple[float, float] = (0.0, 0.0)
 
     @property
     def thoracic(self) -> bool:
@@ -145,6 +146,7 @@ def build_spine(
                 depth_mm=size["depth"] * size_scale * rng.uniform(0.96, 1.04),
                 disc_below_mm=disc,
                 truth=truth,
+                shape_jitter=(float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))),
             )
         )
     # arc-length positions of body centres (caudal direction), fractures shorten the stack

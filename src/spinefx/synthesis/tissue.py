@@ -53,9 +53,9 @@ def soft_tissue(grid: BuildGrid, patient: PatientSpec, rng: np.random.Generator)
     hu = np.full(grid.shape, AIR_HU, np.float32)
     hu[outline] = FAT_HU + 15.0 * low[outline]
     viscera = inner & (y > t["y"] + t["b"] + 4.0)
-    blobs = smooth_noise(grid.shape, rng, scale_vox=7.0 / grid.spacing_mm)
+    blobs = smooth_noise(grid.shape, rng, scale_vox=5.0 / grid.spacing_mm)
     hu[viscera] = VISCERA_HU + 8.0 * low[viscera]
-    fat_blobs = viscera & (blobs > 0.9)
+    fat_blobs = viscera & (blobs > 1.4)
     hu[fat_blobs] = FAT_HU + 10.0 * low[fat_blobs]
     # lungs above the diaphragm (thoracic levels), lateral and anterior of the spine
     thorax = (1.0 - t["lumbar"]) > 0.5

@@ -132,11 +132,18 @@ def posterior_parts(spec: VertebraSpec, u, v, w) -> dict[int, np.ndarray]:
     )
     lamina = ring & (w <= 0.4 * h) & (w >= -0.45 * h - (6 if spec.thoracic else 3))
     parts[ARCH] = (pedicles | lamina) & ~canal
-    angle = np.radians(55.0 if spec.thoracic else 10.0)
-    length = 38.0 if spec.thoracic else 30.0
+    # spinous process: long, thin and steep in the thorax; a tall, short plate in the loins
+    angle = np.radians((55.0 if spec.thoracic else 8.0) + spec.shape_jitter[0] * 8.0)
+    length = (38.0 if spec.thoracic else 30.0) * (1.0 + 0.12 * spec.shape_jitter[1])
     p0 = (0.0, vc - cv - lt * 0.5, 0.0)
     p1 = (0.0, p0[1] - length * np.cos(angle), -length * np.sin(angle))
-    parts[SPINOUS] = _capsule(u, v, w, p0, p1, 4.0 if spec.thoracic else 5.0) & ~canal
+    if spec.thoracic:
+        parts[SPINOUS] = _capsule(u, v, w, p0, p1, 4.0) & ~canal
+    else:  # two stacked capsules make a plate ~ 0.6 body heights tall
+        dz = 0.17 * h
+        upper = _capsule(u, v, w, (p0[0], p0[1], p0[2] + dz), (p1[0], p1[1], p1[2] + dz), 4.5)
+        lower = _capsule(u, v, w, (p0[0], p0[1], p0[2] - dz), (p1[0], p1[1], p1[2] - dz), 4.5)
+        parts[SPINOUS] = (upper | lower | _capsule(u, v, w, p0, p1, 4.5)) & ~canal
     if spec.thoracic:
         direction, tp_len, tp_r = np.array([0.7, -0.6, 0.15]), 22.0, 4.5
     else:
@@ -212,7 +219,7 @@ def render_vertebra(
         sub[mask] = code
     core = _eroded(body, shell_vox)
     hu[body] = cortical_hu + 60.0 * texture[body]
-    hu[core] = trabecular_hu + 55.0 * texture[core] + rng.uniform(150, 300) * cond[core]
+    hu[core] = trabecular_hu + 75.0 * texture[core] + rng.uniform(150, 300) * cond[core]
     sub[body] = BODY_BORDER
     sub[core] = BODY_CORE
     volumes.vertebra[box][body | np.any(list(parts.values()), axis=0) if parts else body] = (
@@ -240,7 +247,7 @@ def _trabecular_texture(shape, rng: np.random.Generator, spacing_mm: float) -> n
     # band-pass noise, stretched along z (vertical trabeculae): the mottled look of
     # cancellous bone at CT resolution
     noise = rng.standard_normal(shape).astype(np.float32)
-    s = 0.7 / spacing_mm
+    s = 0.9 / spacing_mm
     fine = ndimage.gaussian_filter(noise, (s, s, 1.8 * s))
     coarse = ndimage.gaussian_filter(fine, 2.0 / spacing_mm)
     tex = fine - coarse
