@@ -10,7 +10,7 @@ from spinefx.errors import InputError
 from spinefx.interpretation.quantiles import exact_upper_quantiles, target_ranks
 
 
-def _values(seed: int = 0, n: int = 30_000) -> np.ndarray:
+def _values(seed: int = 0, n: int = 12_000) -> np.ndarray:
     rng = np.random.default_rng(seed)
     data = np.maximum(rng.normal(size=(n, 8)), 0).astype(np.float32)  # ReLU-like, many ties at 0
     data[:, 1] = 0.0  # dead unit
@@ -26,7 +26,7 @@ def _chunks(data: np.ndarray, size: int):
     return lambda: (t[i : i + size] for i in range(0, len(t), size))
 
 
-@pytest.mark.parametrize("q", [0.005, 0.01, 0.5, 1e-5, 0.999])
+@pytest.mark.parametrize("q", [0.005, 0.5, 1e-5])
 @pytest.mark.parametrize("bins,buffer", [(2048, 4096), (8, 16)])
 def test_thresholds_equal_numpy_quantile(q, bins, buffer):
     data = _values()
@@ -36,6 +36,13 @@ def test_thresholds_equal_numpy_quantile(q, bins, buffer):
     expected = np.quantile(data.astype(np.float64), 1 - q, axis=0)
     np.testing.assert_allclose(result.thresholds, expected, rtol=1e-6, atol=1e-6)
     assert result.n_values == len(data)
+
+
+def test_target_ranks_on_two_tied_values_larger_than_the_buffer():
+    # r0 falls on 600 zeros, r1 on 600 ones: each bracket must shrink to its own value
+    data = np.repeat(np.array([[0.0], [1.0]], np.float32), 600, axis=0)
+    result = exact_upper_quantiles(_chunks(data, 100), quantile=0.5, bins=4, buffer_per_unit=16)
+    assert result.thresholds[0] == pytest.approx(np.quantile(data, 0.5)) == 0.5
 
 
 def test_small_buffer_needs_more_passes_but_stays_exact():

@@ -18,11 +18,14 @@ nearest-neighbour sampling:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from spinefx.interpretation.grids import sample_onto_grid
+
+log = logging.getLogger(__name__)
 
 CONCEPTS = (
     "vertebral_body",
@@ -179,20 +182,18 @@ def concepts_for_sample(
 
 
 def _load_masks(paths: dict[str, Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    try:
-        from spinefx.io import load_mask
-    except ImportError:
-        load_mask = None
+    """Masks of one case as (labels, affine); a case whose masks cannot be read gets none."""
+    from spinefx.errors import InputError
+    from spinefx.io import load_mask
+
     out = {}
     for kind, path in paths.items():
-        if load_mask is not None:
-            image = load_mask(path)
-            out[kind] = (np.asarray(image.data).astype(np.int32), image.affine)
-        else:
-            import nibabel as nib
-
-            img = nib.load(str(path))
-            out[kind] = (np.asarray(img.dataobj).astype(np.int32), img.affine)
+        try:
+            image = load_mask(path, known_labels=None)
+        except InputError as exc:
+            log.warning("concept masks skipped: %s", exc)
+            return {}
+        out[kind] = (np.asarray(image.data).astype(np.int32), image.affine)
     return out
 
 

@@ -50,13 +50,13 @@ def sample_ct_hu(
     item = dataset[index]
     meta = item[2] if len(item) > 2 else {}
     affine = np.asarray(meta.get("affine", np.eye(4)), dtype=np.float64)
-    path = meta.get("path_abs") or meta.get("path")
+    path = meta.get("path")
     if path and Path(path).is_file():
-        import nibabel as nib
+        from spinefx.io import read_nifti
 
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        ct = sample_onto_grid(data, img.affine, affine, input_shape, order=1, fill_value=AIR_HU)
+        patch = read_nifti(path)
+        data = np.asarray(patch.data, dtype=np.float32)
+        ct = sample_onto_grid(data, patch.affine, affine, input_shape, order=1, fill_value=AIR_HU)
         return ct.astype(np.float32), affine
     x = torch.as_tensor(item[0]).float().numpy()[0]
     low, high = HU_CLIP
@@ -72,8 +72,21 @@ def _draw_tile(ax, ct_slice: np.ndarray, act_slice: np.ndarray, threshold: float
         vmax=BONE_WINDOW_HU[1],
         interpolation="nearest",
     )
-    if act_slice.max() > threshold > act_slice.min():
-        ax.contour(act_slice.T, levels=[threshold], colors="yellow", linewidths=1.0)
+    if act_slice.max() > threshold:
+        # pad below the threshold so regions touching the patch border are outlined too;
+        # contour coordinates are pixel centres, hence the -1 shift of the padded grid
+        padded = np.pad(act_slice, 1, constant_values=min(act_slice.min(), threshold) - 1.0)
+        ny, nz = padded.shape
+        ax.contour(
+            np.arange(ny) - 1,
+            np.arange(nz) - 1,
+            padded.T,
+            levels=[threshold],
+            colors="yellow",
+            linewidths=1.0,
+        )
+        ax.set_xlim(-0.5, act_slice.shape[0] - 0.5)
+        ax.set_ylim(-0.5, act_slice.shape[1] - 0.5)
     ax.invert_xaxis()  # anterior (+y) to the left
     ax.set_xticks([])
     ax.set_yticks([])
@@ -94,6 +107,7 @@ def export_collage(dissection, dataset, unit: int, path: Path, *, n: int = 25, p
     slots = [s for s in range(min(n, top.indices.shape[1])) if int(top.indices[unit, s]) >= 0]
     if not slots:
         return None
+    per_row = min(per_row, len(slots))
     rows = int(np.ceil(len(slots) / per_row))
     fig = Figure(figsize=(2 * per_row, 2.2 * rows))
     for j, slot in enumerate(slots):
@@ -163,24 +177,11 @@ def _write_triple(folder: Path, stem: str, ct, act, threshold: float, affine) ->
 
 
 def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:
-    """Atomic NIfTI write (``spinefx.io.save_image`` when this checkout has it)."""
+    """Atomic NIfTI write through ``spinefx.io.save_image`` (qform = sform = ``affine``)."""
     from spinefx.image import Image
+    from spinefx.io import save_image
 
-    try:
-        from spinefx.io import save_image
-    except ImportError:
-        save_image = None
-    if save_image is not None:
-        save_image(Image(data, affine), path)
-        return path
-    import nibabel as nib
-
-    img = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
-    img.set_qform(img.affine, code=1)
-    img.set_sform(img.affine, code=1)
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
-    return path
+    return save_image(Image(data, affine), path)
 
 
 def write_index_html(atlas: dict, out_dir: Path, *, rank_by: str = "tp") -> Path:

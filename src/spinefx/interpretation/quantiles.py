@@ -8,18 +8,18 @@ an error bound, not the exact order statistic):
    ``h = (n - 1) p``, ``T = x[floor h] + (h - floor h) (x[floor h + 1] - x[floor h])`` over the
    sorted values ``x``. Only the two order statistics of rank ``floor h`` and ``floor h + 1``
    are needed.
-3. refinement pass: a fixed histogram of ``bins`` equal bins over the unit's current value
-   range ``[lo, hi]`` (per bin: count, min and max of the values that fell in it). The bins
-   holding the two target ranks give a new, narrower range ``[min of first bin, max of last
-   bin]`` and the number of values below it. Bins are ordered intervals because
-   ``floor((v - lo) / w)`` is monotone in ``v`` under IEEE rounding, so a value lies in the new
-   range exactly when it lies in the chosen bins.
+3. refinement pass, separately for each of the two target ranks: a fixed histogram of
+   ``bins`` equal bins over the current value range ``[lo, hi]`` (per bin: count, min and max
+   of the values that fell in it). The bin holding the target rank gives a new range
+   ``[min, max of that bin]``, at most ``1/bins`` as wide, and the number of values below it.
+   Bins are ordered intervals because ``floor((v - lo) / w)`` is monotone in ``v`` under IEEE
+   rounding, so a value lies in the new range exactly when it lies in the chosen bin.
 4. when the range holds at most ``buffer_per_unit`` values, a last pass collects exactly those
    values; sorting them gives the two order statistics. When the range collapses to one value
    (ties, e.g. a dead ReLU unit) that value is the answer without collecting.
 
-Memory: ``units x bins`` counters plus a bracket buffer of at most ``units x buffer_per_unit``
-values, independent of the number of samples. Passes: 3 in general (rarely one more
+Memory: ``2 x units x bins`` counters plus a bracket buffer of at most
+``2 x units x buffer_per_unit`` values, independent of the number of samples. Passes: 3 in general (rarely one more
 histogram pass per factor ``bins`` of remaining values). The source must yield the same
 values on every pass (a deterministic model in eval mode over an unshuffled loader); a
 mismatch is detected and raised.
@@ -89,25 +89,30 @@ def exact_upper_quantiles(
         raise InputError("no activations to compute thresholds from", fix="check the dataset")
     k_units = lo.numel()
     r0, r1, frac = target_ranks(n, quantile)
-    below = torch.zeros(k_units, dtype=torch.int64)
-    count_in = torch.full((k_units,), n, dtype=torch.int64)
-    v0 = torch.full((k_units,), float("nan"), dtype=torch.float64)
-    v1 = v0.clone()
+    # Each of the two order statistics is searched on its own column: columns 0..K-1 hold
+    # rank r0 of each unit, K..2K-1 rank r1 (so a bracket is always one bin, which shrinks).
+    ranks = torch.tensor([r0] * k_units + [r1] * k_units, dtype=torch.int64)
+    lo, hi = torch.cat([lo, lo]), torch.cat([hi, hi])
+    below = torch.zeros(2 * k_units, dtype=torch.int64)
+    count_in = torch.full((2 * k_units,), n, dtype=torch.int64)
+    value = torch.full((2 * k_units,), float("nan"), dtype=torch.float64)
     passes = 1
     while True:
-        same = torch.isnan(v0) & (lo == hi)
-        v0[same], v1[same] = lo[same].double(), hi[same].double()
-        open_units = torch.isnan(v0)
-        if not open_units.any():
+        same = torch.isnan(value) & (lo == hi)
+        value[same] = lo[same].double()
+        open_cols = torch.isnan(value)
+        if not open_cols.any():
             break
-        hist_units = open_units & (count_in > buffer_per_unit)
-        collect_units = open_units & ~hist_units
-        hist, values = _refinement_pass(make_chunks(), lo, hi, hist_units, collect_units, bins=bins)
+        hist_cols = open_cols & (count_in > buffer_per_unit)
+        collect_cols = open_cols & ~hist_cols
+        chunks = (torch.cat([c, c], dim=1) for c in make_chunks())
+        hist, values = _refinement_pass(chunks, lo, hi, hist_cols, collect_cols, bins=bins)
         passes += 1
-        if collect_units.any():
-            _resolve_collected(values, collect_units, below, count_in, r0, r1, v0, v1)
-        if hist_units.any():
-            _narrow(hist, hist_units, lo, hi, below, count_in, r0, r1)
+        if collect_cols.any():
+            _resolve_collected(values, collect_cols, below, count_in, ranks, value)
+        if hist_cols.any():
+            _narrow(hist, hist_cols, lo, hi, below, count_in, ranks)
+    v0, v1 = value[:k_units], value[k_units:]
     thresholds = (v0 + frac * (v1 - v0)).numpy()
     return QuantileResult(thresholds, float(quantile), int(n), passes)
 
@@ -158,34 +163,37 @@ def _refinement_pass(chunks, lo, hi, hist_units, collect_units, *, bins: int):
     return hist, collected
 
 
-def _narrow(hist, hist_units, lo, hi, below, count_in, r0: int, r1: int) -> None:
+def _narrow(hist, hist_cols, lo, hi, below, count_in, ranks) -> None:
+    """Shrink each column's range to the one bin holding its target rank."""
     counts, bin_min, bin_max = hist
-    for k in torch.nonzero(hist_units).flatten().tolist():
+    for k in torch.nonzero(hist_cols).flatten().tolist():
         cum = torch.cumsum(counts[k], 0) + below[k]
         if int(cum[-1]) != int(below[k] + count_in[k]):
             raise _nondeterministic()
-        b0 = int(torch.searchsorted(cum, torch.tensor(r0), right=True))
-        b1 = int(torch.searchsorted(cum, torch.tensor(r1), right=True))
-        below[k] = cum[b0] - counts[k, b0]
-        count_in[k] = cum[b1] - below[k]
-        lo[k], hi[k] = bin_min[k, b0], bin_max[k, b1]
+        b = int(torch.searchsorted(cum, ranks[k : k + 1], right=True))
+        below[k] = cum[b] - counts[k, b]
+        count_in[k] = counts[k, b]
+        lo[k], hi[k] = bin_min[k, b], bin_max[k, b]
 
 
-def _resolve_collected(collected, collect_units, below, count_in, r0, r1, v0, v1) -> None:
-    units = torch.cat([u for u, _ in collected]) if collected else torch.zeros(0, dtype=torch.long)
-    vals = torch.cat([v for _, v in collected]) if collected else torch.zeros(0)
+def _resolve_collected(collected, collect_cols, below, count_in, ranks, value) -> None:
+    """Sort the collected values of each column and read off its target rank."""
+    if collected:
+        cols = torch.cat([c for c, _ in collected])
+        vals = torch.cat([v for _, v in collected])
+    else:
+        cols, vals = torch.zeros(0, dtype=torch.long), torch.zeros(0)
     order = torch.argsort(vals, stable=True)
-    units, vals = units[order], vals[order]
-    order = torch.argsort(units, stable=True)  # grouped by unit, ascending values within
-    units, vals = units[order], vals[order]
-    starts = torch.searchsorted(units, torch.arange(collect_units.numel()))
-    sizes = torch.bincount(units, minlength=collect_units.numel())
-    for k in torch.nonzero(collect_units).flatten().tolist():
-        start = int(starts[k])
+    cols, vals = cols[order], vals[order]
+    order = torch.argsort(cols, stable=True)  # grouped by column, ascending values within
+    cols, vals = cols[order], vals[order]
+    n_cols = collect_cols.numel()
+    starts = torch.searchsorted(cols, torch.arange(n_cols))
+    sizes = torch.bincount(cols, minlength=n_cols)
+    for k in torch.nonzero(collect_cols).flatten().tolist():
         if int(count_in[k]) != int(sizes[k]):
             raise _nondeterministic()
-        v0[k] = float(vals[start + r0 - int(below[k])])
-        v1[k] = float(vals[start + r1 - int(below[k])])
+        value[k] = float(vals[int(starts[k]) + int(ranks[k] - below[k])])
 
 
 def _nondeterministic() -> RuntimeError:

@@ -78,15 +78,14 @@ class ManifestPatches(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int):
-        import nibabel as nib
-
         from spinefx.datasets import load_patch
+        from spinefx.io import read_nifti_geometry
 
         row = self.rows[index]
         x = load_patch(
             row["abs_path"], patch_size_vox=self.patch_size_vox, spacing_mm=self.spacing_mm
         )
-        header = nib.load(row["abs_path"])
+        header = read_nifti_geometry(row["abs_path"])
         start = [(s - self.patch_size_vox) // 2 for s in header.shape[:3]]
         affine = header.affine.copy()
         affine[:3, 3] = affine[:3, :3] @ np.asarray(start, float) + affine[:3, 3]
