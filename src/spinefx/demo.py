@@ -1,0 +1,261 @@
+"""The end-to-end demo on the embedded synthetic dataset: what ``make demo`` runs.
+
+One call chains every stage through its public API: synthesise scans → prepare spine-aligned
+patches (+ a preview PNG) → train and evaluate the patch classifier (cpu preset) → dissect its
+last encoder layer → train a small voxel classifier and screen one test scan with it → write
+a draft report for that scan. Each stage writes into ``out_dir`` and is skipped when its
+output is already complete, so an interrupted demo resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spinefx.atomic import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoResult:
+    """Where the demo put things, and its headline figures.
+
+    Attributes:
+        out_dir: demo root.
+        paths: stage name -> main output path.
+        summary: headline metrics (test AUC, F1, ...) per stage.
+        seconds: wall time per stage.
+    """
+
+    out_dir: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+    summary: dict[str, dict] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_demo(
+    out_dir: str | Path,
+    *,
+    n_scans: int = 24,
+    seed: int = 0,
+    patch_epochs: int | None = None,
+    voxel_epochs: int | None = None,
+    with_voxel: bool = True,
+    workers: int = 2,
+) -> DemoResult:
+    """Run the whole pipeline on freshly generated synthetic spine CT.
+
+    Args:
+        out_dir: output folder (created; re-running resumes).
+        n_scans: synthetic scans (split by the generator into training/validation/test).
+        seed: seed of data and training.
+        patch_epochs: max epochs of the patch classifier (None = the cpu preset's).
+        voxel_epochs: epochs of the voxel classifier (None = its cpu preset's).
+        with_voxel: also train the voxel classifier and run ``detect`` on a test scan.
+        workers: processes for patch preparation.
+
+    Returns:
+        :class:`DemoResult`; ``out_dir/demo_summary.json`` holds the same.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = DemoResult(out)
+
+    def stage(name: str, fn, *args, **kwargs):
+        start = time.perf_counter()
+        log.info("demo: %s ...", name)
+        value = fn(*args, **kwargs)
+        result.seconds[name] = round(time.perf_counter() - start, 1)
+        log.info("demo: %s done in %.1f s", name, result.seconds[name])
+        return value
+
+    data = stage("synthesise", _synthesise, out / "data", n_scans=n_scans, seed=seed)
+    result.paths["data"] = data
+    prepared, preview, counts = stage("prepare", _prepare, data, out / "patches", workers=workers)
+    result.paths.update(patches=prepared, preview=preview)
+    result.summary["prepare"] = counts
+
+    patch_run = out / "runs" / "patch_classifier"
+    evaluation = stage(
+        "train_patch_classifier",
+        _train_patch,
+        prepared,
+        patch_run,
+        seed=seed,
+        max_epochs=patch_epochs,
+    )
+    result.paths["patch_run"] = patch_run
+    result.summary["patch_classifier_test"] = _headline(evaluation)
+
+    dissection = stage("dissect", _dissect, patch_run, prepared)
+    result.paths["dissection_index"] = dissection
+    test_scan, test_centroids = _first_test_scan(prepared)
+
+    voxel_run = None
+    if with_voxel:
+        voxel_run = out / "runs" / "voxel_classifier"
+        stage(
+            "train_voxel_classifier", _train_voxel, data, voxel_run, seed=seed, epochs=voxel_epochs
+        )
+        detection = stage("detect", _detect, test_scan, voxel_run, test_centroids, out / "detect")
+        result.paths.update(voxel_run=voxel_run, detect=out / "detect")
+        result.summary["detect"] = detection
+
+    report = stage(
+        "report", _report, test_scan, patch_run, test_centroids, out / "report" / "report.html"
+    )
+    result.paths["report"] = report
+    summary = {
+        "paths": {k: str(v) for k, v in result.paths.items()},
+        "summary": result.summary,
+        "seconds": result.seconds,
+    }
+    write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2, default=str))
+    return result
+
+
+def _synthesise(root: Path, *, n_scans: int, seed: int) -> Path:
+    import yaml
+
+    from spinefx.synthesis import generate_dataset
+
+    provenance = root / "synthesis_config.yaml"
+    if provenance.is_file():
+        done = yaml.safe_load(provenance.read_text(encoding="utf-8")) or {}
+        if done.get("seed") == seed and done.get("n_scans") == n_scans:
+            log.info("demo: reusing synthetic data in %s", root)
+            return root
+    return generate_dataset(root, n_scans=n_scans, seed=seed, preset="default")
+
+
+def _patch_geometry() -> tuple[int, float]:
+    from spinefx.training.patch_config import load_training_config
+
+    model = load_training_config("cpu").model
+    return int(model.patch_size_vox), float(model.spacing_mm)
+
+
+def _prepare(data: Path, out: Path, *, workers: int) -> tuple[Path, Path, dict]:
+    from spinefx.io import load_dataset
+    from spinefx.preprocessing import prepare_dataset
+
+    size_vox, spacing_mm = _patch_geometry()
+    prepared = prepare_dataset(
+        load_dataset(data), out, size_vox=size_vox, spacing_mm=spacing_mm, workers=workers
+    )
+    preview = write_patch_preview(out, out / "preview.png")
+    counts = {
+        "vertebrae": len(prepared.manifest),
+        "failed_cases": len(prepared.errors),
+        "by_grade": prepared.fractured_by_grade,
+    }
+    return out, preview, counts
+
+
+def write_patch_preview(prepared_dir: Path, png_path: Path, *, per_grade: int = 4) -> Path:
+    """Mid-sagittal slices of prepared patches, ``per_grade`` per Genant grade, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import nibabel as nib
+    import pandas as pd
+
+    manifest = pd.read_csv(prepared_dir / "manifest.csv", dtype={"genant_grade": "string"})
+    rows = []
+    for grade in ("0", "1", "2", "3"):
+        rows += manifest[manifest["genant_grade"] == grade].head(per_grade).to_dict("records")
+    fig, axes = plt.subplots(1, max(len(rows), 1), figsize=(1.6 * max(len(rows), 1), 2.2))
+    for ax, row in zip(list(getattr(axes, "flat", [axes])), rows, strict=False):
+        patch = nib.load(prepared_dir / row["path"]).get_fdata()
+        # patch axes are the local frame (x right, y anterior, z cranial): sagittal = fixed x
+        ax.imshow(patch[patch.shape[0] // 2].T, cmap="gray", vmin=-250, vmax=1250, origin="lower")
+        ax.set_title(
+            f"{row['case_id'][-4:]} {row['level']}\ngrade {row['genant_grade']}", fontsize=7
+        )
+        ax.axis("off")
+    fig.tight_layout()
+    from spinefx.atomic import atomic_path
+
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return png_path
+
+
+def _train_patch(prepared: Path, run_dir: Path, *, seed: int, max_epochs: int | None) -> dict:
+    from spinefx.evaluation.patch_demo import run_demo_training
+
+    if (run_dir / "evaluation_test.json").is_file():
+        log.info("demo: reusing trained patch classifier in %s", run_dir)
+        return json.loads((run_dir / "evaluation_test.json").read_text(encoding="utf-8"))
+    return run_demo_training(prepared, run_dir, preset="cpu", max_epochs=max_epochs, seed=seed)[
+        "evaluation"
+    ]
+
+
+def _headline(evaluation: dict) -> dict:
+    """Mean of each test metric over trials (``evaluation_test.json``'s ``summary``)."""
+    summary = evaluation.get("summary", {})
+    return {name: round(float(v["mean"]), 4) for name, v in summary.items() if "mean" in v}
+
+
+def _dissect(run_dir: Path, prepared: Path) -> Path:
+    from spinefx.interpretation import dissect_run
+
+    return dissect_run(run_dir, prepared).index_path
+
+
+def _first_test_scan(prepared: Path) -> tuple[Path, Path | None]:
+    import pandas as pd
+
+    from spinefx.io import load_dataset
+
+    manifest = pd.read_csv(prepared / "manifest.csv")
+    test = manifest[manifest["split"] == "test"]
+    row = (test if len(test) else manifest).iloc[0]
+    scan = Path(str(row["scan_path"]))
+    for case in load_dataset(scan.parents[2]):
+        if case.case_id == row["case_id"]:
+            return scan, case.centroids_path
+    return scan, None
+
+
+def _train_voxel(data: Path, run_dir: Path, *, seed: int, epochs: int | None) -> None:
+    from spinefx.training.voxel import train_voxel_run, voxel_preset
+
+    if (run_dir / "checkpoint.pt").is_file():
+        log.info("demo: reusing trained voxel classifier in %s", run_dir)
+        return
+    overrides = {"data": str(data), "seed": seed}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    train_voxel_run(voxel_preset("cpu", **overrides), run_dir)
+
+
+def _detect(scan: Path, voxel_run: Path, centroids_path: Path | None, out: Path) -> dict:
+    from spinefx import detect_fractures
+    from spinefx.evaluation.voxel_detect import write_detection
+    from spinefx.io import load_centroids, load_scan
+
+    image = load_scan(scan)
+    centroids = load_centroids(centroids_path, image) if centroids_path else None
+    detection = detect_fractures(image, voxel_run, centroids)
+    write_detection(detection, out)
+    return {
+        "scan": scan.name,
+        "patient_score": detection.patient_score,
+        "patient_fractured": detection.patient_fractured,
+        "vertebrae": {v.level: round(float(v.probability), 3) for v in detection.vertebrae},
+    }
+
+
+def _report(scan: Path, run_dir: Path, centroids: Path | None, out: Path) -> Path:
+    from spinefx.reporting.scan_report import write_scan_report
+
+    html, _ = write_scan_report(scan, model_run_dir=run_dir, out_path=out, centroids_path=centroids)
+    return html
