@@ -52,7 +52,8 @@ def soft_tissue(grid: BuildGrid, patient: PatientSpec, rng: np.random.Generator)
     low = smooth_noise(grid.shape, rng, scale_vox=12.0 / grid.spacing_mm)
     hu = np.full(grid.shape, AIR_HU, np.float32)
     hu[outline] = FAT_HU + 15.0 * low[outline]
-    viscera = inner & (y > t["y"] + t["b"] + 4.0)
+    # abdominal / mediastinal contents in front of the spine, wrapping around it laterally
+    viscera = inner & (y > t["y"] + t["b"] + 4.0 - 0.012 * (x - t["x"]) ** 2)
     blobs = smooth_noise(grid.shape, rng, scale_vox=5.0 / grid.spacing_mm)
     hu[viscera] = VISCERA_HU + 8.0 * low[viscera]
     fat_blobs = viscera & (blobs > 1.4)
@@ -66,10 +67,15 @@ def soft_tissue(grid: BuildGrid, patient: PatientSpec, rng: np.random.Generator)
             & inner
         )
         hu[lung] = LUNG_HU + 30.0 * low[lung]
-    # paraspinal muscles and psoas
+    # paraspinal muscles (erector spinae + multifidus hugging the arch) and psoas, with fatty
+    # marbling where the fine noise field is high
+    marbling = blobs > 1.1
     for side in (-1.0, 1.0):
-        erector = _ellipse(x, y, t["x"] + side * 24.0, t["y"] - t["b"] - 42.0, 21.0, 24.0)
-        hu[erector & outline] = MUSCLE_HU + 6.0 * low[erector & outline]
+        erector = _ellipse(x, y, t["x"] + side * 27.0, t["y"] - t["b"] - 36.0, 19.0, 21.0)
+        erector |= _ellipse(x, y, t["x"] + side * 11.0, t["y"] - t["b"] - 33.0, 9.0, 15.0)
+        erector &= outline
+        hu[erector] = MUSCLE_HU + 6.0 * low[erector]
+        hu[erector & marbling] = FAT_HU * 0.6
         psoas_r = 6.0 + 16.0 * t["lumbar"]
         psoas = _ellipse(
             x, y, t["x"] + side * (t["a"] + psoas_r * 0.7), t["y"] - 0.2 * t["b"], psoas_r, psoas_r
