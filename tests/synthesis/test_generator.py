@@ -153,3 +153,17 @@ def test_load_dataset_reads_synthetic_data_without_special_case(synthetic_datase
     assert len(cases) == 4
     rows = list(csv.DictReader((synthetic_dataset / "fracture_grades.csv").open()))
     assert sum(len(c.vertebrae) for c in cases) == len(rows)
+
+
+def test_synth_cli_writes_the_same_case_as_the_api(tmp_path, synthetic_dataset, capsys):
+    from spinefx.cli import main
+
+    out = tmp_path / "cli"
+    assert (
+        main(["synth", "--out", str(out), "--n-scans", "1", "--seed", "0", "--preset", "small"])
+        == 0
+    )
+    name = "derivatives/sub-synth0001/sub-synth0001_seg-vert_msk.nii.gz"
+    assert (out / name).read_bytes() == (synthetic_dataset / name).read_bytes()
+    assert main(["synth", "--out", str(out), "--n-scans", "1", "--preset", "huge"]) == 1
+    assert "unknown synthesis preset" in capsys.readouterr().err
