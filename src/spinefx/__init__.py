@@ -69,6 +69,14 @@ _EXPORTS: dict[str, str] = {
     "predict_scan": "spinefx.evaluation",
     "VertebraPrediction": "spinefx.evaluation",
     "run_demo_training": "spinefx.evaluation",
+    # interpretation (issue 6)
+    "dissect": "spinefx.interpretation",
+    "dissect_run": "spinefx.interpretation",
+    "relevance_for_input": "spinefx.interpretation",
+    "grad_cam": "spinefx.interpretation",
+    "load_atlas": "spinefx.interpretation",
+    "save_atlas": "spinefx.interpretation",
+    "set_unit_concept": "spinefx.interpretation",
     # reporting + app (issue 7)
     "load_model_run": "spinefx.reporting",
     "ScanWorkspace": "spinefx.reporting",

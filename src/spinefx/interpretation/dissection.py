@@ -39,13 +39,16 @@ class TopActivating:
     Attributes:
         scores: float32 ``(K, k)``, ``-inf`` where fewer than k samples were eligible.
         indices: int64 ``(K, k)`` sample indices, -1 where empty.
-        maps: float32 ``(K, k, *S)`` the unit's activation map in that sample.
+        maps: float32 ``(K, k, *S)`` the unit's activation map in that sample (``None`` when
+            built with ``keep_maps=False``).
     """
 
-    def __init__(self, n_units: int, k: int, spatial_shape: tuple[int, ...]):
+    def __init__(
+        self, n_units: int, k: int, spatial_shape: tuple[int, ...], *, keep_maps: bool = True
+    ):
         self.scores = torch.full((n_units, k), float("-inf"))
         self.indices = torch.full((n_units, k), -1, dtype=torch.long)
-        self.maps = torch.zeros((n_units, k, *spatial_shape))
+        self.maps = torch.zeros((n_units, k, *spatial_shape)) if keep_maps else None
 
     def update(self, scores: torch.Tensor, maps: torch.Tensor, indices: torch.Tensor) -> None:
         """Merge a batch: ``scores`` ``(B, K)`` (``-inf`` = not eligible), ``maps`` ``(B, K, *S)``."""
@@ -53,11 +56,12 @@ class TopActivating:
         all_scores = torch.cat([self.scores, scores.T], dim=1)
         all_idx = torch.cat([self.indices, indices.expand(scores.shape[1], -1)], dim=1)
         order = torch.sort(all_scores, dim=1, descending=True, stable=True).indices[:, :k]
-        all_maps = torch.cat([self.maps, maps.transpose(0, 1)], dim=1)
         self.scores = torch.gather(all_scores, 1, order)
         self.indices = torch.where(torch.isfinite(self.scores), torch.gather(all_idx, 1, order), -1)
-        gather = order.reshape(*order.shape, *([1] * (all_maps.ndim - 2)))
-        self.maps = torch.take_along_dim(all_maps, gather, dim=1)
+        if self.maps is not None:
+            all_maps = torch.cat([self.maps, maps.transpose(0, 1)], dim=1)
+            gather = order.reshape(*order.shape, *([1] * (all_maps.ndim - 2)))
+            self.maps = torch.take_along_dim(all_maps, gather, dim=1)
 
 
 @dataclass
@@ -73,7 +77,7 @@ class Dissection:
         sample_max: float32 ``(N, K)`` spatial maximum of each unit per sample.
         metas: per-sample metadata (``KEPT_META`` fields).
         top_positive: top samples per unit among ground-truth positives.
-        top_all: top samples per unit among all samples.
+        top_all: top samples per unit among all samples (indices and scores, no maps).
         input_shape, activation_shape: spatial grids ``(X, Y, Z)``.
         score: per-sample unit score used for the top lists ("max" or "mean").
         n_values, n_passes: values per unit behind T_k and passes over the data.
@@ -229,7 +233,7 @@ def _first_pass_update(state: dict, batch, *, score: str, top_k: int) -> None:
     n_units, spatial = acts.shape[1], tuple(acts.shape[2:])
     if "top_all" not in state:
         state.update(labels=[], predictions=[], probabilities=[], sample_max=[], metas=[])
-        state["top_all"] = TopActivating(n_units, top_k, spatial)
+        state["top_all"] = TopActivating(n_units, top_k, spatial, keep_maps=False)
         state["top_positive"] = TopActivating(n_units, top_k, spatial)
         state["activation_shape"] = spatial
         state["input_shape"] = batch.input_shape

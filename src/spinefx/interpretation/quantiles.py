@@ -143,8 +143,7 @@ def _refinement_pass(chunks, lo, hi, hist_units, collect_units, *, bins: int):
     collected: list[tuple[torch.Tensor, torch.Tensor]] = []
     hist_cols = torch.nonzero(hist_units).flatten()
     coll_cols = torch.nonzero(collect_units).flatten()
-    for chunk in chunks:
-        chunk = chunk.float()
+    for chunk in _blocks(chunks):
         if len(hist_cols):
             sub = chunk[:, hist_cols]
             inside = (sub >= lo[hist_cols]) & (sub <= hi[hist_cols])
@@ -161,6 +160,14 @@ def _refinement_pass(chunks, lo, hi, hist_units, collect_units, *, bins: int):
             collected.append((coll_cols[cols], sub[inside]))
     hist = (counts.view(k_units, bins), bin_min.view(k_units, bins), bin_max.view(k_units, bins))
     return hist, collected
+
+
+def _blocks(chunks: Iterable[torch.Tensor], *, max_values: int = 2**20):
+    """Row blocks of at most ``max_values`` values, so a pass's temporaries stay small."""
+    for chunk in chunks:
+        chunk = chunk.float()
+        rows = max(1, max_values // max(1, chunk.shape[1]))
+        yield from chunk.split(rows)
 
 
 def _narrow(hist, hist_cols, lo, hi, below, count_in, ranks) -> None:

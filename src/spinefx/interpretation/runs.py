@@ -44,13 +44,16 @@ class DissectionResult:
 def load_run_model(run_dir: str | Path) -> tuple[torch.nn.Module, str, float, object]:
     """Model (eval mode), its default dissected layer, decision threshold and config.
 
+    A multi-trial run is dissected through its first trial, the model the app explains.
+
     Raises:
         InputError: when the folder holds no spinefx checkpoint.
     """
     from spinefx.models import DISSECTABLE_LAYERS
-    from spinefx.training import load_checkpoint
+    from spinefx.training import load_checkpoint, trial_dirs
 
-    model, info = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    model_dir = trial_dirs(run_dir)[0]  # the run itself, or its first trial (as the app)
+    model, info = load_checkpoint(model_dir / "checkpoint.pt")
     config = getattr(model, "config", None)
     kind = getattr(config, "kind", None)
     if kind not in DISSECTABLE_LAYERS:
