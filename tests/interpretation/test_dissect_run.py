@@ -162,3 +162,20 @@ def test_rerun_keeps_expert_labels_and_previous_atlas(run_and_data):
     assert second.atlas["units"][3]["concept_label"] == "endplate"
     assert (out / "atlas.prev.yaml").is_file()
     np.testing.assert_allclose(first.dissection.thresholds, second.dissection.thresholds)
+
+
+def test_without_true_positives_exports_are_ranked_by_ground_truth(run_and_data):
+    from spinefx.interpretation import dissect_run
+
+    run_dir, prepared = run_and_data
+    result = dissect_run(
+        run_dir,
+        prepared,
+        run_dir / "dissection3",
+        export_units=0,
+        split="all",
+        decision_threshold=0.999999,
+    )
+    assert result.atlas["groups"]["tp"] == 0 and result.atlas["groups"]["fn"] == 3
+    assert result.atlas["positive_set"] == "gt"
+    assert all(u["correlation"]["tp"] is None for u in result.atlas["units"])

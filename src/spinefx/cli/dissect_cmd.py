@@ -34,6 +34,12 @@ def register(subparsers) -> None:
         help="per-sample unit score for top samples",
     )
     p.add_argument("--export-units", type=int, default=16, help="best-ranked units to export")
+    p.add_argument(
+        "--decision-threshold",
+        type=float,
+        default=None,
+        help="probability for a predicted fracture (default: the checkpoint's)",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(func=run)
 
@@ -52,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         score=args.score,
         export_units=args.export_units,
         batch_size=args.batch_size,
+        decision_threshold=args.decision_threshold,
     )
     groups = result.atlas["groups"]
     print(

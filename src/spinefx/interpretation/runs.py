@@ -136,6 +136,7 @@ def dissect_run(
     export_units: int = 16,
     concept_samples: int = 10,
     batch_size: int = 8,
+    decision_threshold: float | None = None,
 ) -> DissectionResult:
     """Dissect a run: thresholds, correlations, concept IoUs, exports, atlas and HTML index.
 
@@ -150,11 +151,14 @@ def dissect_run(
         score: per-sample unit score for top samples ("max" or "mean").
         export_units: how many best-ranked units get collages, strips and NIfTI files.
         concept_samples: top fractured samples per unit behind each concept IoU.
+        decision_threshold: probability above which a vertebra counts as predicted fractured
+            (default: the checkpoint's threshold).
     """
     if positive_set not in POSITIVE_SETS:
         raise InputError(f"unknown positive set {positive_set!r}", fix="use tp, gt or pred")
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "dissection"
     model, default_layer, decision, config = load_run_model(run_dir)
+    decision = decision if decision_threshold is None else decision_threshold
     layer = layer or default_layer
     dataset = manifest_patches(prepared_dir, split=split, config=config)
     loader = _loader(dataset, batch_size)
@@ -194,6 +198,13 @@ def write_dissection(
     out_dir = Path(out_dir)
     correlations = dissection.correlations()
     ranks = {name: rank_units(values) for name, values in correlations.items()}
+    if np.isnan(correlations[positive_set]).all():
+        log.warning(
+            "no %s samples (groups: %s): exports and index ranked by ground-truth positives",
+            positive_set,
+            {g: int(m.sum()) for g, m in dissection.groups().items()},
+        )
+        positive_set = "gt"
     concept_scores = unit_concept_ious(dissection, samples_per_unit=concept_samples)
     exports: dict[int, dict] = {}
     for k in np.argsort(ranks[positive_set])[:export_units].tolist():
