@@ -53,7 +53,7 @@ def synthetic(preset_name: str, n_scans: int, seed: int = 7) -> dict:
                     (t.genant_grade, r.genant_grade, t.height_loss, r.height_loss)
                 )
                 if t.genant_grade > 0:
-                    stats[mode]["shapes"].append((t.shape, r.shape))
+                    stats[mode]["shapes"].append((t.shape, r.shape, r.genant_grade > 0))
     result = {
         "preset": preset_name,
         "n_scans": n_scans,
@@ -75,7 +75,13 @@ def synthetic(preset_name: str, n_scans: int, seed: int = 7) -> dict:
             "fracture_detection_specificity": round(
                 float(np.mean(pairs[pairs[:, 0] == 0, 1] == 0)), 4
             ),
-            "shape_accuracy_fractured": round(float(np.mean([a == b for a, b in s["shapes"]])), 4),
+            # a missed fracture (estimated grade 0) has no shape: counted as wrong here
+            "shape_accuracy_fractured": round(
+                float(np.mean([a == b for a, b, _ in s["shapes"]])), 4
+            ),
+            "shape_accuracy_detected_fractures": round(
+                float(np.mean([a == b for a, b, hit in s["shapes"] if hit])), 4
+            ),
             "height_loss_mae_fractured": round(float(np.mean(np.abs(loss[:, 0] - loss[:, 1]))), 4),
             "confusion_true_to_estimated": dict(sorted(confusion.items())),
         }
