@@ -76,14 +76,6 @@ def upsample(maps: torch.Tensor | np.ndarray, input_shape: tuple[int, ...]) -> t
     return out.reshape(*lead, *input_shape)
 
 
-def unit_masks(
-    maps: torch.Tensor, thresholds: torch.Tensor | np.ndarray, *, spatial_dims: int = 3
-) -> torch.Tensor:
-    """Binary masks ``M_k = A_k > T_k`` for maps ``(..., K, *S)`` and thresholds ``(K,)``."""
-    thresholds = torch.as_tensor(np.asarray(thresholds), dtype=torch.float32)
-    return maps > thresholds.reshape((-1,) + (1,) * spatial_dims)
-
-
 def sample_onto_grid(
     data: np.ndarray,
     source_affine: np.ndarray,

@@ -44,7 +44,9 @@ class UnitRelevance:
 
 def _thresholds_and_labels(atlas_or_thresholds: Any) -> tuple[np.ndarray, dict[int, str]]:
     if isinstance(atlas_or_thresholds, dict) and "units" in atlas_or_thresholds:
-        units = atlas_or_thresholds["units"]
+        units = sorted(atlas_or_thresholds["units"], key=lambda u: int(u["unit"]))
+        if [int(u["unit"]) for u in units] != list(range(len(units))):
+            raise ValueError("the atlas must list every unit 0..K-1 exactly once")
         thresholds = np.array([u["threshold"] for u in units], dtype=np.float64)
         labels = {u["unit"]: u.get("concept_label") for u in units if u.get("concept_label")}
         return thresholds, labels
