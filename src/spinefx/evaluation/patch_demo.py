@@ -11,7 +11,7 @@ def run_demo_training(
     run_dir: str | Path,
     *,
     preset: str = "cpu",
-    max_epochs: int | None = 25,
+    max_epochs: int | None = None,
     seed: int = 0,
     trials: int = 1,
 ) -> dict[str, Any]:

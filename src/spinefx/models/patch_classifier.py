@@ -83,7 +83,7 @@ PRESETS: dict[str, PatchClassifierConfig] = {
         spacing_mm=3.0,
         head_conv_widths=(32, 16, 8, 8),
         head_mlp_widths=(128, 64, 32),
-        dropout=0.3,
+        dropout=0.0,  # narrow head: 0.3 stalled learning on CPU budgets (see patch_cpu.yaml)
     ),
 }
 
