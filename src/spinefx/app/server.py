@@ -35,7 +35,7 @@ from spinefx.reporting.backends import StageUnavailable, set_unit_concept
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
-MAX_SCANS_IN_MEMORY = 6
+MAX_SCANS_IN_MEMORY = 4  # each keeps its patches and layer activations
 
 
 class AppState:

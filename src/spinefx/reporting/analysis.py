@@ -1,10 +1,10 @@
 """Run a trained patch classifier and its concept atlas on one scan.
 
 This module is where reporting meets the earlier stages: it loads a run once (model and
-config, checkpoint with ``weights_only=True``), extracts the spine-aligned patches of a scan,
-predicts every vertebra, and asks the dissection stage for the units most relevant to one
-vertebra's prediction (r_k) and a Grad-CAM on the same layer. :class:`ScanWorkspace` caches the
-per-scan work so that the app's concept panel only does one vertebra's relevance pass.
+config, checkpoint with ``weights_only=True``), extracts the spine-aligned patches of a scan
+and predicts every vertebra in one batched pass that also records the dissected layer's
+activations and Grad-CAM weights. :class:`ScanWorkspace` keeps them, so a concept panel (units
+ranked by r_k, their maps, Grad-CAM) is arithmetic on cached arrays, not a network pass.
 """
 
 from __future__ import annotations
@@ -88,29 +88,56 @@ def load_model_run(run_dir: str | Path, *, atlas_path: str | Path | None = None)
     return ModelRun(run_dir=run_dir, atlas=atlas, atlas_path=atlas_file, **loaded)
 
 
+@dataclass(frozen=True)
+class LayerRecord:
+    """What the prediction pass kept of one vertebra for its concept panel.
+
+    Attributes:
+        activations: ``(K, *S)`` output of the dissected layer.
+        gradcam_weights: ``(K,)`` spatial means of ``∂logit/∂A_k``.
+    """
+
+    activations: np.ndarray
+    gradcam_weights: np.ndarray
+
+
 def predict_vertebrae(
-    run: ModelRun, patches: Mapping[int, Image], centroids: Mapping[int, np.ndarray]
-) -> tuple[VertebraPrediction, ...]:
-    """Fracture probability and decision for every patch (one batched forward pass per 8).
+    run: ModelRun,
+    patches: Mapping[int, Image],
+    centroids: Mapping[int, np.ndarray],
+    *,
+    record_layer: bool = False,
+    batch_size: int = 8,
+) -> tuple[tuple[VertebraPrediction, ...], dict[int, LayerRecord]]:
+    """Fracture probability and decision for every patch, in batches.
 
     Args:
         run: the loaded run.
         patches: vertebra label → HU patch of the run's input size, cranial first.
         centroids: vertebra label → centroid, world RAS+ mm.
-    """
-    import torch
+        record_layer: also keep each vertebra's dissected-layer activations and Grad-CAM
+            weights (one backward pass per batch), so concept panels need no network pass.
+        batch_size: patches per forward pass.
 
+    Returns:
+        ``(predictions, records)``; ``records`` is empty unless ``record_layer``.
+    """
     from spinefx.preprocessing import hu_to_unit
+    from spinefx.reporting.backends import forward_with_evidence
 
     labels = list(patches)
     probs: list[float] = []
-    with run.lock, torch.inference_mode():
-        for start in range(0, len(labels), 8):
-            chunk = labels[start : start + 8]
+    records: dict[int, LayerRecord] = {}
+    with run.lock:
+        for start in range(0, len(labels), batch_size):
+            chunk = labels[start : start + batch_size]
             x = np.stack([hu_to_unit(patches[k].data) for k in chunk])[:, None]
-            logits = run.model(torch.from_numpy(x))
-            probs.extend(torch.sigmoid(logits).reshape(-1).tolist())
-    return tuple(
+            p, acts, weights = forward_with_evidence(run, x, with_gradients=record_layer)
+            probs.extend(float(v) for v in p)
+            if record_layer:
+                for i, k in enumerate(chunk):
+                    records[k] = LayerRecord(acts[i].copy(), weights[i].copy())
+    predictions = tuple(
         VertebraPrediction(
             vertebra_label=int(k),
             probability=float(p),
@@ -119,6 +146,7 @@ def predict_vertebrae(
         )
         for k, p in zip(labels, probs, strict=True)
     )
+    return predictions, records
 
 
 class ScanWorkspace:
@@ -163,10 +191,13 @@ class ScanWorkspace:
                 fix="the classifier covers T1-L6; check the centroid labels",
             )
         notes = () if run.atlas is not None else (NO_ATLAS_NOTE,)
+        predictions, self._records = predict_vertebrae(
+            run, self.patches, centroids, record_layer=run.atlas is not None
+        )
         self.analysis = ScanAnalysis(
             name=name,
             scan=scan,
-            predictions=predict_vertebrae(run, self.patches, centroids),
+            predictions=predictions,
             decision_threshold=run.decision_threshold,
             notes=notes,
             centroid_source=centroid_source,
@@ -194,7 +225,6 @@ class ScanWorkspace:
         Raises:
             InputError: unknown vertebra, or no atlas for this run.
         """
-        from spinefx.reporting import backends
 
         label = int(vertebra_label)
         pred = self.analysis.prediction(label)
@@ -204,10 +234,7 @@ class ScanWorkspace:
             if label not in self._explanations:
                 if self.run.atlas is None:
                     raise InputError(NO_ATLAS_NOTE)
-                with self.run.lock:
-                    units, gradcam = backends.relevance(
-                        self.run, self.patches[label], top_k=self.top_units
-                    )
+                units, gradcam = self._evidence(label)
                 self._explanations[label] = VertebraExplanation(
                     prediction=pred,
                     patch=self.patches[label],
@@ -216,6 +243,25 @@ class ScanWorkspace:
                     layer=self.run.layer,
                 )
             return self._explanations[label]
+
+    def _evidence(self, label: int):
+        from spinefx.reporting.evidence import atlas_thresholds, gradcam_map, top_units
+
+        record = self._records[label]
+        shape = self.patches[label].shape
+        try:
+            thresholds = atlas_thresholds(self.run.atlas)
+            units = top_units(
+                record.activations, thresholds, top_k=self.top_units, input_shape=shape
+            )
+        except ValueError as exc:  # thresholds of another model's layer
+            raise InputError(
+                f"the concept atlas does not fit this model ({exc})",
+                path=self.run.atlas_path,
+                fix="pass the atlas written by `spinefx dissect` for this run",
+            ) from None
+        gradcam = gradcam_map(record.activations, record.gradcam_weights, input_shape=shape)
+        return units, gradcam
 
     def explanations_for_report(self) -> dict[int, VertebraExplanation]:
         """Explanations of the flagged vertebrae (or the most suspicious one when none is)."""

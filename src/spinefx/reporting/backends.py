@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from spinefx.errors import InputError, SpinefxError
-from spinefx.reporting.types import UnitConcept, UnitEvidence
+from spinefx.reporting.types import UnitConcept
 
 log = logging.getLogger(__name__)
 
@@ -76,39 +76,41 @@ def load_atlas(path: Path) -> Any:
     return _api("spinefx.interpretation.atlas", "load_atlas", needed_for="concept atlases")(path)
 
 
-def relevance(run: Any, patch: Any, *, top_k: int) -> tuple[tuple[UnitEvidence, ...], Any]:
-    """Top units by r_k (maps at input resolution) and a Grad-CAM, for one HU patch.
+def forward_with_evidence(
+    run: Any, x: np.ndarray, *, with_gradients: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """One batched pass: probabilities, the dissected layer's activations, Grad-CAM weights.
+
+    With ``with_gradients`` the pass also backpropagates ``Σ_i logit_i``; in eval mode the
+    samples do not interact (normalisation uses running or per-sample statistics), so the
+    gradient with respect to sample i's activations is that of its own logit.
+
+    Args:
+        run: the loaded run (model in eval mode, layer name).
+        x: ``(B, 1, S, S, S)`` float32 inputs in [0, 1].
+        with_gradients: also record activations and Grad-CAM weights (needs an atlas to use).
 
     Returns:
-        ``(units, gradcam)``: the ``top_k`` most relevant units, most relevant first, with their
-        activation upsampled to the patch grid, and Grad-CAM ``(X, Y, Z)`` of the same layer.
+        ``(probabilities (B,), activations (B, K, *s) or None, weights (B, K) or None)``.
     """
-    from spinefx.preprocessing import hu_to_unit
+    import torch
 
-    relevance_for_input = _api(
-        "spinefx.interpretation.relevance", "relevance_for_input", needed_for="the concept panel"
+    recorder_cls = _api(
+        "spinefx.interpretation.activations", "LayerRecorder", needed_for="the concept panel"
     )
-    grad_cam = _api("spinefx.interpretation.relevance", "grad_cam", needed_for="Grad-CAM")
-    x = hu_to_unit(patch.data)[None]  # (C=1, X, Y, Z)
-    try:
-        ranked = relevance_for_input(run.model, run.layer, x, run.atlas, top_n=top_k)
-    except ValueError as exc:  # e.g. thresholds of another model's layer
-        raise InputError(
-            f"the concept atlas does not fit this model ({exc})",
-            path=run.atlas_path,
-            fix="pass the atlas written by `spinefx dissect` for this run",
-        ) from None
-    units = tuple(
-        UnitEvidence(
-            unit=int(u.unit),
-            relevance=float(u.relevance),
-            threshold=float(u.threshold),
-            activation=np.asarray(getattr(u.activation, "data", u.activation), dtype=np.float32),
-        )
-        for u in ranked[:top_k]
-    )
-    gradcam = np.asarray(grad_cam(run.model, run.layer, x), dtype=np.float32)
-    return units, gradcam
+    inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if not with_gradients:
+        with torch.inference_mode():
+            logits = run.model(inputs)
+        return torch.sigmoid(logits).reshape(-1).numpy(), None, None
+    with recorder_cls(run.model, run.layer, retain_grad=True) as rec, torch.enable_grad():
+        logits = run.model(inputs).reshape(-1)
+        logits.sum().backward()
+        acts = rec.output.detach().float()
+        weights = rec.grad.float().flatten(2).mean(dim=2)
+    run.model.zero_grad(set_to_none=True)
+    probs = torch.sigmoid(logits.detach()).numpy()
+    return probs, acts.numpy(), weights.numpy()
 
 
 def atlas_concepts(run: Any) -> dict[int, UnitConcept]:
