@@ -105,3 +105,16 @@ def test_grad_cam_of_a_linear_model_is_the_weighted_activation():
     cam = grad_cam(Lin(), "conv", x)
     # dy/dA0 = 3/64, dy/dA1 = -1/64 everywhere -> cam = relu(3/64 * x - 2/64 * x) = x / 64
     np.testing.assert_allclose(cam, x[0].numpy() / 64, rtol=1e-5, atol=1e-7)
+
+
+def test_nearest_mask_is_the_cell_footprint_and_never_empty_when_enabled():
+    from spinefx.interpretation.grids import upsample_mask
+
+    act = torch.zeros(4, 4, 4)
+    act[2, 1, 3] = 1.0
+    footprint = upsample_mask(act, 0.99, (8, 8, 8), mode="nearest")
+    expected = np.zeros((8, 8, 8), bool)
+    expected[4:6, 2:4, 6:8] = True
+    np.testing.assert_array_equal(footprint, expected)
+    # an isolated cell barely above T: its trilinear mask is empty (no voxel on its centre)
+    assert not upsample_mask(act, 0.99, (8, 8, 8), mode="trilinear").any()

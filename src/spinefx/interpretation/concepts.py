@@ -203,21 +203,27 @@ def iou_accumulate(mask: np.ndarray, region: np.ndarray) -> tuple[int, int]:
 
 
 def unit_concept_ious(
-    dissection, *, samples_per_unit: int = 10, concept_fn=concepts_for_sample, units=None
+    dissection,
+    *,
+    samples_per_unit: int = 10,
+    concept_fn=concepts_for_sample,
+    units=None,
+    mask_upsampling: str = "nearest",
 ) -> dict[int, dict[str, float]]:
     """IoU of each unit's upsampled masks with each concept over its top fractured samples.
 
     ``IoU_{k,c} = sum_x |M_k(x) & C(x)| / sum_x |M_k(x) | C(x)|`` over the unit's
     ``samples_per_unit`` top-scoring ground-truth-positive samples (network dissection's
     dataset-level IoU, restricted to where the unit fires most). Samples are visited one at a
-    time, so only one sample's concept masks are in memory.
+    time, so only one sample's concept masks are in memory. ``mask_upsampling`` "nearest"
+    (default) scores the cells' footprints, "trilinear" the paper's upsampled masks, which are
+    empty for units that exceed T only slightly (see :func:`~spinefx.interpretation.grids.
+    upsample_mask`).
 
     Returns:
         unit -> concept -> IoU (concepts without any mask in those samples are omitted).
     """
-    import torch
-
-    from spinefx.interpretation.grids import upsample
+    from spinefx.interpretation.grids import upsample_mask
 
     top = dissection.top_positive
     units = range(dissection.n_units) if units is None else units
@@ -236,8 +242,12 @@ def unit_concept_ious(
         if not regions:
             continue
         for k, slot in by_sample[idx]:
-            up = upsample(top.maps[k, slot], dissection.input_shape)
-            mask = (up > torch.tensor(float(dissection.thresholds[k]))).numpy()
+            mask = upsample_mask(
+                top.maps[k, slot],
+                float(dissection.thresholds[k]),
+                dissection.input_shape,
+                mode=mask_upsampling,
+            )
             for name, region in regions.items():
                 i, u = iou_accumulate(mask, region)
                 inter[(k, name)] = inter.get((k, name), 0) + i

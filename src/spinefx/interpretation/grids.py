@@ -76,6 +76,31 @@ def upsample(maps: torch.Tensor | np.ndarray, input_shape: tuple[int, ...]) -> t
     return out.reshape(*lead, *input_shape)
 
 
+def upsample_mask(
+    act: torch.Tensor | np.ndarray,
+    threshold: float,
+    input_shape: tuple[int, ...],
+    *,
+    mode: str = "trilinear",
+) -> np.ndarray:
+    """Bool mask of one unit on the input grid.
+
+    ``mode="trilinear"`` (the paper): upsample ``A`` with :func:`upsample`, then ``> T``.
+    ``mode="nearest"``: ``A > T`` on the activation grid, each cell covering its input block
+    ``[i s, (i + 1) s)`` (the cell's footprint). For even strides no input voxel sits on a
+    cell centre, so a unit that exceeds ``T`` only slightly, in one cell, has an empty
+    trilinear mask although it is enabled; the footprint is never empty when it is enabled.
+    """
+    act = torch.as_tensor(act, dtype=torch.float32)
+    if mode == "trilinear":
+        return (upsample(act, input_shape) > threshold).numpy()
+    if mode != "nearest":
+        raise ValueError(f"mode must be 'trilinear' or 'nearest', got {mode!r}")
+    above = (act > threshold).float()[None, None]
+    size = tuple(int(s) for s in input_shape)
+    return F.interpolate(above, size=size, mode="nearest")[0, 0].numpy() > 0.5
+
+
 def sample_onto_grid(
     data: np.ndarray,
     source_affine: np.ndarray,
