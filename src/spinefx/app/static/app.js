@@ -145,13 +145,15 @@ function renderConcept(el, c) {
   }
   const tbody = $(".scores tbody", el);
   tbody.replaceChildren();
-  for (const s of (c ? c.concept_scores : [])) {
+  const scores = (c ? c.concept_scores : []).filter((s) => s.iou > 0);
+  for (const s of scores) {
     const tr = document.createElement("tr");
     tr.append(Object.assign(document.createElement("td"), { textContent: s.name }),
               Object.assign(document.createElement("td"), { textContent: s.iou.toFixed(3) }));
     tbody.appendChild(tr);
   }
-  $(".scores", el).hidden = !(c && c.concept_scores.length);
+  $(".scores", el).hidden = !scores.length;
+  $(".no-scores", el).hidden = !(c && c.concept_scores.length && !scores.length);
   $(".explanation", el).textContent = c ? c.explanation : "This unit is not in the concept atlas.";
   const form = $(".edit-form", el);
   form.label.value = c ? c.label : "";
