@@ -69,6 +69,18 @@ _EXPORTS: dict[str, str] = {
     "predict_scan": "spinefx.evaluation",
     "VertebraPrediction": "spinefx.evaluation",
     "run_demo_training": "spinefx.evaluation",
+    # voxel classifier (issue 5)
+    "VoxelClassifierConfig": "spinefx.models.voxel_classifier",
+    "VoxelTrainingConfig": "spinefx.training.voxel",
+    "voxel_preset": "spinefx.training.voxel",
+    "train_voxel_run": "spinefx.training.voxel",
+    "train_voxel_demo": "spinefx.training.voxel_demo",
+    "ellipsoid_label_image": "spinefx.datasets.voxel_labels",
+    "predict_voxel_maps": "spinefx.evaluation.voxel_inference",
+    "detect_fractures": "spinefx.evaluation.voxel_detect",
+    "DetectionResult": "spinefx.evaluation.voxel_detect",
+    "localise_vertebrae": "spinefx.evaluation.localisation",
+    "crossvalidate_voxel": "spinefx.evaluation.crossval",
     # interpretation (issue 6)
     "dissect": "spinefx.interpretation",
     "dissect_run": "spinefx.interpretation",

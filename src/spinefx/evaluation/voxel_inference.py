@@ -172,3 +172,8 @@ def predict_scan(
         show_progress=show_progress,
     )
     return to_original_geometry(maps, scan) if original_geometry else maps
+
+
+#: Public alias (``spinefx.predict_voxel_maps``): ``predict_scan`` of the patch classifier is
+#: another function, so the flat API names this one by what it returns.
+predict_voxel_maps = predict_scan
