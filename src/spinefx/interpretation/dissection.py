@@ -49,6 +49,9 @@ class TopActivating:
         self.scores = torch.full((n_units, k), float("-inf"))
         self.indices = torch.full((n_units, k), -1, dtype=torch.long)
         self.maps = torch.zeros((n_units, k, *spatial_shape)) if keep_maps else None
+        # double buffer: updates write into the spare instead of allocating (K, k, *S) tensors
+        # per batch, which fragments the C heap until memory grows with the dataset
+        self._spare = torch.zeros_like(self.maps) if keep_maps else None
 
     def update(self, scores: torch.Tensor, maps: torch.Tensor, indices: torch.Tensor) -> None:
         """Merge a batch: ``scores`` ``(B, K)`` (``-inf`` = not eligible), ``maps`` ``(B, K, *S)``."""
@@ -58,10 +61,15 @@ class TopActivating:
         order = torch.sort(all_scores, dim=1, descending=True, stable=True).indices[:, :k]
         self.scores = torch.gather(all_scores, 1, order)
         self.indices = torch.where(torch.isfinite(self.scores), torch.gather(all_idx, 1, order), -1)
-        if self.maps is not None:
-            all_maps = torch.cat([self.maps, maps.transpose(0, 1)], dim=1)
-            gather = order.reshape(*order.shape, *([1] * (all_maps.ndim - 2)))
-            self.maps = torch.take_along_dim(all_maps, gather, dim=1)
+        if self.maps is None:
+            return
+        spatial = (1,) * (self.maps.ndim - 2)
+        kept = order.clamp(max=k - 1).reshape(*order.shape, *spatial).expand_as(self.maps)
+        torch.gather(self.maps, 1, kept, out=self._spare)
+        unit, slot = torch.nonzero(order >= k, as_tuple=True)
+        if len(unit):
+            self._spare[unit, slot] = maps[order[unit, slot] - k, unit]
+        self.maps, self._spare = self._spare, self.maps
 
 
 @dataclass
@@ -186,6 +194,7 @@ def dissect(
     """
     if score not in ("max", "mean"):
         raise ValueError(f"score must be 'max' or 'mean', got {score!r}")
+    keep_large_blocks_off_the_heap()
     state: dict = {"pass": 0}
 
     def make_chunks():
@@ -226,6 +235,26 @@ def dissect(
         n_values=result.n_values,
         n_passes=result.n_passes,
     )
+
+
+def keep_large_blocks_off_the_heap(*, min_bytes: int = 1 << 20) -> bool:
+    """Ask glibc to serve blocks of ``min_bytes`` or more with mmap (``mallopt``).
+
+    Each pass allocates and frees activation-sized blocks while small per-sample records
+    stay alive between them; glibc's default (a threshold that rises up to 32 MiB) then puts
+    the big blocks on the heap, which fragments and grows by about one batch of activations
+    per batch. With large blocks mmapped, they are returned to the system when freed and
+    memory stays flat. Process-wide; a no-op where glibc is absent. Returns whether it applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        return bool(libc.mallopt(-3, int(min_bytes)))  # -3 = M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def _first_pass_update(state: dict, batch, *, score: str, top_k: int) -> None:
