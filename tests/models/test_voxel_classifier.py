@@ -70,3 +70,13 @@ def test_lowres_segment_is_centred_on_the_highres_segment():
             hi_centre = (geo.input_vox[a] - 1) / 2
             lo_centre = geo.lowres_offset_vox[a] + 3 * (geo.lowres_input_vox[a] - 1) / 2
             assert hi_centre == lo_centre
+
+
+def test_training_segments_give_the_same_output_block_for_every_variant():
+    from spinefx.models.voxel_classifier import training_geometry
+
+    shapes = {v: training_geometry(VoxelClassifierConfig(variant=v)) for v in VARIANTS}
+    assert {g.output_vox for g in shapes.values()} == {(9, 9, 9)}
+    assert shapes["3d"].input_vox == (25, 25, 25)
+    assert shapes["1slice"].input_vox == (9, 25, 25)
+    assert shapes["5slices"].input_vox == (13, 25, 25)

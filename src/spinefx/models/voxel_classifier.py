@@ -177,6 +177,16 @@ def geometry_for_input(config: VoxelClassifierConfig, *, input_vox: int) -> Segm
         ) from None
 
 
+def training_geometry(config: VoxelClassifierConfig) -> SegmentGeometry:
+    """Geometry of training segments: ``train_segment_vox`` is the 3d variant's input edge
+    (DeepMedic paper: 25 -> 9^3 outputs); the 2-D variants predict the same output block from
+    their thinner inputs (e.g. 9 x 25 x 25 for ``1slice``).
+    """
+    cfg3d = VoxelClassifierConfig(variant="3d", subsample_factor=config.subsample_factor)
+    out = geometry_for_input(cfg3d, input_vox=config.train_segment_vox).output_vox
+    return segment_geometry(config, output_vox=out)
+
+
 class _PreActConv(nn.Sequential):
     """BN -> PReLU -> (dropout) -> conv, DeepMedic's layer order; the first layer is a bare conv."""
 

@@ -170,7 +170,7 @@ def train_voxel_classifier(
     import torch
 
     from spinefx.models import build_model
-    from spinefx.models.voxel_classifier import count_parameters, geometry_for_input
+    from spinefx.models.voxel_classifier import count_parameters, training_geometry
     from spinefx.progress import progress
     from spinefx.training.patch_checkpoint import save_checkpoint
 
@@ -187,7 +187,7 @@ def train_voxel_classifier(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = build_model(config.model)
-    geometry = geometry_for_input(config.model, input_vox=config.model.train_segment_vox)
+    geometry = training_geometry(config.model)
     log.info("voxel classifier %s: %d parameters", config.model.variant, count_parameters(model))
     val_data = sample_segments(
         val_cases,
