@@ -78,11 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, default=Path("/tmp/spinefx-bench-dissection"))
     parser.add_argument("--n-scans", type=int, default=48)
-    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--patience", type=int, default=40)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--draws", type=int, default=10_000)
     args = parser.parse_args()
     w = args.work
+    run = w / f"run-e{args.max_epochs}-p{args.patience}"
     timings = {
         "synth_s": _step(
             "synth",
@@ -117,7 +119,7 @@ def main() -> None:
         ),
         "train_s": _step(
             "train",
-            w / "run" / "metrics.json",
+            run / "metrics.json",
             [
                 *SPINEFX,
                 "train",
@@ -126,9 +128,11 @@ def main() -> None:
                 "--data",
                 str(w / "prepared"),
                 "--out",
-                str(w / "run"),
+                str(run),
                 "--max-epochs",
                 str(args.max_epochs),
+                "--patience",
+                str(args.patience),
                 "--seed",
                 "0",
                 "--threads",
@@ -142,9 +146,9 @@ def main() -> None:
 
     start = time.time()
     result = dissect_run(
-        w / "run",
+        run,
         w / "prepared",
-        w / "dissection",
+        run / "dissection",
         split="all",
         export_units=10,
         concept_samples=10,
@@ -171,6 +175,7 @@ def main() -> None:
             "seed": args.seed,
             "model": "patch classifier cpu preset (32^3 at 3 mm, 64 units dissected)",
             "max_epochs": args.max_epochs,
+            "patience": args.patience,
             "layer": atlas["layer"],
             "quantile": atlas["quantile"],
             "dissected_split": "all usable vertebrae",
@@ -186,7 +191,7 @@ def main() -> None:
             "'trilinear_masks' repeats the main comparison with the paper's trilinear masks",
             "random_draws": args.draws,
         },
-        "val_metrics": json.loads((w / "run" / "metrics.json").read_text()),
+        "val_metrics": json.loads((run / "metrics.json").read_text()),
         "results": {},
         "timings_s": timings,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
