@@ -38,14 +38,18 @@ def midsagittal_figure(result, *, hu_window=(-400.0, 1000.0)):
     prob = np.asarray(frac.data[i]).T
     overlay = np.ma.masked_less(prob, OVERLAY_MIN_PROBABILITY)
     fig, ax = plt.subplots(figsize=(5, 5 * ct.shape[0] / max(ct.shape[1], 1) + 0.5))
-    ax.imshow(ct, cmap="gray", origin="lower", vmin=hu_window[0], vmax=hu_window[1])
-    im = ax.imshow(overlay, cmap="autumn_r", origin="lower", vmin=0, vmax=1, alpha=0.6)
+    sp = view.spacing_mm  # isotropic grid: axes in mm from the grid origin
+    extent = (-0.5 * sp[1], (ct.shape[1] - 0.5) * sp[1], -0.5 * sp[2], (ct.shape[0] - 0.5) * sp[2])
+    ax.imshow(ct, cmap="gray", origin="lower", vmin=hu_window[0], vmax=hu_window[1], extent=extent)
+    im = ax.imshow(
+        overlay, cmap="autumn_r", origin="lower", vmin=0, vmax=1, alpha=0.6, extent=extent
+    )
     for v in result.vertebrae:
-        _, y, z = view.world_to_voxel(np.asarray(v.centroid_mm))
+        _, y, z = view.world_to_voxel(np.asarray(v.centroid_mm)) * sp
         ax.plot(y, z, "c+", ms=6)
         ax.text(y + 3, z, f"{v.level} {v.probability:.2f}", color="cyan", fontsize=7)
     state = "fracture" if result.patient_fractured else "no fracture"
-    ax.set_title(f"p(fracture), x = {i} mm slice: patient {state}", fontsize=9)
+    ax.set_title(f"p(fracture), sagittal slice x = {i * sp[0]:.0f} mm: patient {state}", fontsize=9)
     ax.set_xlabel("y (anterior) [mm]")
     ax.set_ylabel("z (superior) [mm]")
     fig.colorbar(im, ax=ax, fraction=0.04, label="p(fracture)")
