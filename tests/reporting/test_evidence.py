@@ -8,6 +8,7 @@ import torch
 
 from spinefx.interpretation.relevance import grad_cam, relevance_for_input
 from spinefx.models import DISSECTED_LAYER, PatchClassifierConfig, build_model
+from spinefx.reporting import backends
 from spinefx.reporting.analysis import ModelRun
 from spinefx.reporting.backends import forward_with_evidence
 from spinefx.reporting.evidence import atlas_thresholds, gradcam_map, top_units, unit_relevance
@@ -27,7 +28,7 @@ def test_atlas_thresholds_are_ordered_by_unit():
         atlas_thresholds({"units": [{"unit": 3, "threshold": 0.0}]})
 
 
-def test_batched_record_matches_relevance_for_input_and_grad_cam():
+def test_batched_record_matches_relevance_for_input_and_grad_cam(monkeypatch):
     torch.manual_seed(0)
     config = PatchClassifierConfig(
         widths=(4, 8, 8, 16),
@@ -47,6 +48,11 @@ def test_batched_record_matches_relevance_for_input_and_grad_cam():
     )
     x = torch.rand(3, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1)).numpy()
     probs, acts, weights = forward_with_evidence(run, x, with_gradients=True)
+    with monkeypatch.context() as m:  # the generic path: full backward through the encoder
+        m.setattr(backends, "_split_at_layer", lambda model, layer: None)
+        probs_full, acts_full, weights_full = forward_with_evidence(run, x, with_gradients=True)
+    assert np.allclose(probs_full, probs, atol=1e-6) and np.allclose(acts_full, acts, atol=1e-6)
+    assert np.allclose(weights_full, weights, rtol=1e-4, atol=1e-9)
     plain, _, _ = forward_with_evidence(run, x, with_gradients=False)
     assert np.allclose(probs, plain, atol=1e-6)
     thresholds = np.quantile(acts.transpose(1, 0, 2, 3, 4).reshape(16, -1), 0.9, axis=1)

@@ -103,6 +103,19 @@ def forward_with_evidence(
         with torch.inference_mode():
             logits = run.model(inputs)
         return torch.sigmoid(logits).reshape(-1).numpy(), None, None
+    split = _split_at_layer(run.model, run.layer)
+    if split is not None:  # backpropagate through the head only: same gradient, far cheaper
+        front, back = split
+        with torch.no_grad():
+            acts = front(inputs)
+        acts.requires_grad_(True)
+        with torch.enable_grad():
+            logits = back(acts).reshape(-1)
+            logits.sum().backward()
+        weights = acts.grad.flatten(2).mean(dim=2)
+        run.model.zero_grad(set_to_none=True)
+        probs = torch.sigmoid(logits.detach()).numpy()
+        return probs, acts.detach().numpy(), weights.numpy()
     with recorder_cls(run.model, run.layer, retain_grad=True) as rec, torch.enable_grad():
         logits = run.model(inputs).reshape(-1)
         logits.sum().backward()
@@ -111,6 +124,18 @@ def forward_with_evidence(
     run.model.zero_grad(set_to_none=True)
     probs = torch.sigmoid(logits.detach()).numpy()
     return probs, acts.numpy(), weights.numpy()
+
+
+def _split_at_layer(model: Any, layer: str):
+    """``(front, back)`` with ``model(x) == back(front(x))`` and ``front`` ending at ``layer``.
+
+    Known for the patch classifier's dissected layer (the encoder's last level is the encoder's
+    output, followed by the head); None for any other model/layer (the full backward is used).
+    """
+    encoder, head = getattr(model, "encoder", None), getattr(model, "head", None)
+    if layer == "encoder.level4" and encoder is not None and head is not None:
+        return encoder, head
+    return None
 
 
 def atlas_concepts(run: Any) -> dict[int, UnitConcept]:
