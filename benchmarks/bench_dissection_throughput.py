@@ -8,7 +8,9 @@ Two dissected layers, random inputs (generated per index, so inputs cost no memo
   pooling of a 64^3 input + 1x1x1 conv + ReLU), so that storing all activations is large.
 
 Each (layer, method, n) runs in a fresh child process; peak memory is the growth of the
-process's peak RSS over its RSS before dissection starts. ``streaming`` is
+process's peak RSS over its RSS before dissection starts (``dissect`` asks glibc to mmap
+blocks >= 1 MiB, see ``keep_large_blocks_off_the_heap``; the naive method runs with glibc's
+defaults). ``streaming`` is
 ``spinefx.interpretation.dissect`` (exact multi-pass thresholds); ``naive`` stores every
 activation and calls ``numpy.quantile`` per unit (float64, numpy's default linear method).
 
