@@ -64,3 +64,13 @@ def test_batched_record_matches_relevance_for_input_and_grad_cam(monkeypatch):
         assert np.allclose(ours[0].activation, ref[0].activation, atol=1e-5)
         cam = gradcam_map(acts[i], weights[i], input_shape=(32, 32, 32))
         assert np.allclose(cam, grad_cam(model, DISSECTED_LAYER, x[i]), rtol=1e-4, atol=1e-6)
+
+
+def test_a_unit_enabled_at_one_layer_voxel_keeps_a_region_after_upsampling():
+    acts = np.zeros((1, 4, 4, 4), np.float32)
+    acts[0, 1, 1, 1] = 1.0  # one layer voxel above T = 0.9; trilinear smoothing lowers the peak
+    (unit,) = top_units(acts, np.array([0.9]), top_k=1, input_shape=(16, 16, 16))
+    assert unit.activation.max() < 0.9  # the smoothed map alone would show no region
+    assert unit.region().any()
+    centre = np.argwhere(unit.region()).mean(axis=0)
+    assert np.allclose(centre, [5.5, 5.5, 5.5], atol=0.6)  # layer voxel 1 covers input 4..7

@@ -41,15 +41,13 @@ def panel_json(ws: ScanWorkspace, vertebra_label: int) -> dict:
                 "rank": rank,
                 "relevance": float(ev.relevance),
                 "threshold": float(ev.threshold),
-                "peak": {
-                    p: best_slice(ev.activation, plane=p, threshold=ev.threshold) for p in PLANES
-                },
+                "peak": {p: best_slice(ev.activation, plane=p, region=ev.region()) for p in PLANES},
                 "concept": _concept_dict(concepts.get(ev.unit)),
             }
         )
     top = ex.units[0] if ex.units else None
     start = (
-        {p: best_slice(top.activation, plane=p, threshold=top.threshold) for p in PLANES}
+        {p: best_slice(top.activation, plane=p, region=top.region()) for p in PLANES}
         if top is not None
         else {p: slice_count(ex.patch.shape, plane=p) // 2 for p in PLANES}
     )
@@ -91,7 +89,7 @@ def slice_png(
         for ev in ex.units:
             if ev.unit == unit:
                 return render_patch_slice(
-                    ex.patch, plane=plane, index=index, heat=ev.activation, threshold=ev.threshold
+                    ex.patch, plane=plane, index=index, heat=ev.activation, region=ev.region()
                 )
         raise InputError(f"unit {unit} is not among the top units of this vertebra")
     raise InputError(f"unknown layer {layer!r}", fix="use ct, unit or gradcam")

@@ -9,7 +9,9 @@ concept panel needs no network pass: it is the arithmetic below.
   (ties: lower unit index), as :func:`spinefx.interpretation.relevance.relevance_for_input`;
 * Grad-CAM: ``relu(Σ_k w_k A_k)`` with ``w_k`` the spatial mean of ``∂logit/∂A_k``, as
   :func:`spinefx.interpretation.relevance.grad_cam`;
-* maps are upsampled trilinearly to the patch grid with the dissection stage's ``upsample``.
+* maps are upsampled trilinearly to the patch grid with the dissection stage's ``upsample``;
+  the outlined region is ``M_k = A_k > T_k`` on the layer grid, upsampled the same way and cut
+  at 0.5 (thresholding the smoothed map instead can lose a unit whose peak is one voxel).
 """
 
 from __future__ import annotations
@@ -48,13 +50,17 @@ def top_units(
 
     relevance = unit_relevance(activations, thresholds)
     order = np.argsort(-relevance, kind="stable")[:top_k]
-    maps = upsample(np.asarray(activations)[order], tuple(input_shape)).numpy()
+    acts = np.asarray(activations)[order]
+    maps = upsample(acts, tuple(input_shape)).numpy()
+    above = acts > np.asarray(thresholds)[order].reshape(-1, *([1] * (acts.ndim - 1)))
+    masks = upsample(above.astype(np.float32), tuple(input_shape)).numpy() >= 0.5
     return tuple(
         UnitEvidence(
             unit=int(k),
             relevance=float(relevance[k]),
             threshold=float(thresholds[k]),
             activation=maps[i],
+            mask=masks[i],
         )
         for i, k in enumerate(order)
     )

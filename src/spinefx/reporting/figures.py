@@ -80,6 +80,7 @@ def overlay_rgb(
     *,
     threshold: float | None = None,
     heat_max: float | None = None,
+    outline: np.ndarray | None = None,
     alpha: float = 0.6,
     colormap: str = "inferno",
 ) -> np.ndarray:
@@ -89,6 +90,7 @@ def overlay_rgb(
         gray: ``(H, W)`` uint8 slice.
         heat: ``(H, W)`` activation (any units) or None for the plain slice.
         threshold: outline the region ``heat > threshold`` (the unit's dissection threshold).
+        outline: ``(H, W)`` bool region to outline instead of ``heat > threshold``.
         heat_max: value mapped to the top of the colour map (default: the slice's max), so all
             slices of one unit share a scale when the caller passes the volume max.
         alpha: opacity of the heat map where it is at its maximum.
@@ -105,9 +107,11 @@ def overlay_rgb(
         colours = matplotlib.colormaps[colormap](norm)[..., :3] * 255.0
         weight = (alpha * norm**2)[..., None]  # weak activation stays transparent
         rgb = rgb * (1.0 - weight) + colours * weight
-        if threshold is not None:
-            edge = find_boundaries(heat > threshold, mode="inner")
-            rgb[edge] = OUTLINE_RGB
+    region = outline
+    if region is None and heat is not None and threshold is not None:
+        region = heat > threshold
+    if region is not None:
+        rgb[find_boundaries(np.asarray(region, bool), mode="inner")] = OUTLINE_RGB
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
@@ -136,6 +140,7 @@ def render_patch_slice(
     index: int | None = None,
     heat: np.ndarray | None = None,
     threshold: float | None = None,
+    region: np.ndarray | None = None,
     height_px: int = 256,
     window_hu: tuple[float, float] = BONE_WINDOW_HU,
 ) -> bytes:
@@ -151,6 +156,7 @@ def render_patch_slice(
         index: slice index along the plane's axis; default the middle slice.
         heat: activation ``(X, Y, Z)`` on the patch grid (input resolution), or None.
         threshold: the unit's threshold ``T_k``, outlined on the slice.
+        region: bool ``(X, Y, Z)`` region to outline instead of ``heat > threshold``.
         height_px: output height.
         window_hu: grey-level window.
     """
@@ -167,7 +173,11 @@ def render_patch_slice(
     gray = window_to_gray(_resize(hu, size), window_hu=window_hu)
     heat_2d = None if heat is None else _resize(take_slice(heat, plane=plane, index=index), size)
     heat_max = None if heat is None else float(np.max(heat))
-    rgb = overlay_rgb(gray, heat_2d, threshold=threshold, heat_max=heat_max)
+    outline = None
+    if region is not None:
+        region_2d = take_slice(np.asarray(region, np.float32), plane=plane, index=index)
+        outline = _resize(region_2d, size) >= 0.5
+    rgb = overlay_rgb(gray, heat_2d, threshold=threshold, heat_max=heat_max, outline=outline)
     return png_bytes(rgb, height_px=height_px)
 
 
@@ -185,10 +195,21 @@ def _resize(slice_2d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img.resize(size, PILImage.BILINEAR), dtype=np.float32)
 
 
-def best_slice(heat: np.ndarray, *, plane: Plane, threshold: float | None = None) -> int:
-    """Index of the slice in ``plane`` where the (thresholded) activation mass is largest."""
+def best_slice(
+    heat: np.ndarray,
+    *,
+    plane: Plane,
+    threshold: float | None = None,
+    region: np.ndarray | None = None,
+) -> int:
+    """Index of the slice in ``plane`` where the activation mass inside the region is largest.
+
+    The region is ``region`` when given, else ``heat > threshold``, else everywhere.
+    """
     axis = _plane_axis(plane)
-    mass = np.where(heat > threshold, heat, 0.0) if threshold is not None else np.abs(heat)
+    if region is None and threshold is not None:
+        region = heat > threshold
+    mass = np.where(region, heat, 0.0) if region is not None else np.abs(heat)
     other = tuple(a for a in range(3) if a != axis)
     per_slice = np.asarray(mass, dtype=np.float64).sum(axis=other)
     if not np.any(per_slice > 0):

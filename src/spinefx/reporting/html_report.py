@@ -85,9 +85,9 @@ def _key_images(analysis, explanations, concepts, n_units) -> list[dict]:
             continue
         figures = [{"png": _b64(render_patch_slice(ex.patch, height_px=200)), "caption": "CT"}]
         for rank, ev in enumerate(ex.units[:n_units], start=1):
-            index = best_slice(ev.activation, plane="sagittal", threshold=ev.threshold)
+            index = best_slice(ev.activation, plane="sagittal", region=ev.region())
             png = render_patch_slice(
-                ex.patch, index=index, heat=ev.activation, threshold=ev.threshold, height_px=200
+                ex.patch, index=index, heat=ev.activation, region=ev.region(), height_px=200
             )
             concept = concepts.get(ev.unit)
             label = concept.label if concept is not None and concept.label else "no expert label"

@@ -59,12 +59,20 @@ class UnitEvidence:
         relevance: ``r_k = Σ_x M_k(x) A_k(x)`` for this input.
         threshold: ``T_k``; the map is outlined where it exceeds it.
         activation: ``(X, Y, Z)`` activation upsampled to the patch grid (input resolution).
+        mask: bool ``(X, Y, Z)``: ``M_k = A_k > T_k`` taken on the layer grid, then upsampled
+            (so a unit enabled at one layer voxel always shows a region, even where the
+            smoothed activation stays below ``T_k``); None = ``activation > threshold``.
     """
 
     unit: int
     relevance: float
     threshold: float
     activation: np.ndarray
+    mask: np.ndarray | None = None
+
+    def region(self) -> np.ndarray:
+        """The bool region to outline: :attr:`mask`, else ``activation > threshold``."""
+        return self.mask if self.mask is not None else self.activation > self.threshold
 
 
 @dataclass(frozen=True)
