@@ -122,8 +122,9 @@ def test_upload_table_concept_panel_and_draft_in_chromium(live_app, synthetic_fi
         )
         page.click("#plane-seg button[data-plane=sagittal]")
         page.locator("#panel").screenshot(path=str(ARTIFACTS / "app_concept_panel_full.png"))
-        box = page.locator("#panel").bounding_box()
-        clip = {**box, "height": min(box["height"], 1150)}  # reference row + first units
+        box = page.locator("#panel").bounding_box()  # viewport coordinates
+        top = box["y"] + page.evaluate("window.scrollY")
+        clip = {**box, "y": top, "height": min(box["height"], 1150)}  # reference + first units
         page.screenshot(path=str(ARTIFACTS / "app_concept_panel.png"), full_page=True, clip=clip)
 
         page.wait_for_function(
