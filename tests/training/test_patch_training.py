@@ -125,3 +125,13 @@ def test_validation_scores_agree_with_evaluation_metrics():
     ref = binary_metrics(y, p, threshold=0.5)
     for key in ("f1", "auc", "ap", "accuracy"):
         assert ours[key] == pytest.approx(ref[key])
+
+
+def test_an_epoch_smaller_than_one_batch_still_trains(toy, tmp_path):
+    # few fractures: the balanced epoch (2 x 2 = 4 patches) is smaller than a batch of 32
+    run = tmp_path / "run"
+    metrics = train_patch_classifier(
+        tiny_config(batch_size=32, epoch_size=4, max_epochs=1), toy, run, seed=1
+    )
+    assert (run / "checkpoint.pt").is_file()
+    assert metrics["epochs_trained"] == 1

@@ -107,8 +107,11 @@ def make_loaders(table: pd.DataFrame, config: PatchTrainingConfig, *, seed: int,
         world_size=trainer.world_size,
     )
     common = {"batch_size": config.batch_size, "num_workers": config.num_workers}
+    # Drop a ragged last batch (a batch of 1 breaks BatchNorm statistics), but never the
+    # only batch: with few fractures the balanced epoch can be smaller than one batch.
+    drop_last = len(sampler) > config.batch_size
     train_loader = DataLoader(
-        _dataset(train, config, augment=True), sampler=sampler, drop_last=True, **common
+        _dataset(train, config, augment=True), sampler=sampler, drop_last=drop_last, **common
     )
     val_set = _dataset(val, config, augment=False)
     val_sampler = (
