@@ -39,7 +39,7 @@ def main(n_scans: int = 20, n_folds: int = 5) -> None:
     data = work / "data"
     if not (data / "rawdata").exists():
         generate_dataset(data, n_scans=n_scans, seed=11, preset="small")
-    config = voxel_preset("cpu", epochs=3, segments_per_subepoch=100, val_segments=60, seed=0)
+    config = voxel_preset("cpu", epochs=2, segments_per_subepoch=60, val_segments=40, seed=0)
     cases, problems = load_voxel_cases(
         load_dataset(data), ellipsoid=config.ellipsoid, spacing_mm=config.model.input_spacing_mm
     )
@@ -47,7 +47,7 @@ def main(n_scans: int = 20, n_folds: int = 5) -> None:
     result = {
         "data": f"{n_scans} synthetic scans, synthesis preset 'small', seed 11",
         "skipped_scans": problems,
-        "training": "cpu preset: 2 mm voxels, 3 epochs x 2 sub-epochs x 100 segments of 25^3",
+        "training": "cpu preset: 2 mm voxels, 2 epochs x 2 sub-epochs x 60 segments of 25^3",
         **summary,
         "wall_seconds": time.perf_counter() - t0,
         "cpu_seconds_main_process": time.process_time() - c0,
