@@ -35,7 +35,7 @@ def main(n_scans: int = 8) -> None:
     data = work / "data"
     if not (data / "rawdata").exists():
         generate_dataset(data, n_scans=n_scans, seed=5, preset="small")
-    config = voxel_preset("cpu", epochs=2, segments_per_subepoch=100, val_segments=60)
+    config = voxel_preset("cpu", epochs=2, segments_per_subepoch=60, val_segments=40)
     cases, _ = load_voxel_cases(load_dataset(data), spacing_mm=config.model.input_spacing_mm)
     train, val = split_validation(cases, fraction=0.25, seed=0)
     rows = compare_variants(train, val, config, work / "variants")
@@ -43,7 +43,7 @@ def main(n_scans: int = 8) -> None:
     result = {
         "data": f"{n_scans} synthetic scans (small preset, seed 5); {len(train)} train / "
         f"{len(val)} validation",
-        "training": "cpu preset: 2 mm voxels, 2 epochs x 2 sub-epochs x 100 segments",
+        "training": "cpu preset: 2 mm voxels, 2 epochs x 2 sub-epochs x 60 segments",
         "rows": rows,
         "table_markdown": table,
         "wall_seconds": time.perf_counter() - t0,
