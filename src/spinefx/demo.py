@@ -40,7 +40,7 @@ class DemoResult:
 def run_demo(
     out_dir: str | Path,
     *,
-    n_scans: int = 24,
+    n_scans: int = 48,
     seed: int = 0,
     patch_epochs: int | None = None,
     voxel_epochs: int | None = None,

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dissect it, train the voxel classifier, screen a test scan and write a draft report.",
     )
     p.add_argument("--out", default="demo_output", help="output folder (re-running resumes)")
-    p.add_argument("--n-scans", type=int, default=24, help="synthetic scans to generate")
+    p.add_argument("--n-scans", type=int, default=48, help="synthetic scans to generate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patch-epochs", type=int, default=None, help="override the cpu preset")
     p.add_argument("--voxel-epochs", type=int, default=None, help="override the cpu preset")
