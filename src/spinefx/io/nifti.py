@@ -161,7 +161,7 @@ def _storage_dtype(data: np.ndarray) -> np.dtype:
     return data.dtype
 
 
-def save_image(image: Image, path: str | Path) -> Path:
+def save_image(image: Image, path: str | Path, *, dtype: np.dtype | type | None = None) -> Path:
     """Write ``image`` to a NIfTI file atomically (no half-written file on failure).
 
     Integer label maps are stored with the smallest integer dtype that holds them (uint8,
@@ -171,6 +171,8 @@ def save_image(image: Image, path: str | Path) -> Path:
     Args:
         image: any orientation; written in its own voxel order.
         path: ``.nii`` or ``.nii.gz`` destination.
+        dtype: store with exactly this dtype instead of the smallest one that fits (the
+            caller guarantees the values fit, e.g. int16 HU patches).
 
     Returns:
         The path written.
@@ -183,7 +185,7 @@ def save_image(image: Image, path: str | Path) -> Path:
             "unsupported output file name", path=path, fix="use a .nii or .nii.gz file name"
         )
     data = np.asarray(image.data)
-    data = data.astype(_storage_dtype(data), copy=False)
+    data = data.astype(_storage_dtype(data) if dtype is None else dtype, copy=False)
     img = nib.Nifti1Image(data, image.affine)
     img.set_qform(image.affine, code=1)
     img.set_sform(image.affine, code=1)

@@ -1,8 +1,7 @@
 """The on-disk form of a prepared patch: uncompressed NIfTI, int16 HU, patch->world affine.
 
-Written here rather than with :func:`spinefx.io.save_image` because the manifest contract fixes
-the dtype to int16 whatever the value range (``save_image`` picks the smallest integer type),
-and because resuming needs a cheap header-only validity check of our own files.
+The manifest contract fixes the dtype to int16 whatever the value range, and resuming needs a
+cheap header-only validity check of our own files.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from spinefx.atomic import atomic_path
 from spinefx.image import Image
 
 _INT16 = np.iinfo(np.int16)
@@ -19,16 +17,10 @@ _INT16 = np.iinfo(np.int16)
 
 def save_patch(patch: Image, path: str | Path) -> Path:
     """Write a HU patch atomically as int16 NIfTI (values rounded and clipped to int16)."""
-    import nibabel as nib
+    from spinefx.io import save_image
 
     data = np.clip(np.rint(patch.data), _INT16.min, _INT16.max).astype(np.int16)
-    img = nib.Nifti1Image(data, patch.affine)
-    img.set_qform(patch.affine, code=1)
-    img.set_sform(patch.affine, code=1)
-    img.header.set_xyzt_units("mm")
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
-    return Path(path)
+    return save_image(patch.with_data(data), path, dtype=np.int16)
 
 
 def patch_file_is_valid(path: str | Path, *, size_vox: int) -> bool:
