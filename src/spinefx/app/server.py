@@ -31,7 +31,7 @@ from spinefx.reporting import (
     draft_findings,
     open_workspace,
 )
-from spinefx.reporting.backends import StageUnavailable, set_unit_concept
+from spinefx.reporting.backends import set_unit_concept
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -111,8 +111,7 @@ def create_app(
 
     @app.exception_handler(SpinefxError)
     async def spinefx_error(_request: Request, exc: SpinefxError):
-        code = 503 if isinstance(exc, StageUnavailable) else 400
-        return JSONResponse({"detail": str(exc)}, status_code=code)
+        return JSONResponse({"detail": str(exc)}, status_code=400)
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request):

@@ -1,39 +1,24 @@
 """The calls from reporting into the classifier, dissection and detection stages, in one place.
 
 Each function adapts one stage's public API to the value types of :mod:`spinefx.reporting.types`.
-When a stage is missing from this install the function raises :class:`StageUnavailable` with
-the command that would provide it, and the app shows that message instead of a panel.
+Stage imports happen inside the functions so importing the app stays cheap.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spinefx.errors import InputError, SpinefxError
+from spinefx.errors import InputError
 from spinefx.reporting.types import UnitConcept
 
 log = logging.getLogger(__name__)
 
 #: Where a run keeps its concept atlas, in order of preference (relative to the run dir).
 ATLAS_CANDIDATES: tuple[str, ...] = ("dissection/atlas.yaml", "atlas.yaml")
-
-
-class StageUnavailable(SpinefxError):
-    """A pipeline stage this feature needs is not available in this install."""
-
-
-def _api(module: str, name: str, *, needed_for: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise StageUnavailable(
-            f"{module}.{name} is not available in this spinefx install, needed for {needed_for}"
-        ) from None
 
 
 def load_classifier(run_dir: Path) -> dict[str, Any]:
@@ -45,9 +30,8 @@ def load_classifier(run_dir: Path) -> dict[str, Any]:
     Returns:
         keyword arguments for :class:`spinefx.reporting.analysis.ModelRun` (without run_dir).
     """
-    trial_dirs = _api("spinefx.training", "trial_dirs", needed_for="loading a trained run")
-    load_checkpoint = _api("spinefx.training", "load_checkpoint", needed_for="loading a run")
     from spinefx.models import DISSECTED_LAYER
+    from spinefx.training import load_checkpoint, trial_dirs
 
     model_dir = trial_dirs(run_dir)[0]
     model, info = load_checkpoint(model_dir / "checkpoint.pt")
@@ -73,7 +57,9 @@ def load_atlas(path: Path) -> Any:
     """Read a concept atlas through the dissection stage's API."""
     if not Path(path).is_file():
         raise InputError("concept atlas not found", path=path, fix="run `spinefx dissect` first")
-    return _api("spinefx.interpretation.atlas", "load_atlas", needed_for="concept atlases")(path)
+    from spinefx.interpretation.atlas import load_atlas as read_atlas
+
+    return read_atlas(path)
 
 
 def forward_with_evidence(
@@ -95,9 +81,8 @@ def forward_with_evidence(
     """
     import torch
 
-    recorder_cls = _api(
-        "spinefx.interpretation.activations", "LayerRecorder", needed_for="the concept panel"
-    )
+    from spinefx.interpretation.activations import LayerRecorder
+
     inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     if not with_gradients:
         with torch.inference_mode():
@@ -116,7 +101,7 @@ def forward_with_evidence(
         run.model.zero_grad(set_to_none=True)
         probs = torch.sigmoid(logits.detach()).numpy()
         return probs, acts.detach().numpy(), weights.numpy()
-    with recorder_cls(run.model, run.layer, retain_grad=True) as rec, torch.enable_grad():
+    with LayerRecorder(run.model, run.layer, retain_grad=True) as rec, torch.enable_grad():
         logits = run.model(inputs).reshape(-1)
         logits.sum().backward()
         acts = rec.output.detach().float()
@@ -167,8 +152,9 @@ def set_unit_concept(run: Any, unit: int, *, label: str, explanation: str) -> No
     """Save an expert label/explanation for one unit to the atlas (atomic, previous kept)."""
     if run.atlas_path is None:
         raise InputError("this run has no concept atlas to edit", fix="run `spinefx dissect`")
-    setter = _api("spinefx.interpretation.atlas", "set_unit_concept", needed_for="expert editing")
-    run.atlas = setter(run.atlas_path, int(unit), label or None, explanation)
+    from spinefx.interpretation.atlas import set_unit_concept as save_unit_concept
+
+    run.atlas = save_unit_concept(run.atlas_path, int(unit), label or None, explanation)
 
 
 def locate_vertebrae(scan: Any, voxel_run_dir: Path | None) -> dict[int, np.ndarray]:
@@ -178,10 +164,9 @@ def locate_vertebrae(scan: Any, voxel_run_dir: Path | None) -> dict[int, np.ndar
             "no centroid JSON was given and automatic localisation is off",
             fix="upload the VerSe centroid JSON, or start the app with --voxel-model RUN_DIR",
         )
-    detect = _api(
-        "spinefx.evaluation.voxel_detect", "detect_fractures", needed_for="automatic localisation"
-    )
-    result = detect(scan, Path(voxel_run_dir), show_progress=False)
+    from spinefx.evaluation.voxel_detect import detect_fractures
+
+    result = detect_fractures(scan, Path(voxel_run_dir), show_progress=False)
     centroids = {int(v.vertebra_label): np.asarray(v.centroid_mm, float) for v in result.vertebrae}
     if not centroids:
         raise InputError(
