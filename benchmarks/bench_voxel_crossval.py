@@ -8,7 +8,7 @@ automatic localisation error. Writes ``benchmarks/results/voxel_crossval.json``.
 
 This is a CPU-budget run (minutes of training per fold instead of the paper's 35 epochs x 20
 sub-epochs x 1000 segments at 1 mm), so its AUCs are far from converged figures.
-Run: ``nice -n 10 .venv/bin/python benchmarks/bench_voxel_crossval.py [N_SCANS]``.
+Run: ``.venv/bin/python benchmarks/bench_voxel_crossval.py [N_SCANS [N_FOLDS [EPOCHS]]]``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results" / "voxel_crossval.json"
 
 
-def main(n_scans: int = 20, n_folds: int = 5) -> None:
+def main(n_scans: int = 24, n_folds: int = 5, epochs: int = 8) -> None:
     import torch
 
     from spinefx.evaluation.crossval import crossvalidate_voxel
@@ -39,15 +39,19 @@ def main(n_scans: int = 20, n_folds: int = 5) -> None:
     data = work / "data"
     if not (data / "rawdata").exists():
         generate_dataset(data, n_scans=n_scans, seed=11, preset="small")
-    config = voxel_preset("cpu", epochs=2, segments_per_subepoch=60, val_segments=40, seed=0)
+    config = voxel_preset("cpu", epochs=epochs, seed=0)
     cases, problems = load_voxel_cases(
         load_dataset(data), ellipsoid=config.ellipsoid, spacing_mm=config.model.input_spacing_mm
     )
-    summary = crossvalidate_voxel(cases, config, work / "cv", n_folds=n_folds, tile_vox=54)
+    summary = crossvalidate_voxel(cases, config, work / "cv", n_folds=n_folds)
     result = {
         "data": f"{n_scans} synthetic scans, synthesis preset 'small', seed 11",
         "skipped_scans": problems,
-        "training": "cpu preset: 2 mm voxels, 2 epochs x 2 sub-epochs x 60 segments of 25^3",
+        "training": (
+            f"cpu preset: {config.model.input_spacing_mm:g} mm voxels, {config.epochs} epochs x "
+            f"{config.subepochs} sub-epochs x {config.segments_per_subepoch} segments of "
+            f"{config.model.train_segment_vox}^3 per fold"
+        ),
         **summary,
         "wall_seconds": time.perf_counter() - t0,
         "cpu_seconds_main_process": time.process_time() - c0,

@@ -40,6 +40,7 @@ from spinefx.evaluation.aggregation import (
 )
 from spinefx.evaluation.localisation import localisation_errors, localise_vertebrae
 from spinefx.evaluation.metrics import auc_statistic, bootstrap
+from spinefx.evaluation.voxel_inference import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.training.voxel import VoxelTrainingConfig, split_validation, train_voxel_classifier
 from spinefx.training.voxel_data import VoxelCase
 
@@ -120,7 +121,7 @@ def crossvalidate_voxel(
     n_bootstrap: int = 1000,
     cube_sizes_vox: tuple[int, ...] = (10, 6, 14),
     perturb_sigma_mm: float = 3.0,
-    tile_vox: int = 54,
+    tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
 ) -> dict:
     """Run the cross-validation and write ``crossval.json``, tables and ROC plots to ``out_dir``.
 

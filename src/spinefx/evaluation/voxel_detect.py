@@ -18,6 +18,7 @@ import numpy as np
 from spinefx.conventions import level_name, spine_rank
 from spinefx.evaluation.aggregation import largest_components, vertebra_scores
 from spinefx.evaluation.localisation import localise_vertebrae
+from spinefx.evaluation.voxel_inference import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.image import Image
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def detect_fractures(
     centroids: dict[int, np.ndarray] | None = None,
     *,
     cube_size_vox: int = 10,
-    output_tile_vox: int = 54,
+    output_tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
     show_progress: bool = True,
 ) -> DetectionResult:
     """Screen one CT for vertebral fractures with a trained voxel classifier.

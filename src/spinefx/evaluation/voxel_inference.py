@@ -22,12 +22,17 @@ from spinefx.progress import progress
 
 log = logging.getLogger(__name__)
 
+#: Output tile edge (1 mm voxels) of whole-volume inference. Measured on 2 CPU cores with the
+#: channels-last layout: 27 -> 13 s, 36 -> 17 s, 54 -> 15 s for a 161x161x108 slab. Bigger
+#: tiles recompute less context but fall out of cache; 27 is the fastest here.
+DEFAULT_OUTPUT_TILE_VOX = 27
+
 
 def predict_volume(
     model,
     volume: np.ndarray,
     *,
-    output_tile_vox: int = 54,
+    output_tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
     batch_tiles: int = 1,
     roi_min_value: float | None = None,
     show_progress: bool = True,
@@ -38,7 +43,7 @@ def predict_volume(
         model: a :class:`~spinefx.models.voxel_classifier.DualPathwayVoxelClassifier`.
         volume: ``(X, Y, Z)`` float32, 1 mm RAS, z-scored (see ``prepare_voxel_input``).
         output_tile_vox: edge of the block predicted per forward pass (multiple of the
-            subsampling factor; bigger is faster and uses more memory).
+            subsampling factor; see :data:`DEFAULT_OUTPUT_TILE_VOX`).
         batch_tiles: tiles per forward pass.
         roi_min_value: if given, tiles whose high-res segment holds no voxel above this
             (normalised) value, i.e. air only, are not run and get background probability 1
@@ -66,7 +71,10 @@ def predict_volume(
         starts = [s for s in starts if _has_tissue(volume, s, out_t, roi_min_value)]
         probs[0] = 1.0
         log.debug("ROI: %d of %d tiles contain tissue", len(starts), n_all)
-    model.eval()
+    # channels-last 3-D layout: oneDNN's 3-D convolutions run ~1.9x faster on CPU with it
+    # (measured on this model; results equal to float rounding). Converts the model in place.
+    layout = torch.channels_last_3d
+    model.eval().to(memory_format=layout)
     batches = [starts[i : i + batch_tiles] for i in range(0, len(starts), batch_tiles)]
     iterator = progress(batches, desc="voxel tiles") if show_progress else batches
     with torch.inference_mode():
@@ -74,6 +82,7 @@ def predict_volume(
             pairs = [segment_pair(volume, s, geometry, pad_value=pad) for s in batch]
             hi = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
             lo = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
+            hi, lo = hi.contiguous(memory_format=layout), lo.contiguous(memory_format=layout)
             soft = torch.softmax(model(hi, lo), dim=1).numpy()
             for s, block in zip(batch, soft, strict=True):
                 stop = np.minimum(np.asarray(s) + out_t, shape)
@@ -95,7 +104,7 @@ def predict_network_view(
     model,
     view: Image,
     *,
-    output_tile_vox: int = 54,
+    output_tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
     roi_min_hu: float | None = -500.0,
     show_progress: bool = True,
 ) -> dict[str, Image]:
@@ -145,7 +154,7 @@ def predict_scan(
     model,
     scan: Image,
     *,
-    output_tile_vox: int = 54,
+    output_tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
     original_geometry: bool = True,
     roi_min_hu: float | None = -500.0,
     show_progress: bool = True,

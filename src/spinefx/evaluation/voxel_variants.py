@@ -17,6 +17,7 @@ import numpy as np
 from spinefx.atomic import write_text_atomic
 from spinefx.evaluation.aggregation import vertebra_scores
 from spinefx.evaluation.metrics import auc_statistic
+from spinefx.evaluation.voxel_inference import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.models.voxel_classifier import VARIANTS
 from spinefx.training.voxel import VoxelTrainingConfig, load_voxel_model, train_voxel_classifier
 from spinefx.training.voxel_data import VoxelCase
@@ -29,7 +30,7 @@ def compare_variants(
     out_dir: str | Path,
     *,
     variants: tuple[str, ...] = VARIANTS,
-    tile_vox: int = 54,
+    tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
 ) -> list[dict]:
     """Train each variant with ``config`` and evaluate it on ``val_cases``.
 

@@ -56,7 +56,6 @@ class VoxelClassifierConfig:
         in_channels: input channels (1 CT).
         dropout: dropout rate of the FC layers (DeepMedic: 0.5 for hidden FC layers).
         train_segment_vox: high-res training segment edge (DeepMedic paper: 25).
-        inference_output_vox: edge of the output tile predicted per forward pass at inference.
         input_spacing_mm: isotropic voxel size the network works at (paper: 1 mm; the CPU
             preset uses 2 mm, doubling every receptive field in mm, to fit CPU budgets).
     """
@@ -70,7 +69,6 @@ class VoxelClassifierConfig:
     in_channels: int = 1
     dropout: float = 0.5
     train_segment_vox: int = 25
-    inference_output_vox: int = 54
     input_spacing_mm: float = 1.0
     kind: ClassVar[str] = "voxel_classifier"
 
