@@ -33,6 +33,7 @@ from spinefx.atomic import write_bytes_atomic, write_text_atomic
 from spinefx.config import to_dict
 from spinefx.conventions import level_name
 from spinefx.image import Image
+from spinefx.io.grades import LONG_COLUMNS
 from spinefx.progress import progress
 from spinefx.synthesis.config import SynthesisConfig
 from spinefx.synthesis.config import preset as get_preset
@@ -40,7 +41,8 @@ from spinefx.synthesis.generator import SyntheticCase, generate_case
 
 log = logging.getLogger(__name__)
 
-GRADE_COLUMNS = ("verse_ID", "subject_ID", "split", "level", "label", "grade", "shape")
+#: The official long VerSe grade table form, as the io stage reads it.
+GRADE_COLUMNS = LONG_COLUMNS
 TRUTH_COLUMNS = (
     "case_id",
     "label",
