@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=40)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--preset", default="small", help="synthesis preset")
     parser.add_argument("--draws", type=int, default=10_000)
     args = parser.parse_args()
     w = args.work
@@ -99,7 +100,7 @@ def main() -> None:
                 "--seed",
                 str(args.seed),
                 "--preset",
-                "small",
+                args.preset,
             ],
         ),
         "prepare_s": _step(
@@ -171,7 +172,7 @@ def main() -> None:
         "fracture-zone concepts vs random units",
         "setup": {
             "synthetic_scans": args.n_scans,
-            "synth_preset": "small",
+            "synth_preset": args.preset,
             "seed": args.seed,
             "model": "patch classifier cpu preset (32^3 at 3 mm, 64 units dissected)",
             "max_epochs": args.max_epochs,
