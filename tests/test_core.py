@@ -17,7 +17,9 @@ def test_unknown_label_names_the_fix():
         level_name(99)
 
 
-@pytest.mark.parametrize("loss,grade", [(0.1, 0), (0.2, 1), (0.24, 1), (0.25, 2), (0.39, 2), (0.4, 3)])
+@pytest.mark.parametrize(
+    "loss,grade", [(0.1, 0), (0.2, 1), (0.24, 1), (0.25, 2), (0.39, 2), (0.4, 3)]
+)
 def test_genant_thresholds(loss, grade):
     assert genant_grade_from_height_loss(loss) == grade
 
@@ -57,3 +59,27 @@ def test_atomic_write_leaves_no_partial_file_and_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+@pytest.mark.parametrize(
+    "package",
+    ["spinefx", "spinefx.evaluation", "spinefx.training", "spinefx.interpretation"],
+)
+def test_every_public_name_resolves(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match="no attribute"):
+        module.not_a_public_name  # noqa: B018
+
+
+def test_import_spinefx_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, spinefx; print(sorted({'torch', 'monai', 'lightning'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

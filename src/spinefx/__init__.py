@@ -6,8 +6,7 @@ has no side effects. See ``__all__`` for what is public.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spinefx.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -100,14 +99,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'spinefx' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

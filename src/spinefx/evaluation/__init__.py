@@ -5,8 +5,7 @@ Names are imported lazily so ``import spinefx.evaluation`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spinefx.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "binary_metrics": "spinefx.evaluation.metrics",
@@ -28,8 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'spinefx.evaluation' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,8 +10,7 @@ Public names (imported lazily so ``import spinefx.interpretation`` does not impo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spinefx.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "dissect": "spinefx.interpretation.dissection",
@@ -34,8 +33,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'spinefx.interpretation' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
