@@ -79,7 +79,7 @@ def _blobs(z_centres, shape=(30, 30, 160)):
 
 def test_localisation_orders_components_and_anchors_l5_caudally():
     zc = [20, 50, 80, 110, 140]
-    found = localise_vertebrae(_blobs(zc))
+    found = localise_vertebrae(_blobs(zc), anchor="caudal")
     assert list(found) == [20, 21, 22, 23, 24]  # L1..L5, cranial first
     np.testing.assert_allclose(found[24], [15, 15, 20], atol=0.01)
     np.testing.assert_allclose(found[20], [15, 15, 140], atol=0.01)
