@@ -156,3 +156,50 @@ def test_crossvalidation_on_phantoms(tmp_path, cases):
         "fold1/checkpoint.pt",
     ):
         assert (tmp_path / name).is_file(), name
+
+
+def test_segments_are_class_balanced_over_the_whole_sub_epoch(cases):
+    """One fractured scan among four still gets a third of the segments centred on class 2.
+
+    Balancing per scan (the earlier behaviour) gave the fractured class only the fractured
+    scans' share, ~1/12 here, and the network learned never to predict it.
+    """
+    from spinefx.models.voxel_classifier import training_geometry
+    from spinefx.training.voxel_data import sample_segments
+
+    subset = [cases[0], cases[1], cases[2], cases[4]]  # only p1 has a fracture
+    assert [c.fractured for c in subset] == [False, True, False, False]
+    geometry = training_geometry(tiny_config().model)
+    _, _, target = sample_segments(
+        subset,
+        600,
+        geometry,
+        rng=np.random.default_rng(0),
+        class_proportions=(1 / 3, 1 / 3, 1 / 3),
+        augment=None,
+    )
+    centre = tuple(s // 2 for s in geometry.output_vox)
+    share = np.bincount(target[(slice(None), *centre)].ravel(), minlength=3) / len(target)
+    np.testing.assert_allclose(share, 1 / 3, atol=0.06)
+
+
+def test_training_learns_the_fracture_class_on_held_out_phantoms(tmp_path):
+    """The flattened body of an unseen phantom scores above every normal one (cube means)."""
+    from spinefx.evaluation.aggregation import vertebra_scores
+    from spinefx.evaluation.voxel_inference import predict_network_view
+
+    scans = [
+        make_voxel_case(f"p{i}", *phantom(i, (22,) if i % 2 else ()), spacing_mm=2.0)
+        for i in range(8)
+    ]
+    config = tiny_config(epochs=8, segments_per_subepoch=80, seed=1)
+    train_voxel_classifier(config, tmp_path, train_cases=scans[:4], val_cases=scans[4:6])
+    model, _ = load_voxel_model(tmp_path)
+    scores = {}
+    for case in scans[6:]:
+        maps = predict_network_view(model, case.image, output_tile_vox=30, show_progress=False)
+        truth = {v.vertebra_label: np.asarray(v.centroid_mm) for v in case.vertebrae}
+        for label, score in vertebra_scores(maps["fractured"], truth, cube_size_vox=6).items():
+            scores[(case.case_id, label)] = score
+    fractured = scores.pop(("p7", 22))
+    assert fractured > max(scores.values()) + 0.1, (fractured, scores)

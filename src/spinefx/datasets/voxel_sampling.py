@@ -121,14 +121,25 @@ def sample_centres(
         return np.stack(np.unravel_index(pick, labels.shape), axis=1)
     props = np.where(present, props, 0.0)
     props = props / props.sum()
-    counts = rng.multinomial(n, props)
+    return sample_centres_by_class(labels, rng.multinomial(n, props), rng=rng)
+
+
+def sample_centres_by_class(labels: np.ndarray, counts, *, rng: np.random.Generator) -> np.ndarray:
+    """``counts[c]`` centres drawn uniformly among the voxels of class ``c`` (255 never drawn).
+
+    Raises:
+        ValueError: when a class with a non-zero count has no voxel.
+    """
     picks = []
     for c, k in enumerate(counts):
         if k:
             flat = np.flatnonzero(labels == c)
-            picks.append(rng.choice(flat, size=k))
-    pick = np.concatenate(picks)
-    return np.stack(np.unravel_index(pick, labels.shape), axis=1)
+            if not flat.size:
+                raise ValueError(f"class {c} has no voxel to centre {k} segments on")
+            picks.append(rng.choice(flat, size=int(k)))
+    if not picks:
+        return np.zeros((0, 3), dtype=int)
+    return np.stack(np.unravel_index(np.concatenate(picks), labels.shape), axis=1)
 
 
 @dataclass(frozen=True)

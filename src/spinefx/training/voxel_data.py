@@ -7,19 +7,19 @@ A :class:`VoxelCase` holds one scan as the network sees it (RAS, 1 mm, z-scored)
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from spinefx.datasets.voxel_labels import EllipsoidOptions, labels_from_records
+from spinefx.datasets.voxel_labels import IGNORE_LABEL, EllipsoidOptions, labels_from_records
 from spinefx.datasets.voxel_sampling import (
     apply_augmentation,
     border_intensity,
     draw_augmentation,
     extract_segment,
     prepare_voxel_input,
-    sample_centres,
     segment_pair,
 )
 from spinefx.errors import SpinefxError
@@ -48,6 +48,12 @@ class VoxelCase:
     vertebrae: tuple[VertebraRecord, ...]
     pad_value: float
     patient_id: str = ""
+
+    @functools.cached_property
+    def class_voxels(self) -> dict[int, np.ndarray]:
+        """Flat voxel indices of each label class present (255 excluded), computed once."""
+        flat = self.labels.data.ravel()
+        return {int(k): np.flatnonzero(flat == k) for k in np.unique(flat) if k != IGNORE_LABEL}
 
     @property
     def fractured(self) -> bool:
@@ -167,19 +173,39 @@ def sample_segments(
     class_proportions,
     augment: dict | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Class-weighted segments spread evenly over ``cases`` (DeepMedic sub-epoch sampling)."""
-    per_case = np.full(len(cases), n_segments // len(cases))
-    per_case[: n_segments % len(cases)] += 1
+    """Class-weighted segments of one sub-epoch, balanced over the whole set of ``cases``.
+
+    The class shares hold for the sub-epoch as a whole (DeepMedic's sampling): the
+    ``round(n * p_c)`` centres of class ``c`` are spread uniformly over the scans that contain
+    ``c``. Balancing per scan instead would give the fractured class only the share of the
+    fractured scans (about 1/8 of all segments on a typical dataset), and the network learns to
+    never predict it. A class no scan contains gives its share to the others.
+    """
+    n_classes = len(class_proportions)
+    has_class = np.array([[k in c.class_voxels for k in range(n_classes)] for c in cases])
+    props = np.where(has_class.any(axis=0), np.asarray(class_proportions, dtype=float), 0.0)
+    if props.sum() == 0:
+        raise SpinefxError("no labelled voxel in any training scan")
+    counts = rng.multinomial(n_segments, props / props.sum())
+    per_case = np.zeros((len(cases), n_classes), dtype=int)
+    for k, n_k in enumerate(counts):
+        holders = np.flatnonzero(has_class[:, k])
+        if n_k and holders.size:
+            np.add.at(per_case[:, k], rng.choice(holders, size=int(n_k)), 1)
     parts = []
-    for case, n in zip(cases, per_case, strict=True):
-        if n == 0:
+    for case, case_counts in zip(cases, per_case, strict=True):
+        if case_counts.sum() == 0:
             continue
-        centres = sample_centres(
-            case.labels.data, n=int(n), rng=rng, class_proportions=class_proportions
-        )
+        picks = [
+            rng.choice(case.class_voxels[k], size=int(n_k))
+            for k, n_k in enumerate(case_counts)
+            if n_k
+        ]
+        centres = np.stack(np.unravel_index(np.concatenate(picks), case.labels.shape), axis=1)
         parts.append(
             segment_batch(
                 case, centres, geometry, rng=rng if augment is not None else None, augment=augment
             )
         )
-    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+    high, low, target = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return high, low, target
