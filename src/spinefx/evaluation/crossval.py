@@ -122,6 +122,7 @@ def crossvalidate_voxel(
     cube_sizes_vox: tuple[int, ...] = (10, 6, 14),
     perturb_sigma_mm: float = 3.0,
     tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
+    device: str | None = None,
 ) -> dict:
     """Run the cross-validation and write ``crossval.json``, tables and ROC plots to ``out_dir``.
 
@@ -134,10 +135,13 @@ def crossvalidate_voxel(
         cube_sizes_vox: vertebra cube sizes; the first is the primary one.
         perturb_sigma_mm: centroid noise of the perturbed vertebra scores (paper: 3 mm).
         tile_vox: inference tile edge.
+        device: torch device of training and inference (None: CUDA when available).
 
     Returns:
         the summary written to ``crossval.json``.
     """
+    import torch
+
     from spinefx.progress import progress
     from spinefx.training.voxel import load_voxel_model
 
@@ -152,8 +156,11 @@ def crossvalidate_voxel(
         train, val = split_validation(
             rest, fraction=config.validation_fraction, seed=config.seed + k
         )
-        train_voxel_classifier(config, out / f"fold{k}", train_cases=train, val_cases=val)
+        train_voxel_classifier(
+            config, out / f"fold{k}", train_cases=train, val_cases=val, device=device
+        )
         model, _ = load_voxel_model(out / f"fold{k}")
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         for case in test:
             p, v, loc = evaluate_case(
                 model,

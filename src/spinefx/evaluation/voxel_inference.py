@@ -40,7 +40,8 @@ def predict_volume(
     """Per-class probabilities for every voxel of a normalised volume.
 
     Args:
-        model: a :class:`~spinefx.models.voxel_classifier.DualPathwayVoxelClassifier`.
+        model: a :class:`~spinefx.models.voxel_classifier.DualPathwayVoxelClassifier`, on
+            any device (tiles are cut on the CPU and sent to the model's device).
         volume: ``(X, Y, Z)`` float32, 1 mm RAS, z-scored (see ``prepare_voxel_input``).
         output_tile_vox: edge of the block predicted per forward pass (multiple of the
             subsampling factor; see :data:`DEFAULT_OUTPUT_TILE_VOX`).
@@ -75,6 +76,7 @@ def predict_volume(
     # (measured on this model; results equal to float rounding). Converts the model in place.
     layout = torch.channels_last_3d
     model.eval().to(memory_format=layout)
+    device = next(model.parameters()).device
     batches = [starts[i : i + batch_tiles] for i in range(0, len(starts), batch_tiles)]
     iterator = progress(batches, desc="voxel tiles") if show_progress else batches
     with torch.inference_mode():
@@ -82,8 +84,9 @@ def predict_volume(
             pairs = [segment_pair(volume, s, geometry, pad_value=pad) for s in batch]
             hi = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
             lo = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
-            hi, lo = hi.contiguous(memory_format=layout), lo.contiguous(memory_format=layout)
-            soft = torch.softmax(model(hi, lo), dim=1).numpy()
+            hi = hi.to(device).contiguous(memory_format=layout)
+            lo = lo.to(device).contiguous(memory_format=layout)
+            soft = torch.softmax(model(hi, lo), dim=1).cpu().numpy()
             for s, block in zip(batch, soft, strict=True):
                 stop = np.minimum(np.asarray(s) + out_t, shape)
                 size = stop - np.asarray(s)

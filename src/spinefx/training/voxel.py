@@ -108,7 +108,7 @@ def weight_penalty(model, *, l1: float, l2: float):
     """``l1 * sum|w| + l2 * sum w^2`` over conv weights (DeepMedic regularises weights only)."""
     import torch
 
-    total = torch.zeros(())
+    total = torch.zeros((), device=next(model.parameters()).device)
     for name, p in model.named_parameters():
         if name.endswith("weight") and p.ndim == 5:
             total = total + l1 * p.abs().sum() + l2 * (p**2).sum()
@@ -131,20 +131,21 @@ def _evaluate(model, data, *, batch_size: int) -> dict[str, float]:
     import torch
 
     model.eval()
+    device = next(model.parameters()).device
     high, low, target = data
     losses, preds = [], []
     with torch.inference_mode():
         for i in range(0, len(high), batch_size):
             logits = model(
-                torch.from_numpy(high[i : i + batch_size, None]),
-                torch.from_numpy(low[i : i + batch_size, None]),
+                torch.from_numpy(high[i : i + batch_size, None]).to(device),
+                torch.from_numpy(low[i : i + batch_size, None]).to(device),
             )
-            t = torch.from_numpy(target[i : i + batch_size])
+            t = torch.from_numpy(target[i : i + batch_size]).to(device)
             loss = torch.nn.functional.cross_entropy(
                 logits, t, ignore_index=IGNORE_LABEL, reduction="sum"
             )
             losses.append(float(loss))
-            preds.append(logits.argmax(1).numpy())
+            preds.append(logits.argmax(1).cpu().numpy())
     n_valid = max(int((target != IGNORE_LABEL).sum()), 1)
     return {"val_loss": sum(losses) / n_valid, **dice_scores(np.concatenate(preds), target)}
 
@@ -155,6 +156,7 @@ def train_voxel_classifier(
     *,
     train_cases: list[VoxelCase],
     val_cases: list[VoxelCase],
+    device: str | None = None,
 ) -> dict[str, float]:
     """Train on prepared cases and write the run directory.
 
@@ -163,6 +165,9 @@ def train_voxel_classifier(
         run_dir: output folder (created).
         train_cases: prepared training scans.
         val_cases: prepared validation scans (early stopping, LR annealing).
+        device: torch device of the network (``"cpu"``, ``"cuda"``, ``"cuda:1"``); None picks
+            CUDA when available. Segments are sampled on the CPU either way; the checkpoint
+            is device-neutral.
 
     Returns:
         metrics of the kept (best validation loss) checkpoint.
@@ -186,9 +191,15 @@ def train_voxel_classifier(
     write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=2))
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    model = build_model(config.model)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_model(config.model).to(device)
     geometry = training_geometry(config.model)
-    log.info("voxel classifier %s: %d parameters", config.model.variant, count_parameters(model))
+    log.info(
+        "voxel classifier %s: %d parameters, on %s",
+        config.model.variant,
+        count_parameters(model),
+        device,
+    )
     val_data = sample_segments(
         val_cases,
         config.val_segments,
@@ -241,6 +252,7 @@ def train_voxel_classifier(
 def _train_epoch(model, opt, cases, geometry, config: VoxelTrainingConfig, rng) -> float:
     import torch
 
+    device = next(model.parameters()).device
     losses = []
     for _ in range(config.subepochs):
         high, low, target = sample_segments(
@@ -257,9 +269,12 @@ def _train_epoch(model, opt, cases, geometry, config: VoxelTrainingConfig, rng) 
             idx = order[i : i + config.batch_size]
             if len(idx) < 2:  # BatchNorm needs more than one sample
                 continue
-            logits = model(torch.from_numpy(high[idx, None]), torch.from_numpy(low[idx, None]))
+            logits = model(
+                torch.from_numpy(high[idx, None]).to(device),
+                torch.from_numpy(low[idx, None]).to(device),
+            )
             loss = torch.nn.functional.cross_entropy(
-                logits, torch.from_numpy(target[idx]), ignore_index=IGNORE_LABEL
+                logits, torch.from_numpy(target[idx]).to(device), ignore_index=IGNORE_LABEL
             )
             total = loss + weight_penalty(model, l1=config.l1, l2=config.l2)
             opt.zero_grad()
@@ -309,7 +324,11 @@ def load_voxel_model(run_dir: str | Path):
 
 
 def train_voxel_run(
-    config: VoxelTrainingConfig, run_dir: str | Path, *, cases: list | None = None
+    config: VoxelTrainingConfig,
+    run_dir: str | Path,
+    *,
+    cases: list | None = None,
+    device: str | None = None,
 ) -> dict[str, float]:
     """Train from a dataset: load ``config.data`` (or ``cases``), hold out 15 %, train.
 
@@ -318,6 +337,7 @@ def train_voxel_run(
             ``cases`` is None.
         run_dir: output run directory.
         cases: :class:`~spinefx.records.Case` list or prepared ``VoxelCase`` list.
+        device: torch device (None: CUDA when available).
 
     Returns:
         metrics of the kept checkpoint; problems with skipped scans go to ``errors.csv``.
@@ -343,4 +363,4 @@ def train_voxel_run(
         lines = ["case_id,problem"] + [f'{c},"{m}"' for c, m in problems]
         write_text_atomic(Path(run_dir) / "errors.csv", "\n".join(lines) + "\n")
     train, val = split_validation(cases, fraction=config.validation_fraction, seed=config.seed)
-    return train_voxel_classifier(config, run_dir, train_cases=train, val_cases=val)
+    return train_voxel_classifier(config, run_dir, train_cases=train, val_cases=val, device=device)
