@@ -140,9 +140,19 @@ def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
 def test_crossvalidation_on_phantoms(tmp_path, cases):
     from spinefx.evaluation.crossval import crossvalidate_voxel
 
-    summary = crossvalidate_voxel(
-        cases, tiny_config(epochs=1), tmp_path, n_folds=2, n_bootstrap=50, tile_vox=30
+    config = tiny_config(epochs=1)
+    partial = crossvalidate_voxel(
+        cases, config, tmp_path, n_folds=2, n_bootstrap=50, tile_vox=30, folds=[0]
     )
+    assert partial == {"n_folds": 2, "completed_folds": [0]}
+    assert not (tmp_path / "crossval.json").exists()
+    fold0 = (tmp_path / "fold0" / "checkpoint.pt").stat().st_mtime_ns
+    summary = crossvalidate_voxel(cases, config, tmp_path, n_folds=2, n_bootstrap=50, tile_vox=30)
+    assert (tmp_path / "fold0" / "checkpoint.pt").stat().st_mtime_ns == fold0  # resumed
+    for key in ("operating_point_cross_fitted", "vertebra_operating_point_cross_fitted"):
+        assert set(summary[key]) == {"sensitivity", "specificity"}
+    op = json.loads((tmp_path / "operating_point.json").read_text())
+    assert set(op) == {"probability_threshold", "noise_threshold_vox", "vertebra_threshold"}
     assert summary["n_patients"] == 6 and summary["n_fractured_patients"] == 3
     assert summary["n_vertebrae"] == 24 and summary["n_fractured_vertebrae"] == 3
     assert 0.0 <= summary["patient_auc_pooled"] <= 1.0
@@ -203,3 +213,22 @@ def test_training_learns_the_fracture_class_on_held_out_phantoms(tmp_path):
             scores[(case.case_id, label)] = score
     fractured = scores.pop(("p7", 22))
     assert fractured > max(scores.values()) + 0.1, (fractured, scores)
+
+
+def test_cross_fitted_vertebra_point_uses_thresholds_from_the_other_folds():
+    import pandas as pd
+
+    from spinefx.evaluation.crossval import cross_fitted_vertebra_point, youden_threshold
+
+    # fold 0 separates at 0.5, fold 1 at 0.2: fold 1's positives at 0.3 are missed when the
+    # threshold comes from fold 0, and fold 0's negatives at 0.4 are flagged by fold 1's.
+    frame = pd.DataFrame(
+        {
+            "fold": [0, 0, 0, 0, 1, 1, 1, 1],
+            "fractured": [0, 0, 1, 1, 0, 0, 1, 1],
+            "score": [0.1, 0.4, 0.6, 0.9, 0.05, 0.1, 0.3, 0.35],
+        }
+    )
+    assert youden_threshold(frame["fractured"], frame["score"]) == pytest.approx(0.3)
+    rates = cross_fitted_vertebra_point(frame, "score")
+    assert rates == {"sensitivity": 0.5, "specificity": 0.75}

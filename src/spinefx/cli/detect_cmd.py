@@ -17,7 +17,7 @@ def register(subparsers) -> None:
         help="screen a CT for vertebral fractures with the whole-scan voxel classifier",
         description="Classify every voxel (background / normal / fractured vertebra), then "
         "report a patient score, per-vertebra probabilities (at given centroids or at "
-        "vertebrae localised automatically, levels counted up from L5), probability maps "
+        "vertebrae localised automatically, levels from the spacing profile), probability maps "
         "in the scan's geometry and a mid-sagittal overlay. Also trains (--train) or "
         "cross-validates (--crossval) the voxel classifier.",
     )
@@ -32,6 +32,14 @@ def register(subparsers) -> None:
     parser.add_argument("--config", help="training config YAML (overrides --preset)")
     parser.add_argument("--variant", choices=("3d", "1slice", "5slices"), help="model variant")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    parser.add_argument(
+        "--fold",
+        type=int,
+        action="append",
+        help="run only this fold (repeatable; folds already done are kept, and the summary "
+        "is written once all are done)",
+    )
+    parser.add_argument("--device", help="torch device, e.g. cuda or cpu (default: CUDA if any)")
     parser.add_argument("--seed", type=int, help="seed (default: the config's)")
     parser.set_defaults(func=run)
 
@@ -75,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     state = "FRACTURE" if result.patient_fractured else "no fracture"
     print(f"patient: {state} (largest fracture component {result.patient_score:.0f} mm^3)")
     for v in result.vertebrae:
-        print(f"  {v.level:>4}  p(fracture) = {v.probability:.3f}  ({v.centroid_source})")
+        flag = {True: "  FLAGGED", False: "", None: ""}[v.flagged]
+        print(f"  {v.level:>4}  p(fracture) = {v.probability:.3f}  ({v.centroid_source}){flag}")
     print(f"outputs in {args.out}: {', '.join(p.name for p in paths.values())}")
     return 0
 
@@ -89,7 +98,7 @@ def _run_training(args: argparse.Namespace) -> int:
     data = args.train or args.crossval
     config = _training_config(args, data)
     if args.train:
-        metrics = train_voxel_run(config, args.out)
+        metrics = train_voxel_run(config, args.out, device=args.device)
         print(json.dumps(metrics, indent=2))
         return 0
     from spinefx.evaluation.crossval import crossvalidate_voxel
@@ -103,6 +112,8 @@ def _run_training(args: argparse.Namespace) -> int:
     )
     for case_id, problem in problems:
         print(f"skipped {case_id}: {problem}")
-    summary = crossvalidate_voxel(cases, config, args.out, n_folds=args.folds)
+    summary = crossvalidate_voxel(
+        cases, config, args.out, n_folds=args.folds, folds=args.fold, device=args.device
+    )
     print(json.dumps(summary, indent=2))
     return 0

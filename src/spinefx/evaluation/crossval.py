@@ -15,6 +15,12 @@ every test scan is predicted whole and aggregated:
 The primary cube size is the configured one (paper: 10 voxels); AUCs for the other sizes are
 reported for its cross-validated choice (they are measured on the pooled test folds, so
 picking the best of them would be optimistic).
+
+Operating points: ``operating_point.json`` (used by ``spinefx detect``) holds the patient
+``(t_p, t_n)`` and the vertebra score threshold of maximal Youden's J on the pooled test
+folds: the best estimate for deployment, but its sensitivity/specificity there is
+optimistic. The summary therefore also reports *cross-fitted* rates, where fold k is scored
+at the point chosen on the other folds.
 """
 
 from __future__ import annotations
@@ -123,8 +129,14 @@ def crossvalidate_voxel(
     perturb_sigma_mm: float = 3.0,
     tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
     device: str | None = None,
+    folds: list[int] | None = None,
 ) -> dict:
     """Run the cross-validation and write ``crossval.json``, tables and ROC plots to ``out_dir``.
+
+    Each fold writes ``fold<k>/fold_results.json`` when it is done; a fold whose results
+    exist (for the same test scans) is not run again, so an interrupted run resumes, and
+    folds can run as separate processes (``folds=[k]``) on one or several machines sharing
+    ``out_dir``. The summary is written once every fold has results.
 
     Args:
         cases: prepared scans (``spinefx.training.voxel_data.load_voxel_cases``).
@@ -136,43 +148,40 @@ def crossvalidate_voxel(
         perturb_sigma_mm: centroid noise of the perturbed vertebra scores (paper: 3 mm).
         tile_vox: inference tile edge.
         device: torch device of training and inference (None: CUDA when available).
+        folds: the folds to run in this call (default: all).
 
     Returns:
-        the summary written to ``crossval.json``.
+        the summary written to ``crossval.json``; while folds are missing, only
+        ``{"n_folds", "completed_folds"}``.
     """
-    import torch
-
     from spinefx.progress import progress
-    from spinefx.training.voxel import load_voxel_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    folds = patient_folds(cases, n_folds=n_folds, seed=config.seed)
-    rng = np.random.default_rng(config.seed + 7)
-    patients, vertebrae, locs = [], [], []
-    for k, test_idx in enumerate(progress(folds, desc="cross-validation folds")):
-        test = [cases[i] for i in test_idx]
-        rest = [c for i, c in enumerate(cases) if i not in set(test_idx)]
-        train, val = split_validation(
-            rest, fraction=config.validation_fraction, seed=config.seed + k
-        )
-        train_voxel_classifier(
-            config, out / f"fold{k}", train_cases=train, val_cases=val, device=device
-        )
-        model, _ = load_voxel_model(out / f"fold{k}")
-        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        for case in test:
-            p, v, loc = evaluate_case(
-                model,
-                case,
+    test_sets = patient_folds(cases, n_folds=n_folds, seed=config.seed)
+    todo = range(n_folds) if folds is None else sorted(set(folds))
+    for k in progress(list(todo), desc="cross-validation folds"):
+        if not 0 <= k < n_folds:
+            raise ValueError(f"fold {k} is not one of 0..{n_folds - 1}")
+        if _fold_results(out, k, cases, test_sets[k]) is None:
+            run_fold(
+                cases,
+                test_sets[k],
+                config,
+                out / f"fold{k}",
+                fold=k,
                 cube_sizes_vox=cube_sizes_vox,
                 perturb_sigma_mm=perturb_sigma_mm,
-                rng=rng,
                 tile_vox=tile_vox,
+                device=device,
             )
-            patients.append({"fold": k, **p})
-            vertebrae.extend({"fold": k, **r} for r in v)
-            locs.append({"fold": k, **loc})
+    results = [_fold_results(out, k, cases, test_sets[k]) for k in range(n_folds)]
+    done = [k for k, r in enumerate(results) if r is not None]
+    if len(done) < n_folds:
+        return {"n_folds": n_folds, "completed_folds": done}
+    patients = [row for r in results for row in r["patients"]]
+    vertebrae = [row for r in results for row in r["vertebrae"]]
+    locs = [row for r in results for row in r["localisation"]]
     summary = summarise(
         patients,
         vertebrae,
@@ -191,6 +200,75 @@ def crossvalidate_voxel(
     )
     _write_outputs(out, patients, vertebrae, locs, summary)
     return summary
+
+
+def run_fold(
+    cases: list[VoxelCase],
+    test_idx,
+    config: VoxelTrainingConfig,
+    fold_dir: str | Path,
+    *,
+    fold: int,
+    cube_sizes_vox: tuple[int, ...] = (10, 6, 14),
+    perturb_sigma_mm: float = 3.0,
+    tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
+    device: str | None = None,
+) -> dict:
+    """Train one fold on the other scans (15 % held out) and evaluate its test scans.
+
+    Writes the run directory and ``fold_results.json`` (patient, vertebra and localisation
+    rows) to ``fold_dir``; returns that dict.
+    """
+    import torch
+
+    from spinefx.training.voxel import load_voxel_model
+
+    fold_dir = Path(fold_dir)
+    test_set = {int(i) for i in test_idx}
+    test = [cases[i] for i in sorted(test_set)]
+    rest = [c for i, c in enumerate(cases) if i not in test_set]
+    train, val = split_validation(
+        rest, fraction=config.validation_fraction, seed=config.seed + fold
+    )
+    train_voxel_classifier(config, fold_dir, train_cases=train, val_cases=val, device=device)
+    model, _ = load_voxel_model(fold_dir)
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rng = np.random.default_rng(config.seed + 7 + fold)
+    patients, vertebrae, locs = [], [], []
+    for case in test:
+        p, v, loc = evaluate_case(
+            model,
+            case,
+            cube_sizes_vox=cube_sizes_vox,
+            perturb_sigma_mm=perturb_sigma_mm,
+            rng=rng,
+            tile_vox=tile_vox,
+        )
+        patients.append({"fold": fold, **p})
+        vertebrae.extend({"fold": fold, **r} for r in v)
+        locs.append({"fold": fold, **loc})
+    results = {
+        "fold": fold,
+        "test_case_ids": [c.case_id for c in test],
+        "patients": patients,
+        "vertebrae": vertebrae,
+        "localisation": locs,
+    }
+    write_text_atomic(fold_dir / "fold_results.json", json.dumps(results, indent=1, default=float))
+    return results
+
+
+def _fold_results(out: Path, fold: int, cases, test_idx) -> dict | None:
+    """Saved results of a fold, or None when absent or made for other test scans."""
+    path = out / f"fold{fold}" / "fold_results.json"
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text(encoding="utf-8"))
+    expected = [cases[i].case_id for i in sorted(int(i) for i in test_idx)]
+    if results.get("test_case_ids") != expected:
+        log.warning("%s was made for other test scans; the fold runs again", path)
+        return None
+    return results
 
 
 def summarise(patients, vertebrae, locs, *, cube_sizes_vox, n_bootstrap: int, seed: int) -> dict:
@@ -226,6 +304,7 @@ def summarise(patients, vertebrae, locs, *, cube_sizes_vox, n_bootstrap: int, se
             "auc": vert_boot(primary, sub),
         }
     op = best_operating_point(y_pat, largest)
+    folds = np.array([p["fold"] for p in patients])
     loc = pd.DataFrame(locs)
     return {
         "patient_auc": bootstrap(y_pat, largest, hull_auc, n_resamples=n_bootstrap, seed=seed),
@@ -238,6 +317,9 @@ def summarise(patients, vertebrae, locs, *, cube_sizes_vox, n_bootstrap: int, se
             "fpr": op.fpr,
             "tpr": op.tpr,
         },
+        "operating_point_cross_fitted": cross_fitted_patient_point(y_pat, largest, folds),
+        "vertebra_threshold": youden_threshold(valid["fractured"], valid[primary]),
+        "vertebra_operating_point_cross_fitted": cross_fitted_vertebra_point(valid, primary),
         "vertebra_auc": vert_boot(primary),
         "vertebra_auc_perturbed_3mm": vert_boot("score_perturbed"),
         "vertebra_auc_by_cube_size": {
@@ -256,6 +338,59 @@ def summarise(patients, vertebrae, locs, *, cube_sizes_vox, n_bootstrap: int, se
             "identification_rate": _nanmean(loc["identification_rate"]),
             "mean_nearest_mm": _nanmean(loc["mean_nearest_mm"]),
         },
+    }
+
+
+def youden_threshold(y_true, scores) -> float:
+    """Score threshold of maximal sensitivity + specificity - 1 (NaN with one class)."""
+    from sklearn.metrics import roc_curve
+
+    y, s = np.asarray(y_true, int), np.asarray(scores, float)
+    if len(np.unique(y)) < 2:
+        return math.nan
+    fpr, tpr, thr = roc_curve(y, s)
+    return float(min(thr[int(np.argmax(tpr - fpr))], 1.0))
+
+
+def cross_fitted_patient_point(y_true, largest, folds) -> dict:
+    """Patient sensitivity/specificity where each fold's (t_p, t_n) is chosen on the others.
+
+    Choosing the operating point on the pooled test folds and reporting its sensitivity
+    there is optimistic; here fold k is scored with the Youden point of the other folds'
+    test predictions, which never saw fold k's labels.
+    """
+    y, largest, folds = np.asarray(y_true, bool), np.asarray(largest), np.asarray(folds)
+    decided = np.zeros(len(y), bool)
+    for k in np.unique(folds):
+        rest = folds != k
+        if len(np.unique(y[rest])) < 2:
+            return {"sensitivity": math.nan, "specificity": math.nan}
+        op = best_operating_point(y[rest], largest[rest])
+        i = DEFAULT_PROBABILITY_THRESHOLDS.index(op.probability_threshold)
+        decided[~rest] = largest[~rest, i] >= max(op.noise_threshold_vox, 1)
+    return _rates(y, decided)
+
+
+def cross_fitted_vertebra_point(frame: pd.DataFrame, column: str) -> dict:
+    """Vertebra sensitivity/specificity with each fold's threshold from the other folds."""
+    frame = frame.dropna(subset=[column])
+    y = frame["fractured"].to_numpy(bool)
+    s = frame[column].to_numpy(float)
+    folds = frame["fold"].to_numpy()
+    decided = np.zeros(len(y), bool)
+    for k in np.unique(folds):
+        rest = folds != k
+        t = youden_threshold(y[rest], s[rest])
+        if math.isnan(t):
+            return {"sensitivity": math.nan, "specificity": math.nan}
+        decided[~rest] = s[~rest] >= t
+    return _rates(y, decided)
+
+
+def _rates(y: np.ndarray, decided: np.ndarray) -> dict:
+    return {
+        "sensitivity": float(decided[y].mean()) if y.any() else math.nan,
+        "specificity": float((~decided[~y]).mean()) if (~y).any() else math.nan,
     }
 
 
@@ -300,6 +435,7 @@ def _write_outputs(out: Path, patients, vertebrae, locs, summary) -> None:
             {
                 "probability_threshold": op["probability_threshold"],
                 "noise_threshold_vox": op["noise_threshold_vox"],
+                "vertebra_threshold": summary["vertebra_threshold"],
             },
             indent=2,
         ),

@@ -29,13 +29,18 @@ DEFAULT_OPERATING_POINT = {"probability_threshold": 0.5, "noise_threshold_vox": 
 
 @dataclass
 class VertebraDetection:
-    """One vertebra's result: VerSe label, level, score, centroid (world mm), its source."""
+    """One vertebra's result: VerSe label, level, score, centroid (world mm), its source.
+
+    ``flagged`` is ``probability >= vertebra_threshold`` of the run's cross-validated
+    operating point (None when the run has none).
+    """
 
     vertebra_label: int
     level: str
     probability: float
     centroid_mm: tuple[float, float, float]
     centroid_source: str
+    flagged: bool | None = None
 
 
 @dataclass
@@ -83,7 +88,7 @@ def detect_fractures(
         scan: CT ``Image`` in HU, or a NIfTI file / DICOM folder path.
         model_run_dir: run directory of a trained voxel classifier (``checkpoint.pt``).
         centroids: VerSe label -> world RAS+ mm; None = localise automatically from the
-            network's vertebra map (levels counted up from L5, see
+            network's vertebra map (levels from the spacing profile, see
             :mod:`spinefx.evaluation.localisation`).
         cube_size_vox: cube edge of the vertebra-level aggregation (1 mm voxels).
         output_tile_vox: inference tile edge.
@@ -117,6 +122,8 @@ def detect_fractures(
         centroids = localise_vertebrae(vert)
         source = "automatic"
     scores = vertebra_scores(frac, centroids, cube_size_vox=cube_size_vox)
+    cut = op.get("vertebra_threshold")
+    cut = float(cut) if cut is not None and np.isfinite(cut) else None
     vertebrae = [
         VertebraDetection(
             int(lab),
@@ -124,6 +131,7 @@ def detect_fractures(
             scores[lab],
             tuple(float(v) for v in centroids[lab]),  # type: ignore[arg-type]
             source,
+            None if cut is None or not np.isfinite(scores[lab]) else bool(scores[lab] >= cut),
         )
         for lab in sorted(centroids, key=spine_rank)
     ]
@@ -164,6 +172,7 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
                 "y_mm": v.centroid_mm[1],
                 "z_mm": v.centroid_mm[2],
                 "centroid_source": v.centroid_source,
+                "flagged": v.flagged,
             }
             for v in result.vertebrae
         ],
@@ -175,6 +184,7 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
             "y_mm",
             "z_mm",
             "centroid_source",
+            "flagged",
         ],
     )
     paths["vertebrae"] = out / "vertebrae.csv"
