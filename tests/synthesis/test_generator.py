@@ -34,6 +34,11 @@ def test_same_seed_gives_byte_identical_files_whatever_the_number_of_scans(
     assert all(one[k] == full[k] for k in case_files)
 
 
+def test_parallel_generation_writes_the_same_files(tmp_path, synthetic_dataset):
+    parallel = generate_dataset(tmp_path / "par", n_scans=4, seed=0, preset="small", workers=2)
+    assert _files(parallel) == _files(synthetic_dataset)
+
+
 def test_other_seed_gives_other_scan(tmp_path, synthetic_dataset):
     other = generate_dataset(tmp_path / "other", n_scans=1, seed=1, preset="small")
     name = "rawdata/sub-synth0001/sub-synth0001_ct.nii.gz"

@@ -232,3 +232,10 @@ def test_cross_fitted_vertebra_point_uses_thresholds_from_the_other_folds():
     assert youden_threshold(frame["fractured"], frame["score"]) == pytest.approx(0.3)
     rates = cross_fitted_vertebra_point(frame, "score")
     assert rates == {"sensitivity": 0.5, "specificity": 0.75}
+
+
+def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path, cases):
+    config = tiny_config(epochs=5, time_limit_minutes=1e-6)
+    metrics = train_voxel_classifier(config, tmp_path, train_cases=cases[:4], val_cases=cases[4:])
+    assert metrics["epochs_run"] == 1 and metrics["best_epoch"] == 0
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 2

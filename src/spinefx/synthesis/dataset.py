@@ -169,6 +169,16 @@ def _csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
     return out.getvalue()
 
 
+def _make_case(job) -> tuple[list[dict], list[dict]]:
+    """Generate and write one case (a process-pool task); its grade and truth rows."""
+    config, root, seed, index = job
+    subject = case_id(index)
+    case = generate_case(config, case_rng(seed, index))
+    write_case(case, root, subject)
+    log.debug("wrote %s (%d vertebrae)", subject, len(case.vertebrae))
+    return grade_rows(case, index), truth_rows(case, subject)
+
+
 def generate_dataset(
     out_dir: str | Path,
     *,
@@ -176,6 +186,7 @@ def generate_dataset(
     seed: int = 0,
     preset: str = "default",
     config: SynthesisConfig | None = None,
+    workers: int = 1,
 ) -> Path:
     """Generate ``n_scans`` synthetic CTs in the VerSe layout under ``out_dir``.
 
@@ -185,6 +196,8 @@ def generate_dataset(
         seed: dataset seed; the same seed and config give byte-identical files.
         preset: preset name (ignored when ``config`` is given).
         config: an explicit generator config.
+        workers: processes generating cases in parallel; every case has its own seeded
+            generator, so the files are the same for any number of workers.
 
     Returns:
         The dataset root.
@@ -193,13 +206,17 @@ def generate_dataset(
     config = config or get_preset(preset)
     grades: list[dict] = []
     truth: list[dict] = []
-    for index in progress(range(int(n_scans)), desc="synth", total=int(n_scans)):
-        subject = case_id(index)
-        case = generate_case(config, case_rng(seed, index))
-        write_case(case, root, subject)
-        grades += grade_rows(case, index)
-        truth += truth_rows(case, subject)
-        log.debug("wrote %s (%d vertebrae)", subject, len(case.vertebrae))
+    jobs = [(config, root, seed, index) for index in range(int(n_scans))]
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+            rows = list(progress(pool.map(_make_case, jobs), desc="synth", total=int(n_scans)))
+    else:
+        rows = [_make_case(job) for job in progress(jobs, desc="synth", total=int(n_scans))]
+    for case_grades, case_truth in rows:
+        grades += case_grades
+        truth += case_truth
     write_text_atomic(root / "fracture_grades.csv", _csv_text(grades, GRADE_COLUMNS))
     write_text_atomic(root / "synthesis_truth.csv", _csv_text(truth, TRUTH_COLUMNS))
     provenance = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class VoxelTrainingConfig:
         ellipsoid: label ellipsoid shape.
         include_cervical: also train on C1-C7.
         seed: seed of splits, sampling, augmentation and initialisation.
+        time_limit_minutes: stop after the epoch that passes this much training time (0 = no
+            limit); the best checkpoint so far is kept, and ``metrics.json`` records the
+            epochs run. For fixed compute budgets (benchmarks, shared GPUs).
     """
 
     model: VoxelClassifierConfig = field(default_factory=VoxelClassifierConfig)
@@ -75,17 +79,20 @@ class VoxelTrainingConfig:
     ellipsoid: EllipsoidOptions = field(default_factory=EllipsoidOptions)
     include_cervical: bool = False
     seed: int = 0
+    time_limit_minutes: float = 0.0
 
 
 #: Named presets: the paper's regime and a small CPU one for tests and demos.
 VOXEL_PRESETS: dict[str, dict] = {
     "paper": {},
+    # 2 mm voxels and 6,000 training segments (~4 min on 2 CPU cores): on 48 `small`
+    # synthetic scans this reaches a held-out vertebra AUC of ~0.99 (bench_voxel_crossval.py).
     "cpu": {
-        "epochs": 4,
-        "subepochs": 2,
-        "segments_per_subepoch": 120,
+        "epochs": 10,
+        "subepochs": 3,
+        "segments_per_subepoch": 200,
         "batch_size": 10,
-        "val_segments": 60,
+        "val_segments": 150,
         "lr_patience_epochs": 1,
         "model": {"input_spacing_mm": 2.0},
     },
@@ -215,6 +222,7 @@ def train_voxel_classifier(
         opt, mode="min", factor=config.lr_factor, patience=config.lr_patience_epochs
     )
     history, best = [], None
+    started = time.monotonic()
     for epoch in progress(range(config.epochs), desc="voxel epochs", total=config.epochs):
         train_loss = _train_epoch(model, opt, train_cases, geometry, config, rng)
         row = {
@@ -238,8 +246,14 @@ def train_voxel_classifier(
                 val_metrics={k: v for k, v in row.items() if k != "epoch"},
             )
         _write_history(run_dir / "history.csv", history)
+        minutes = (time.monotonic() - started) / 60
+        if config.time_limit_minutes and minutes >= config.time_limit_minutes:
+            log.info("time limit: stopping after epoch %d (%.1f min)", epoch, minutes)
+            break
     metrics = {
         "best_epoch": best["epoch"],
+        "epochs_run": len(history),
+        "train_minutes": (time.monotonic() - started) / 60,
         **{k: v for k, v in best.items() if k != "epoch"},
         "n_parameters": count_parameters(model),
         "n_train": len(train_cases),
