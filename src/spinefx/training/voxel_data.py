@@ -53,7 +53,12 @@ class VoxelCase:
     def class_voxels(self) -> dict[int, np.ndarray]:
         """Flat voxel indices of each label class present (255 excluded), computed once."""
         flat = self.labels.data.ravel()
-        return {int(k): np.flatnonzero(flat == k) for k in np.unique(flat) if k != IGNORE_LABEL}
+        index = np.int32 if flat.size < 2**31 else np.int64  # half the memory of int64
+        return {
+            int(k): np.flatnonzero(flat == k).astype(index)
+            for k in np.unique(flat)
+            if k != IGNORE_LABEL
+        }
 
     @property
     def fractured(self) -> bool:
