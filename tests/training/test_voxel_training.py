@@ -137,6 +137,35 @@ def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
         assert (out / name).is_file(), name
 
 
+def test_detect_reports_a_screwed_vertebra_as_not_assessable(run_dir, tmp_path):
+    import pandas as pd
+
+    from spinefx.evaluation.voxel_detect import detect_fractures, write_detection
+
+    scan, recs = phantom(12)
+    centroids = {r.vertebra_label: np.asarray(r.centroid_mm) for r in recs}
+    ijk = np.round(scan.world_to_voxel(centroids[22] + np.array([8.0, 0.0, 0.0]))).astype(int)
+    data = scan.data.copy()
+    data[ijk[0], ijk[1] - 1 : ijk[1] + 2, ijk[2] - 2 : ijk[2] + 3] = 3000.0  # a screw in L3
+    (tmp_path / "run").mkdir()
+    for f in run_dir.iterdir():
+        (tmp_path / "run" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "run" / "operating_point.json").write_text(
+        json.dumps(
+            {"probability_threshold": 0.5, "noise_threshold_vox": 1, "vertebra_threshold": 0.0}
+        )
+    )
+    result = detect_fractures(
+        scan.with_data(data), tmp_path / "run", centroids, show_progress=False
+    )
+    by_level = {v.level: v for v in result.vertebrae}
+    assert not by_level["L3"].assessable and by_level["L3"].flagged is None
+    assert "metal" in by_level["L3"].note
+    assert all(by_level[k].assessable and by_level[k].flagged for k in ("L2", "L4", "L5"))
+    table = pd.read_csv(write_detection(result, tmp_path / "out")["vertebrae"])
+    assert table.set_index("level").loc["L3", "assessable"] == False  # noqa: E712
+
+
 def test_crossvalidation_on_phantoms(tmp_path, cases):
     from spinefx.evaluation.crossval import crossvalidate_voxel
 
@@ -239,3 +268,24 @@ def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path, cases):
     metrics = train_voxel_classifier(config, tmp_path, train_cases=cases[:4], val_cases=cases[4:])
     assert metrics["epochs_run"] == 1 and metrics["best_epoch"] == 0
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 2
+
+
+def test_compare_variants_trains_each_variant_with_the_same_budget(tmp_path, cases):
+    from spinefx.evaluation.voxel_variants import compare_variants
+
+    rows = compare_variants(
+        cases[:4], cases[4:], tiny_config(epochs=1), tmp_path, variants=("1slice", "3d")
+    )
+    assert [r["variant"] for r in rows] == ["1slice", "3d"]
+    sizes = [r["n_parameters"] for r in rows]
+    assert abs(sizes[0] - sizes[1]) / sizes[1] < 0.1  # same budget, different kernels
+    for r in rows:
+        assert r["n_val_vertebrae"] == 8 and r["n_val_fractured"] == 1
+        assert 0.0 <= r["vertebra_auc_val"] <= 1.0
+        assert (tmp_path / r["variant"] / "checkpoint.pt").is_file()
+    table = (tmp_path / "variants.md").read_text()
+    assert table.count("\n") == 4 and "| 1slice |" in table
+    kernels = {
+        r["variant"]: load_voxel_model(tmp_path / r["variant"])[0].config.variant for r in rows
+    }
+    assert kernels == {"1slice": "1slice", "3d": "3d"}

@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     state = "FRACTURE" if result.patient_fractured else "no fracture"
     print(f"patient: {state} (largest fracture component {result.patient_score:.0f} mm^3)")
     for v in result.vertebrae:
-        flag = {True: "  FLAGGED", False: "", None: ""}[v.flagged]
+        flag = {True: "  FLAGGED", False: "", None: ""}[v.flagged] or (
+            f"  {v.note}" if v.note else ""
+        )
         print(f"  {v.level:>4}  p(fracture) = {v.probability:.3f}  ({v.centroid_source}){flag}")
     print(f"outputs in {args.out}: {', '.join(p.name for p in paths.values())}")
     return 0

@@ -20,6 +20,7 @@ from spinefx.evaluation.aggregation import largest_components, vertebra_scores
 from spinefx.evaluation.localisation import localise_vertebrae
 from spinefx.evaluation.voxel_inference import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.image import Image
+from spinefx.preprocessing.metal import has_metal, metal_mask
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,9 @@ class VertebraDetection:
     """One vertebra's result: VerSe label, level, score, centroid (world mm), its source.
 
     ``flagged`` is ``probability >= vertebra_threshold`` of the run's cross-validated
-    operating point (None when the run has none).
+    operating point (None when the run has none, or when the vertebra is not assessable).
+    ``assessable`` is False for vertebrae with metal (screws): the network never learned
+    them (see :mod:`spinefx.preprocessing.metal`); ``note`` says why.
     """
 
     vertebra_label: int
@@ -41,6 +44,8 @@ class VertebraDetection:
     centroid_mm: tuple[float, float, float]
     centroid_source: str
     flagged: bool | None = None
+    assessable: bool = True
+    note: str = ""
 
 
 @dataclass
@@ -112,9 +117,13 @@ def detect_fractures(
         model, view, output_tile_vox=output_tile_vox, show_progress=show_progress
     )
     frac = maps_1mm["fractured"]
+    hu = view.with_data(view.data * view.meta["hu_std"] + view.meta["hu_mean"], kind="hu")
     op = _operating_point(run_dir)
+    # fracture voxels around metal are undefined (instrumented vertebrae were never labelled)
+    near_metal = metal_mask(scan, like=frac)
+    patient_map = np.where(near_metal, 0.0, frac.data) if near_metal.any() else frac.data
     largest = int(
-        largest_components(frac.data, probability_thresholds=[op["probability_threshold"]])[0]
+        largest_components(patient_map, probability_thresholds=[op["probability_threshold"]])[0]
     )
     source = "given"
     if centroids is None:
@@ -124,18 +133,22 @@ def detect_fractures(
     scores = vertebra_scores(frac, centroids, cube_size_vox=cube_size_vox)
     cut = op.get("vertebra_threshold")
     cut = float(cut) if cut is not None and np.isfinite(cut) else None
-    vertebrae = [
-        VertebraDetection(
-            int(lab),
-            level_name(lab),
-            scores[lab],
-            tuple(float(v) for v in centroids[lab]),  # type: ignore[arg-type]
-            source,
-            None if cut is None or not np.isfinite(scores[lab]) else bool(scores[lab] >= cut),
+    vertebrae = []
+    for lab in sorted(centroids, key=spine_rank):
+        metal = has_metal(scan, centroids[lab])
+        score = scores[lab]
+        vertebrae.append(
+            VertebraDetection(
+                int(lab),
+                level_name(lab),
+                score,
+                tuple(float(v) for v in centroids[lab]),  # type: ignore[arg-type]
+                source,
+                None if metal or cut is None or not np.isfinite(score) else bool(score >= cut),
+                assessable=not metal,
+                note="metal (screws): not assessable" if metal else "",
+            )
         )
-        for lab in sorted(centroids, key=spine_rank)
-    ]
-    hu = view.with_data(view.data * view.meta["hu_std"] + view.meta["hu_mean"], kind="hu")
     return DetectionResult(
         vertebrae,
         float(largest * np.prod(frac.spacing_mm)),
@@ -173,6 +186,8 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
                 "z_mm": v.centroid_mm[2],
                 "centroid_source": v.centroid_source,
                 "flagged": v.flagged,
+                "assessable": v.assessable,
+                "note": v.note,
             }
             for v in result.vertebrae
         ],
@@ -185,6 +200,8 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
             "z_mm",
             "centroid_source",
             "flagged",
+            "assessable",
+            "note",
         ],
     )
     paths["vertebrae"] = out / "vertebrae.csv"

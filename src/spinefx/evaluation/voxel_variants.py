@@ -31,12 +31,23 @@ def compare_variants(
     *,
     variants: tuple[str, ...] = VARIANTS,
     tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
+    device: str | None = None,
 ) -> list[dict]:
     """Train each variant with ``config`` and evaluate it on ``val_cases``.
+
+    Args:
+        train_cases, val_cases: the split (the paper: one random split).
+        config: training config shared by all variants (its model variant is replaced).
+        out_dir: receives ``<variant>/`` run directories and the tables.
+        variants: the variants to train.
+        tile_vox: inference tile edge.
+        device: torch device (None: CUDA when available).
 
     Returns:
         one row per variant (also written to ``out_dir/variants.json`` and ``variants.md``).
     """
+    import torch
+
     from spinefx.evaluation.voxel_inference import predict_network_view
     from spinefx.models.voxel_classifier import count_parameters
 
@@ -45,9 +56,10 @@ def compare_variants(
     for variant in variants:
         cfg = dataclasses.replace(config, model=dataclasses.replace(config.model, variant=variant))
         metrics = train_voxel_classifier(
-            cfg, out / variant, train_cases=train_cases, val_cases=val_cases
+            cfg, out / variant, train_cases=train_cases, val_cases=val_cases, device=device
         )
         model, _ = load_voxel_model(out / variant)
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         y, s = [], []
         for case in val_cases:
             maps = predict_network_view(
@@ -72,6 +84,7 @@ def compare_variants(
                 "variant": variant,
                 "n_parameters": count_parameters(model),
                 "best_epoch": metrics["best_epoch"],
+                "epochs_run": metrics["epochs_run"],
                 "val_loss": metrics["val_loss"],
                 "dsc_vertebra": metrics["dsc_vertebra"],
                 "dsc_fractured": metrics["dsc_fractured"],

@@ -1,0 +1,56 @@
+"""Metal detection near vertebrae (instrumented vertebrae are reported as not assessable)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from spinefx.image import Image
+from spinefx.preprocessing.metal import has_metal, metal_mask, metal_volume_mm3
+
+
+def _ct_with_rod():
+    data = np.full((60, 60, 80), 40.0, np.float32)
+    data[20:40, 20:40, 10:70] = 300.0  # a "body"
+    data[44:47, 29:32, 30:50] = 3000.0  # a screw 15 mm right of the centre, z 30-49
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [-30.0, -30.0, 0.0]
+    return Image(data, affine)
+
+
+def test_metal_volume_counts_the_rod_in_the_cylinder_only():
+    ct = _ct_with_rod()
+    centre = ct.voxel_to_world(np.array([30.0, 30.0, 40.0]))
+    assert metal_volume_mm3(ct, centre) == 3 * 3 * 20  # radius 30, +-10 mm covers it all
+    assert has_metal(ct, centre)
+    far = ct.voxel_to_world(np.array([30.0, 30.0, 15.0]))  # 15 mm below the rod's end
+    assert metal_volume_mm3(ct, far) == 0 and not has_metal(ct, far)
+    outside = centre + np.array([0.0, 0.0, 500.0])
+    assert metal_volume_mm3(ct, outside) == 0
+
+
+def test_metal_mask_dilates_in_mm_and_maps_onto_another_grid():
+    ct = _ct_with_rod()
+    mask = metal_mask(ct, margin_mm=5.0)
+    assert mask[45, 30, 40] and mask[45 + 5, 30, 40] and not mask[45 + 7, 30, 40]
+    coarse = Image(np.zeros((30, 30, 40), np.float32), ct.affine @ np.diag([2, 2, 2, 1]))
+    on_coarse = metal_mask(ct, like=coarse, margin_mm=5.0)
+    assert on_coarse.shape == (30, 30, 40)
+    assert on_coarse[22, 15, 20] and not on_coarse[10, 15, 20]
+    clean = ct.with_data(np.minimum(ct.data, 1000.0))
+    assert not metal_mask(clean, like=coarse).any()
+
+
+def test_synthetic_screwed_vertebrae_are_found_and_the_others_are_not():
+    from spinefx.synthesis import case_rng, generate_case, preset
+
+    config = preset("small")
+    config = dataclasses.replace(
+        config, acquisition=dataclasses.replace(config.acquisition, screw_probability=1.0)
+    )
+    case = generate_case(config, case_rng(3, 0))
+    screwed = {v.vertebra_label for v in case.vertebrae if v.foreign_material}
+    assert screwed
+    found = {lab for lab, c in case.centroids_mm.items() if has_metal(case.ct, c)}
+    assert found == screwed
