@@ -18,7 +18,9 @@ import numpy as np
 
 from spinefx.image import Image
 
-#: Default grid of probability thresholds t_p and noise thresholds t_n (voxels of 1 mm^3).
+#: Default grid of probability thresholds t_p and noise thresholds t_n, in voxels of the
+#: network's grid: 1 mm^3 each in the paper preset, 8 mm^3 at the cpu preset's 2 mm (CV and
+#: ``detect`` both count on that grid, so a run's operating point stays consistent).
 DEFAULT_PROBABILITY_THRESHOLDS = tuple(np.round(np.arange(0.1, 0.96, 0.05), 2))
 DEFAULT_NOISE_THRESHOLDS_VOX = (0, 10, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400)
 
