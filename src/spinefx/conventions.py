@@ -107,3 +107,26 @@ def genant_grade_from_height_loss(height_loss: float) -> int:
     if height_loss < 0.40:
         return 2
     return 3
+
+
+# Normal adult vertebral body size (mm) at T1 / T12 and L1 / L5, interpolated linearly per region,
+# from morphometric series of vertebral bodies (posterior height, width, depth) and the disc
+# below. The synthetic generator builds its spines from this table, morphometry grades a body
+# against it when it has no neighbours, and localisation matches level spacings to it.
+_NORMAL_THORACIC_MM = {"height": (15.0, 22.5), "width": (29.0, 42.0), "depth": (17.0, 30.0)}
+_NORMAL_LUMBAR_MM = {"height": (25.0, 27.0), "width": (44.0, 52.0), "depth": (31.0, 35.0)}
+_NORMAL_DISC_THORACIC_MM = (4.0, 6.0)
+_NORMAL_DISC_LUMBAR_MM = (8.5, 11.0)
+
+
+def normal_vertebra_size(label: int) -> dict[str, float]:
+    """Normal body height/width/depth and the disc below, mm, of VerSe label 8-24 (T1-L5)."""
+    if 8 <= label <= 19:
+        t, table, disc = (label - 8) / 11.0, _NORMAL_THORACIC_MM, _NORMAL_DISC_THORACIC_MM
+    elif 20 <= label <= 24:
+        t, table, disc = (label - 20) / 4.0, _NORMAL_LUMBAR_MM, _NORMAL_DISC_LUMBAR_MM
+    else:
+        raise ValueError(f"no reference size for label {label}")
+    size = {k: lo + t * (hi - lo) for k, (lo, hi) in table.items()}
+    size["disc"] = disc[0] + t * (disc[1] - disc[0])
+    return size

@@ -37,30 +37,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinefx.conventions import SPINE_ORDER, spine_rank
+from spinefx.conventions import SPINE_ORDER, normal_vertebra_size, spine_rank
 from spinefx.image import Image
-
-# Reference T1-L5 profile: normal adult morphometry (Panjabi-style series of vertebral body
-# dimensions): posterior body height and the height of the disc below, mm, at T1 / T12 and
-# L1 / L5, interpolated linearly within each region. The T12 "disc below" is the T12/L1
-# disc. NOTE: the synthetic generator (spinefx.synthesis.spine) is built on the same table,
-# so results of the profile assignment on synthetic scans are optimistic for this step.
-_THORACIC_HEIGHT_MM = (15.0, 22.5)
-_LUMBAR_HEIGHT_MM = (25.0, 27.0)
-_THORACIC_DISC_MM = (4.0, 6.0)
-_LUMBAR_DISC_MM = (8.5, 11.0)
 
 #: VerSe labels of the reference profile, cranial to caudal (T1..L5).
 PROFILE_LABELS: tuple[int, ...] = tuple(range(8, 25))
+# Reference T1-L5 profile: normal adult morphometry (``spinefx.conventions.
+# normal_vertebra_size``). NOTE: the synthetic generator is built on the same table, so results
+# of the profile assignment on synthetic scans are optimistic for this step.
 #: Reference posterior body height (mm) per label of :data:`PROFILE_LABELS`.
 REFERENCE_HEIGHT_MM: dict[int, float] = {
-    **{8 + i: float(np.interp(i, [0, 11], _THORACIC_HEIGHT_MM)) for i in range(12)},
-    **{20 + i: float(np.interp(i, [0, 4], _LUMBAR_HEIGHT_MM)) for i in range(5)},
+    lab: normal_vertebra_size(lab)["height"] for lab in PROFILE_LABELS
 }
-#: Reference height (mm) of the disc below each label of :data:`PROFILE_LABELS`.
+#: Reference height (mm) of the disc below each label of :data:`PROFILE_LABELS` (the T12
+#: "disc below" is the T12/L1 disc).
 REFERENCE_DISC_MM: dict[int, float] = {
-    **{8 + i: float(np.interp(i, [0, 11], _THORACIC_DISC_MM)) for i in range(12)},
-    **{20 + i: float(np.interp(i, [0, 4], _LUMBAR_DISC_MM)) for i in range(5)},
+    lab: normal_vertebra_size(lab)["disc"] for lab in PROFILE_LABELS
 }
 #: Clamp of the fitted patient scale (pitch / reference pitch).
 PROFILE_SCALE_RANGE: tuple[float, float] = (0.8, 1.25)

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinefx.conventions import genant_grade_from_height_loss, spine_rank
-from spinefx.synthesis.spine import nominal_size
+from spinefx.conventions import (
+    genant_grade_from_height_loss,
+    normal_vertebra_size,
+    spine_rank,
+)
 
 _SHAPES = ("wedge", "biconcave", "crush")
 #: A neighbour whose own deformity exceeds this is not used as a reference.
@@ -27,11 +30,11 @@ REFERENCE_MAX_DEFORMITY = 0.15
 
 def _nominal_height(label: int) -> float | None:
     try:
-        return nominal_size(label)["height"]
+        return normal_vertebra_size(label)["height"]
     except ValueError:  # cervical / L6 / T13: no table entry, use the nearest level
         if label <= 7:
-            return nominal_size(8)["height"]
-        return nominal_size(24 if label == 25 else 19)["height"]
+            return normal_vertebra_size(8)["height"]
+        return normal_vertebra_size(24 if label == 25 else 19)["height"]
 
 
 def _neighbours(labels: list[int], label: int, reach: int = 2) -> list[int]:

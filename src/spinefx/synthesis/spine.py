@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spinefx.conventions import normal_vertebra_size
 from spinefx.synthesis.config import AnatomyConfig
 from spinefx.synthesis.fractures import FractureTruth, posterior_loss, wedge_angle_rad
 
@@ -19,25 +20,9 @@ SYNTH_LABELS: tuple[int, ...] = tuple(range(8, 25))
 #: The sacrum label of VerSe masks (drawn as bone below L5, never graded).
 SACRUM_LABEL = 26
 
-# Normal adult sizes (mm) at T1, T12, L1 and L5, interpolated linearly per region; from
-# morphometric series of vertebral bodies (posterior height, width, depth).
-_THORACIC = {"height": (15.0, 22.5), "width": (29.0, 42.0), "depth": (17.0, 30.0)}
-_LUMBAR = {"height": (25.0, 27.0), "width": (44.0, 52.0), "depth": (31.0, 35.0)}
-_DISC_THORACIC = (4.0, 6.0)
-_DISC_LUMBAR = (8.5, 11.0)
-
-
-def nominal_size(label: int) -> dict[str, float]:
-    """Normal body height/width/depth and the disc below, mm, of VerSe label 8-24 (T1-L5)."""
-    if 8 <= label <= 19:
-        t, table, disc = (label - 8) / 11.0, _THORACIC, _DISC_THORACIC
-    elif 20 <= label <= 24:
-        t, table, disc = (label - 20) / 4.0, _LUMBAR, _DISC_LUMBAR
-    else:
-        raise ValueError(f"no synthetic size for label {label}")
-    size = {k: lo + t * (hi - lo) for k, (lo, hi) in table.items()}
-    size["disc"] = disc[0] + t * (disc[1] - disc[0])
-    return size
+#: Normal body height/width/depth and disc below of a level (the reference table lives in
+#: ``spinefx.conventions`` because morphometry and localisation use it too).
+nominal_size = normal_vertebra_size
 
 
 @dataclass
