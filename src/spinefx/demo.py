@@ -56,7 +56,7 @@ def run_demo(
         patch_epochs: max epochs of the patch classifier (None = the cpu preset's).
         voxel_epochs: epochs of the voxel classifier (None = its cpu preset's).
         with_voxel: also train the voxel classifier and run ``detect`` on a test scan.
-        workers: processes for patch preparation.
+        workers: processes for synthesis and patch preparation.
 
     Returns:
         :class:`DemoResult`; ``out_dir/demo_summary.json`` holds the same.
@@ -73,7 +73,9 @@ def run_demo(
         log.info("demo: %s done in %.1f s", name, result.seconds[name])
         return value
 
-    data = stage("synthesise", _synthesise, out / "data", n_scans=n_scans, seed=seed)
+    data = stage(
+        "synthesise", _synthesise, out / "data", n_scans=n_scans, seed=seed, workers=workers
+    )
     result.paths["data"] = data
     prepared, preview, counts = stage("prepare", _prepare, data, out / "patches", workers=workers)
     result.paths.update(patches=prepared, preview=preview)
@@ -118,7 +120,7 @@ def run_demo(
     return result
 
 
-def _synthesise(root: Path, *, n_scans: int, seed: int) -> Path:
+def _synthesise(root: Path, *, n_scans: int, seed: int, workers: int) -> Path:
     import yaml
 
     from spinefx.synthesis import generate_dataset
@@ -129,7 +131,7 @@ def _synthesise(root: Path, *, n_scans: int, seed: int) -> Path:
         if done.get("seed") == seed and done.get("n_scans") == n_scans:
             log.info("demo: reusing synthetic data in %s", root)
             return root
-    return generate_dataset(root, n_scans=n_scans, seed=seed, preset="default")
+    return generate_dataset(root, n_scans=n_scans, seed=seed, preset="default", workers=workers)
 
 
 def _patch_geometry() -> tuple[int, float]:
