@@ -103,34 +103,41 @@ def _tile_vox() -> int:
     return 81 if torch.cuda.is_available() else DEFAULT_OUTPUT_TILE_VOX
 
 
+def start(setup: str, n_scans: int | None, *, prefix: str):
+    """Common start of the voxel benchmarks: scan count, work dir, load and clocks."""
+    import torch
+
+    if setup == "cpu":
+        torch.set_num_threads(2)
+    work = Path(os.environ.get("BENCH_WORKDIR", tempfile.mkdtemp(prefix=prefix)))
+    work.mkdir(parents=True, exist_ok=True)
+    n_scans = n_scans or SETUPS[setup]["n_scans"]
+    return n_scans, work, os.getloadavg(), time.perf_counter(), time.process_time()
+
+
+def run_processes(script: str, arg_lists: list[list[str]], work: Path) -> None:
+    """Run ``script`` once per argument list, in parallel (2 threads each); fail if any fails."""
+    env = {**os.environ, "BENCH_WORKDIR": str(work), "OMP_NUM_THREADS": "2"}
+    procs = [subprocess.Popen([sys.executable, script, *args], env=env) for args in arg_lists]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"worker processes failed: {codes}")
+
+
 def main(setup: str = "cpu", n_scans: int | None = None, n_folds: int = 5) -> None:
     import torch
 
     from spinefx.evaluation.crossval import crossvalidate_voxel
 
-    n_scans = n_scans or SETUPS[setup]["n_scans"]
-    if setup == "cpu":
-        torch.set_num_threads(2)
-    work = Path(os.environ.get("BENCH_WORKDIR", tempfile.mkdtemp(prefix="bench_voxel_cv_")))
-    work.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
-    t0, c0 = time.perf_counter(), time.process_time()
+    n_scans, work, load_before, t0, c0 = start(setup, n_scans, prefix="bench_voxel_cv_")
     cases, problems = _cases(work, setup, n_scans)
     t_data = time.perf_counter() - t0
     config = _config(setup)
     if setup == "gpu":
         # one process per fold on the same GPU: the small batches leave it mostly idle, and
         # segment sampling runs on the CPU, so parallel folds use the machine's cores.
-        procs = [
-            subprocess.Popen(
-                [sys.executable, __file__, "--fold", setup, str(n_scans), str(n_folds), str(k)],
-                env={**os.environ, "BENCH_WORKDIR": str(work), "OMP_NUM_THREADS": "2"},
-            )
-            for k in range(n_folds)
-        ]
-        codes = [p.wait() for p in procs]
-        if any(codes):
-            raise SystemExit(f"fold processes failed: {codes}")
+        folds = [["--fold", setup, str(n_scans), str(n_folds), str(k)] for k in range(n_folds)]
+        run_processes(__file__, folds, work)
     summary = crossvalidate_voxel(cases, config, work / "cv", n_folds=n_folds, tile_vox=_tile_vox())
     result = {
         "setup": setup,

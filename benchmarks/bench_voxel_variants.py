@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_voxel_crossval import SETUPS, _cases, _config, _tile_vox  # noqa: E402
+from bench_voxel_crossval import (  # noqa: E402
+    SETUPS,
+    _cases,
+    _config,
+    _tile_vox,
+    run_processes,
+    start,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RESULT_NAMES = {"cpu": "voxel_variants.json", "gpu": "voxel_variants_gpu.json"}
@@ -43,26 +48,13 @@ def main(setup: str = "cpu", n_scans: int | None = None) -> None:
     from spinefx.evaluation.voxel_variants import compare_variants, variants_table
     from spinefx.models.voxel_classifier import VARIANTS
 
-    n_scans = n_scans or SETUPS[setup]["n_scans"]
-    if setup == "cpu":
-        torch.set_num_threads(2)
-    work = Path(os.environ.get("BENCH_WORKDIR", tempfile.mkdtemp(prefix="bench_voxel_var_")))
-    work.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
-    t0, c0 = time.perf_counter(), time.process_time()
+    n_scans, work, load_before, t0, c0 = start(setup, n_scans, prefix="bench_voxel_var_")
     cases, _ = _cases(work, setup, n_scans)
     train, val = _split(cases)
     config = _config(setup)
     if setup == "gpu":
-        procs = [
-            subprocess.Popen(
-                [sys.executable, __file__, "--variant", setup, str(n_scans), variant],
-                env={**os.environ, "BENCH_WORKDIR": str(work), "OMP_NUM_THREADS": "2"},
-            )
-            for variant in VARIANTS
-        ]
-        if any(p.wait() for p in procs):
-            raise SystemExit("a variant process failed")
+        variants = [["--variant", setup, str(n_scans), v] for v in VARIANTS]
+        run_processes(__file__, variants, work)
         rows = [
             json.loads((work / f"variants_{v}" / "variants.json").read_text())[0] for v in VARIANTS
         ]
