@@ -182,6 +182,12 @@ def test_crossvalidation_on_phantoms(tmp_path, cases):
         assert set(summary[key]) == {"sensitivity", "specificity"}
     op = json.loads((tmp_path / "operating_point.json").read_text())
     assert set(op) == {"probability_threshold", "noise_threshold_vox", "vertebra_threshold"}
+    # results made with other settings are not reused: fold 0 reruns, fold 1 is now stale
+    other = crossvalidate_voxel(
+        cases, tiny_config(epochs=1, l2=2e-4), tmp_path, n_folds=2, tile_vox=30, folds=[0]
+    )
+    assert other == {"n_folds": 2, "completed_folds": [0]}
+    assert (tmp_path / "fold0" / "checkpoint.pt").stat().st_mtime_ns != fold0
     assert summary["n_patients"] == 6 and summary["n_fractured_patients"] == 3
     assert summary["n_vertebrae"] == 24 and summary["n_fractured_vertebrae"] == 3
     assert 0.0 <= summary["patient_auc_pooled"] <= 1.0

@@ -121,11 +121,20 @@ def sample_centres(
         return np.stack(np.unravel_index(pick, labels.shape), axis=1)
     props = np.where(present, props, 0.0)
     props = props / props.sum()
-    return sample_centres_by_class(labels, rng.multinomial(n, props), rng=rng)
+    counts = rng.multinomial(n, props)
+    class_voxels = {c: np.flatnonzero(labels == c) for c, k in enumerate(counts) if k}
+    return sample_centres_by_class(class_voxels, counts, labels.shape, rng=rng)
 
 
-def sample_centres_by_class(labels: np.ndarray, counts, *, rng: np.random.Generator) -> np.ndarray:
-    """``counts[c]`` centres drawn uniformly among the voxels of class ``c`` (255 never drawn).
+def sample_centres_by_class(class_voxels, counts, shape, *, rng: np.random.Generator) -> np.ndarray:
+    """``counts[c]`` centres drawn uniformly among the voxels of class ``c``.
+
+    Args:
+        class_voxels: class -> flat indices of its voxels in an array of ``shape`` (a
+            precomputed cache for scans sampled many times).
+        counts: centres per class.
+        shape: shape of the label array.
+        rng: random generator.
 
     Raises:
         ValueError: when a class with a non-zero count has no voxel.
@@ -133,13 +142,13 @@ def sample_centres_by_class(labels: np.ndarray, counts, *, rng: np.random.Genera
     picks = []
     for c, k in enumerate(counts):
         if k:
-            flat = np.flatnonzero(labels == c)
-            if not flat.size:
+            flat = class_voxels.get(c, ())
+            if not len(flat):
                 raise ValueError(f"class {c} has no voxel to centre {k} segments on")
             picks.append(rng.choice(flat, size=int(k)))
     if not picks:
         return np.zeros((0, 3), dtype=int)
-    return np.stack(np.unravel_index(np.concatenate(picks), labels.shape), axis=1)
+    return np.stack(np.unravel_index(np.concatenate(picks), shape), axis=1)
 
 
 @dataclass(frozen=True)

@@ -159,11 +159,12 @@ def crossvalidate_voxel(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     test_sets = patient_folds(cases, n_folds=n_folds, seed=config.seed)
+    settings = _fold_settings(config, cube_sizes_vox, perturb_sigma_mm)
     todo = range(n_folds) if folds is None else sorted(set(folds))
     for k in progress(list(todo), desc="cross-validation folds"):
         if not 0 <= k < n_folds:
             raise ValueError(f"fold {k} is not one of 0..{n_folds - 1}")
-        if _fold_results(out, k, cases, test_sets[k]) is None:
+        if _fold_results(out, k, cases, test_sets[k], settings) is None:
             run_fold(
                 cases,
                 test_sets[k],
@@ -175,7 +176,7 @@ def crossvalidate_voxel(
                 tile_vox=tile_vox,
                 device=device,
             )
-    results = [_fold_results(out, k, cases, test_sets[k]) for k in range(n_folds)]
+    results = [_fold_results(out, k, cases, test_sets[k], settings) for k in range(n_folds)]
     done = [k for k, r in enumerate(results) if r is not None]
     if len(done) < n_folds:
         return {"n_folds": n_folds, "completed_folds": done}
@@ -219,7 +220,6 @@ def run_fold(
     Writes the run directory and ``fold_results.json`` (patient, vertebra and localisation
     rows) to ``fold_dir``; returns that dict.
     """
-    import torch
 
     from spinefx.training.voxel import load_voxel_model
 
@@ -231,8 +231,7 @@ def run_fold(
         rest, fraction=config.validation_fraction, seed=config.seed + fold
     )
     train_voxel_classifier(config, fold_dir, train_cases=train, val_cases=val, device=device)
-    model, _ = load_voxel_model(fold_dir)
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, _ = load_voxel_model(fold_dir, device=device)
     rng = np.random.default_rng(config.seed + 7 + fold)
     patients, vertebrae, locs = [], [], []
     for case in test:
@@ -250,6 +249,7 @@ def run_fold(
     results = {
         "fold": fold,
         "test_case_ids": [c.case_id for c in test],
+        "settings": _fold_settings(config, cube_sizes_vox, perturb_sigma_mm),
         "patients": patients,
         "vertebrae": vertebrae,
         "localisation": locs,
@@ -258,15 +258,31 @@ def run_fold(
     return results
 
 
-def _fold_results(out: Path, fold: int, cases, test_idx) -> dict | None:
-    """Saved results of a fold, or None when absent or made for other test scans."""
+def _fold_settings(config: VoxelTrainingConfig, cube_sizes_vox, perturb_sigma_mm) -> dict:
+    """What a fold's results depend on besides its scans (as JSON would give it back)."""
+    from spinefx.config import to_dict
+
+    settings = {
+        "config": to_dict(config),
+        "cube_sizes_vox": list(cube_sizes_vox),
+        "perturb_sigma_mm": float(perturb_sigma_mm),
+    }
+    return json.loads(json.dumps(settings))
+
+
+def _fold_results(out: Path, fold: int, cases, test_idx, settings: dict) -> dict | None:
+    """Saved results of a fold, or None when absent or made for other scans or settings."""
     path = out / f"fold{fold}" / "fold_results.json"
     if not path.is_file():
         return None
-    results = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # written atomically, so only a damaged file: run the fold again
+        log.warning("%s is not readable JSON; the fold runs again", path)
+        return None
     expected = [cases[i].case_id for i in sorted(int(i) for i in test_idx)]
-    if results.get("test_case_ids") != expected:
-        log.warning("%s was made for other test scans; the fold runs again", path)
+    if results.get("test_case_ids") != expected or results.get("settings") != settings:
+        log.warning("%s was made for other test scans or settings; the fold runs again", path)
         return None
     return results
 

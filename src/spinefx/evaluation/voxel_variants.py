@@ -46,8 +46,6 @@ def compare_variants(
     Returns:
         one row per variant (also written to ``out_dir/variants.json`` and ``variants.md``).
     """
-    import torch
-
     from spinefx.evaluation.voxel_inference import predict_network_view
     from spinefx.models.voxel_classifier import count_parameters
 
@@ -58,8 +56,7 @@ def compare_variants(
         metrics = train_voxel_classifier(
             cfg, out / variant, train_cases=train_cases, val_cases=val_cases, device=device
         )
-        model, _ = load_voxel_model(out / variant)
-        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model, _ = load_voxel_model(out / variant, device=device)
         y, s = [], []
         for case in val_cases:
             maps = predict_network_view(

@@ -198,7 +198,7 @@ def train_voxel_classifier(
     write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=2))
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     model = build_model(config.model).to(device)
     geometry = training_geometry(config.model)
     log.info(
@@ -322,8 +322,20 @@ def split_validation(
     return train, val
 
 
-def load_voxel_model(run_dir: str | Path):
-    """The trained voxel classifier of a run directory (eval mode) and its checkpoint info."""
+def resolve_device(device: str | None = None):
+    """The torch device to use: ``device`` if given, else CUDA when available, else the CPU."""
+    import torch
+
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load_voxel_model(run_dir: str | Path, *, device: str | None = "cpu"):
+    """The trained voxel classifier of a run directory (eval mode) and its checkpoint info.
+
+    Args:
+        run_dir: run directory with ``checkpoint.pt``.
+        device: where to put the model; None picks CUDA when available (:func:`resolve_device`).
+    """
     from spinefx.training.patch_checkpoint import load_checkpoint
 
     path = Path(run_dir) / "checkpoint.pt"
@@ -334,7 +346,7 @@ def load_voxel_model(run_dir: str | Path):
             path=run_dir,
             fix="pass a run directory made by the voxel classifier training",
         )
-    return model, info
+    return model.to(resolve_device(device)), info
 
 
 def train_voxel_run(

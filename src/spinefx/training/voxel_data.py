@@ -20,6 +20,7 @@ from spinefx.datasets.voxel_sampling import (
     draw_augmentation,
     extract_segment,
     prepare_voxel_input,
+    sample_centres_by_class,
     segment_pair,
 )
 from spinefx.errors import SpinefxError
@@ -201,12 +202,9 @@ def sample_segments(
     for case, case_counts in zip(cases, per_case, strict=True):
         if case_counts.sum() == 0:
             continue
-        picks = [
-            rng.choice(case.class_voxels[k], size=int(n_k))
-            for k, n_k in enumerate(case_counts)
-            if n_k
-        ]
-        centres = np.stack(np.unravel_index(np.concatenate(picks), case.labels.shape), axis=1)
+        centres = sample_centres_by_class(
+            case.class_voxels, case_counts, case.labels.shape, rng=rng
+        )
         parts.append(
             segment_batch(
                 case, centres, geometry, rng=rng if augment is not None else None, augment=augment
