@@ -3,8 +3,10 @@
 What "looks like CT in Hounsfield units" means here (checked on a subsample of voxels):
 
 * all voxels finite (no NaN / inf);
-* the low tail is negative: the 0.5th percentile is below ``-200`` HU (every CT of the body
-  holds air or fat; MRI, raw unscaled DICOM values and [0, 1]-normalised images do not);
+* the low tail is negative: the 0.5th percentile is below ``-50`` HU (every CT of the body
+  holds air or fat, fat being -150..-50 HU; MRI, raw unscaled DICOM values and
+  [0, 1]-normalised images have no negative values). A tight crop around the spine may hold
+  no air at all (VerSe ``sub-verse006``: minimum -750 HU, 0.5th percentile -116 HU);
 * the minimum is not below ``-4000`` HU (padding values of -2048 / -3024 are CT; lower is not);
 * the high tail is not above ``CT_PLAUSIBLE_HU[1]``: the 99.5th percentile <= 4000 HU.
 """
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 #: Labels a vertebra mask may hold: background, vertebrae (VerSe numbering), sacrum, coccyx.
 VERTEBRA_MASK_LABELS: frozenset[int] = frozenset({0, *VERTEBRA_LEVELS, *NON_VERTEBRA_LABELS})
 
-_LOW_TAIL_MAX_HU = -200.0
+_LOW_TAIL_MAX_HU = -50.0
 _MIN_HU = -4000.0
 _MAX_SAMPLE_VOXELS = 4_000_000
 
