@@ -1,0 +1,222 @@
+"""Benchmark: both networks and morphometry on every officially graded real vertebra.
+
+For each training recipe (``spinefx.training.recipes``) it trains the patch and voxel
+classifiers (cpu presets) and scores them:
+
+* **real CT** (``../shared/data/real``: the VerSe CTs and the ctfu CTs with official grades).
+  A recipe that uses real data (mask rendering, fracture simulation on real CTs) is trained
+  once per fold of subjects, without the fold's subjects, and scores only them
+  (folds over subjects; see ``FOLDS``). A recipe without real data is trained once.
+* **held-out synthetic** scans (procedural generator, a seed no recipe trains on), so one
+  run shows the sim-to-real gap as two numbers side by side.
+* **morphometry** (mask-only height loss, no training) on the same CT vertebrae and on every
+  real mask with grades (the VerSe predicted masks and verse004 too).
+
+AUC intervals are bootstrap 95 % percentile intervals resampling whole subjects. Writes
+``benchmarks/results/real_ct.json`` and ``real_ct_vertebrae.csv`` (one row per vertebra and
+method). Usage::
+
+    nice python benchmarks/bench_real_ct.py --recipes procedural-cpu mixed-cpu [--work DIR]
+
+Trained recipes stay in ``--work`` (default /tmp/spinefx-bench-real) and are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+REAL = Path(os.environ.get("SPINEFX_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+#: folds over the real CT subjects with grades: each holds fractured vertebrae
+FOLDS: dict[str, tuple[str, ...]] = {
+    "A": ("verse007", "ctfu00001"),
+    "B": ("verse006", "verse008"),
+}
+SYNTH_SEED, SYNTH_SCANS = 777_777, 12
+
+
+def uses_real_data(recipe) -> bool:
+    return any(recipe.engine.mix.get(k, 0) > 0 for k in ("mask_render", "real_fracture"))
+
+
+def heldout_synthetic(work: Path, patch_geometry: tuple[int, float]) -> tuple[Path, Path]:
+    """Procedural scans from a seed no recipe uses, and their prepared patches."""
+    from spinefx.io import load_dataset
+    from spinefx.preprocessing import prepare_dataset
+    from spinefx.synthesis import generate_dataset
+
+    raw, prepared = work / "heldout-synthetic", work / "heldout-synthetic-patches"
+    if not (raw / "fracture_grades.csv").is_file():
+        generate_dataset(raw, n_scans=SYNTH_SCANS, seed=SYNTH_SEED, preset="default", workers=2)
+    if not (prepared / "manifest.csv").is_file():
+        size, spacing = patch_geometry
+        prepare_dataset(load_dataset(raw), prepared, size_vox=size, spacing_mm=spacing, workers=2)
+    return raw, prepared
+
+
+def synthetic_scores(method: str, run_dir: Path, raw: Path, prepared: Path) -> dict:
+    """Vertebra AUC (bootstrap over scans) of one run on the held-out synthetic scans."""
+    import numpy as np
+    import pandas as pd
+
+    from spinefx.evaluation.metrics import auc_statistic, bootstrap
+
+    if method == "patch":
+        from spinefx.datasets.patch_dataset import load_patch
+        from spinefx.evaluation.patch_inference import load_run, predict_unit_patches
+
+        run = load_run(run_dir)
+        table = pd.read_csv(prepared / "manifest.csv", dtype={"genant_grade": "string"})
+        table = table[table["genant_grade"].isin(["0", "1", "2", "3"])]
+        table = table[table["foreign_material"] == 0]
+        stack = np.stack(
+            [
+                load_patch(
+                    prepared / p, patch_size_vox=run.patch_size_vox, spacing_mm=run.spacing_mm
+                )
+                for p in table["path"]
+            ]
+        )
+        score = np.mean([predict_unit_patches(m, stack) for m in run.models], 0)
+        y, groups = table["genant_grade"].astype(int).to_numpy() >= 1, table["case_id"].to_numpy()
+    else:
+        from spinefx.evaluation.voxel_detect import detect_fractures
+        from spinefx.io import load_centroids, load_dataset, load_scan
+
+        y, score, groups = [], [], []
+        for case in load_dataset(raw):
+            image = load_scan(case.scan_path)
+            centroids = load_centroids(case.centroids_path, image, outside="keep")
+            found = {
+                v.vertebra_label: v
+                for v in detect_fractures(image, run_dir, centroids, show_progress=False).vertebrae
+            }
+            for v in case.vertebrae:
+                d = found.get(v.vertebra_label)
+                if v.genant_grade is None or v.foreign_material or d is None or not d.assessable:
+                    continue
+                y.append(v.genant_grade >= 1)
+                score.append(d.probability)
+                groups.append(case.case_id)
+        y, score, groups = np.array(y), np.array(score), np.array(groups)
+    return {
+        "n_vertebrae": int(len(y)),
+        "n_fractured": int(np.sum(y)),
+        "auc": auc_statistic(y.astype(int), score),
+        "auc_bootstrap": bootstrap(
+            y.astype(int), score, auc_statistic, groups=groups, n_resamples=1000
+        ),
+    }
+
+
+def run_recipe(name: str, work: Path, subjects, raw: Path, prepared: Path) -> tuple[dict, list]:
+    from spinefx.evaluation.real_ct import score_network, summarise
+    from spinefx.training.recipes import get_recipe, train_recipe
+
+    recipe = get_recipe(name)
+    folds = FOLDS if uses_real_data(recipe) else {"": ()}
+    rows, records = {"patch": [], "voxel": []}, {}
+    for fold, held_out in folds.items():
+        out = work / name / (f"fold-{fold}" if fold else "all")
+        record = train_recipe(recipe, out, real_root=REAL, exclude_subjects=held_out, seed=0)
+        records[fold or "all"] = record
+        scored = [s for s in subjects if not held_out or s.subject_id in held_out]
+        for method in ("patch", "voxel"):
+            rows[method] += score_network(method, record["runs"][method], scored, fold=fold)
+    result = {"folds": {k: list(v) for k, v in folds.items()}, "training": records}
+    for method in ("patch", "voxel"):
+        run_dir = Path(next(iter(records.values()))["runs"][method])
+        result[method] = {
+            "real_ct": summarise(rows[method]),
+            "heldout_synthetic": synthetic_scores(method, run_dir, raw, prepared),
+            "train_minutes_per_fold": [
+                r["minutes"].get(f"train_{method}") for r in records.values()
+            ],
+        }
+    return result, rows["patch"] + rows["voxel"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=["procedural-cpu", "mixed-cpu"])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/spinefx-bench-real"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not (REAL / "README.md").is_file():
+        raise SystemExit(f"real samples not found at {REAL}; set SPINEFX_REAL_DATA")
+    from spinefx.evaluation.real_ct import score_morphometry, summarise
+    from spinefx.synthesis.real_sources import find_real_subjects
+    from spinefx.training.patch_config import load_training_config
+
+    started, load_before = time.perf_counter(), os.getloadavg()
+    subjects = find_real_subjects(REAL)
+    ct_subjects = [s for s in subjects if any(sc.grades for sc in s.ct_scans)]
+    model = load_training_config("cpu").model
+    raw, prepared = heldout_synthetic(args.work, (model.patch_size_vox, model.spacing_mm))
+    morph = score_morphometry(subjects)
+    ct_ids = {sc.scan_id for s in ct_subjects for sc in s.ct_scans}
+    results = {
+        "real_data": str(REAL),
+        "ct_subjects": [s.subject_id for s in ct_subjects],
+        "morphometry": {
+            "real_ct_vertebrae": summarise([r for r in morph if r.scan_id in ct_ids]),
+            "all_real_masks": summarise(morph),
+        },
+        "recipes": {},
+    }
+    all_rows = [("", r.row()) for r in morph]
+    previous = RESULTS / "real_ct.json"
+    if previous.is_file():  # recipes measured in earlier runs stay (each says when)
+        results["recipes"] = json.loads(previous.read_text()).get("recipes", {})
+    for name in args.recipes:
+        result, rows = run_recipe(name, args.work, ct_subjects, raw, prepared)
+        result["measured"] = time.strftime("%Y-%m-%d %H:%M")
+        results["recipes"][name] = result
+        all_rows += [(name, r.row()) for r in rows]
+        for method in ("patch", "voxel"):
+            real, synth = result[method]["real_ct"], result[method]["heldout_synthetic"]
+            print(
+                f"{name:22s} {method:6s} real AUC {real['auc']:.3f} "
+                f"[{real['auc_bootstrap'].get('low', float('nan')):.2f}, "
+                f"{real['auc_bootstrap'].get('high', float('nan')):.2f}] "
+                f"(n={real['n_scored']}, {real['n_fractured']} fx)  synthetic AUC {synth['auc']:.3f}"
+            )
+    m = results["morphometry"]["real_ct_vertebrae"]
+    print(
+        f"{'morphometry':22s} {'':6s} real AUC {m['auc']:.3f} (same CT vertebrae, n={m['n_scored']})"
+    )
+    results["machine"] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "wall_minutes": round((time.perf_counter() - started) / 60, 1),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "real_ct.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    _write_rows(RESULTS / "real_ct_vertebrae.csv", all_rows, args.recipes)
+
+
+def _write_rows(path: Path, rows: list[tuple[str, dict]], recipes) -> None:
+    """One CSV row per (recipe, method, vertebra); rows of recipes not re-run are kept."""
+    kept = []
+    if path.is_file():
+        with path.open(encoding="utf-8", newline="") as handle:
+            kept = [r for r in csv.DictReader(handle) if r["recipe"] and r["recipe"] not in recipes]
+    table = [{"recipe": name, **row} for name, row in rows] + kept
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+
+
+if __name__ == "__main__":
+    main()
