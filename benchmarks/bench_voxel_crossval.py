@@ -90,7 +90,10 @@ def _prepare(job):
 
     case, config = job
     return load_voxel_cases(
-        [case], ellipsoid=config.ellipsoid, spacing_mm=config.model.input_spacing_mm
+        [case],
+        ellipsoid=config.ellipsoid,
+        spacing_mm=config.model.input_spacing_mm,
+        normalisation=config.model.intensity_normalisation,
     )
 
 

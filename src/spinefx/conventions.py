@@ -27,6 +27,15 @@ WORLD_UNITS = "mm"
 HU_CLIP = (-1000.0, 1000.0)
 #: HU value used to pad outside the field of view (air).
 AIR_HU = -1000.0
+#: Fixed CT input scaling of the voxel classifier (``intensity_normalisation: ct``): HU clipped
+#: to ``clip_hu``, then ``(HU - mean_hu) / std_hu``. Air -2, fat -0.2, muscle 0.1, trabecular
+#: bone 0.2-0.6, cortex 1-2.4: the same on every field of view (nnU-Net's CT scheme uses
+#: dataset-wide statistics the same way).
+CT_NORMALISATION: dict[str, object] = {
+    "clip_hu": (-1000.0, 2000.0),
+    "mean_hu": 0.0,
+    "std_hu": 500.0,
+}
 #: Plausible HU range of a CT volume; images far outside are rejected as non-CT.
 CT_PLAUSIBLE_HU = (-1100.0, 4000.0)
 

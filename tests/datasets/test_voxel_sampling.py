@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from spinefx.datasets.voxel_sampling import (
     apply_augmentation,
@@ -65,3 +66,28 @@ def test_augmentation_flips_images_and_labels_together():
     out_img, out_lab = apply_augmentation([img, lab], params, intensity_mask=[True, False])
     np.testing.assert_array_equal(out_lab, (out_img > 0).astype(np.int64))
     np.testing.assert_allclose(out_img, img[::-1, ::-1, ::-1])
+
+
+def test_fixed_ct_normalisation_does_not_depend_on_the_field_of_view():
+    """The same bone gets the same input value in a tight crop and in a wide field of view."""
+    from spinefx.conventions import CT_NORMALISATION
+    from spinefx.datasets.voxel_sampling import prepare_voxel_input
+    from spinefx.image import Image
+
+    wide = np.full((40, 40, 20), -1000.0, np.float32)
+    wide[15:25, 15:25, :] = 300.0  # bone in a lot of air
+    crop = Image(wide[14:26, 14:26, :].copy(), np.eye(4))
+    wide = Image(wide, np.eye(4))
+    for_wide = prepare_voxel_input(wide, spacing_mm=1.0, normalisation="ct")
+    for_crop = prepare_voxel_input(crop, spacing_mm=1.0, normalisation="ct")
+    assert for_wide.data[20, 20, 10] == pytest.approx(for_crop.data[6, 6, 10])
+    assert for_wide.data[20, 20, 10] == pytest.approx(300.0 / CT_NORMALISATION["std_hu"])
+    # the paper's per-scan z-score gives the same bone two different values
+    z_wide = prepare_voxel_input(wide, spacing_mm=1.0).data[20, 20, 10]
+    z_crop = prepare_voxel_input(crop, spacing_mm=1.0).data[6, 6, 10]
+    assert abs(z_wide - z_crop) > 0.5
+    # the inverse in meta gives HU back inside the clip window
+    hu = for_crop.data * for_crop.meta["hu_std"] + for_crop.meta["hu_mean"]
+    assert hu[6, 6, 10] == pytest.approx(300.0)
+    with pytest.raises(ValueError, match="normalisation"):
+        prepare_voxel_input(crop, spacing_mm=1.0, normalisation="minmax")

@@ -111,6 +111,7 @@ def _run_training(args: argparse.Namespace) -> int:
         include_cervical=config.include_cervical,
         ellipsoid=config.ellipsoid,
         spacing_mm=config.model.input_spacing_mm,
+        normalisation=config.model.intensity_normalisation,
     )
     for case_id, problem in problems:
         print(f"skipped {case_id}: {problem}")

@@ -205,18 +205,21 @@ def apply_augmentation(arrays: list[np.ndarray], params: AugmentationParams, *, 
     return out
 
 
-def prepare_voxel_input(scan, *, spacing_mm: float = 1.0):
-    """The voxel classifier's view of a CT: RAS, ``spacing_mm`` isotropic, z-scored per scan.
+def prepare_voxel_input(scan, *, spacing_mm: float = 1.0, normalisation: str = "scan_zscore"):
+    """The voxel classifier's view of a CT: RAS, ``spacing_mm`` isotropic, normalised.
 
     Args:
         scan: :class:`~spinefx.image.Image` in HU, any orientation and spacing.
         spacing_mm: isotropic voxel size of the network input (1 mm in the paper).
+        normalisation: ``scan_zscore`` (zero mean, unit sd per scan, as the paper) or ``ct``
+            (HU clipped and scaled by the fixed ``conventions.CT_NORMALISATION``).
 
     Returns:
-        ``Image`` (float32, RAS, isotropic) of zero mean and unit standard deviation, with
-        ``meta["hu_mean"]`` and ``meta["hu_std"]``. Map results back with ``resample_like``.
+        ``Image`` (float32, RAS, isotropic) with ``meta["hu_mean"]`` and ``meta["hu_std"]``
+        (``HU = value * hu_std + hu_mean`` inside the clip window). Map results back with
+        ``resample_like``.
     """
-    from spinefx.conventions import AIR_HU
+    from spinefx.conventions import AIR_HU, CT_NORMALISATION
     from spinefx.preprocessing import reorient, resample_to_spacing
 
     ras = reorient(scan, "RAS")
@@ -225,6 +228,13 @@ def prepare_voxel_input(scan, *, spacing_mm: float = 1.0):
     else:
         iso = resample_to_spacing(ras, spacing_mm, interpolation="linear", fill_value=AIR_HU)
     data = np.asarray(iso.data, dtype=np.float32)
-    mean, std = float(data.mean()), float(data.std())
+    if normalisation == "ct":
+        low, high = CT_NORMALISATION["clip_hu"]
+        data = np.clip(data, low, high)
+        mean, std = float(CT_NORMALISATION["mean_hu"]), float(CT_NORMALISATION["std_hu"])
+    elif normalisation == "scan_zscore":
+        mean, std = float(data.mean()), float(data.std())
+    else:
+        raise ValueError(f"unknown normalisation {normalisation!r} (scan_zscore or ct)")
     data = (data - mean) / max(std, 1e-6)
     return iso.with_data(data.astype(np.float32), hu_mean=mean, hu_std=std)

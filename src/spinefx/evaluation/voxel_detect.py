@@ -112,7 +112,11 @@ def detect_fractures(
         scan = load_scan(scan)
     run_dir = Path(model_run_dir)
     model, _ = load_voxel_model(run_dir)
-    view = prepare_voxel_input(scan, spacing_mm=model.config.input_spacing_mm)
+    view = prepare_voxel_input(
+        scan,
+        spacing_mm=model.config.input_spacing_mm,
+        normalisation=model.config.intensity_normalisation,
+    )
     maps_1mm = predict_network_view(
         model, view, output_tile_vox=output_tile_vox, show_progress=show_progress
     )

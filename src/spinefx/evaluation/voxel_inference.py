@@ -178,7 +178,11 @@ def predict_scan(
     """
     maps = predict_network_view(
         model,
-        prepare_voxel_input(scan, spacing_mm=model.config.input_spacing_mm),
+        prepare_voxel_input(
+            scan,
+            spacing_mm=model.config.input_spacing_mm,
+            normalisation=model.config.intensity_normalisation,
+        ),
         output_tile_vox=output_tile_vox,
         roi_min_hu=roi_min_hu,
         show_progress=show_progress,

@@ -28,6 +28,7 @@ from torch import nn
 from spinefx.errors import InputError
 
 VARIANTS = ("3d", "1slice", "5slices")
+INTENSITY_NORMALISATIONS: tuple[str, ...] = ("scan_zscore", "ct")
 #: Output classes, in channel order.
 VOXEL_CLASS_NAMES = ("background", "normal", "fractured")
 #: DeepMedic's default normal-pathway widths; ours are these times a calibrated scale.
@@ -58,6 +59,10 @@ class VoxelClassifierConfig:
         train_segment_vox: high-res training segment edge (DeepMedic paper: 25).
         input_spacing_mm: isotropic voxel size the network works at (paper: 1 mm; the CPU
             preset uses 2 mm, doubling every receptive field in mm, to fit CPU budgets).
+        intensity_normalisation: ``scan_zscore`` (the paper / DeepMedic: each scan z-scored by
+            its own mean and sd) or ``ct`` (fixed HU window and scale, nnU-Net's CT scheme;
+            see ``spinefx.conventions.CT_NORMALISATION``). Per-scan z-scoring makes the same
+            bone look different in a tight spine crop and in a whole-body field of view.
     """
 
     variant: str = "3d"
@@ -70,12 +75,18 @@ class VoxelClassifierConfig:
     dropout: float = 0.5
     train_segment_vox: int = 25
     input_spacing_mm: float = 1.0
+    intensity_normalisation: str = "scan_zscore"
     kind: ClassVar[str] = "voxel_classifier"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise InputError(
                 f"unknown voxel classifier variant {self.variant!r}", fix=f"use one of {VARIANTS}"
+            )
+        if self.intensity_normalisation not in INTENSITY_NORMALISATIONS:
+            raise InputError(
+                f"unknown intensity_normalisation {self.intensity_normalisation!r}",
+                fix=f"use one of {INTENSITY_NORMALISATIONS}",
             )
         if self.widths and len(self.widths) != 8:
             raise InputError(

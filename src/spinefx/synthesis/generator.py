@@ -16,7 +16,7 @@ from spinefx.image import Image
 from spinefx.synthesis.acquisition import acquire, add_metal_streaks
 from spinefx.synthesis.config import SynthesisConfig
 from spinefx.synthesis.fractures import FractureTruth, sample_fractures
-from spinefx.synthesis.grid import BuildGrid
+from spinefx.synthesis.grid import BuildGrid, LocalBox
 from spinefx.synthesis.spine import (
     SYNTH_LABELS,
     PatientSpec,
@@ -137,10 +137,11 @@ def sample_patient(config: SynthesisConfig, rng: np.random.Generator) -> Patient
 def body_centroid_mm(spec: VertebraSpec) -> np.ndarray:
     """Centroid of the (deformed) body, world mm, from a 0.5 mm local sampling of its shape."""
     a, b, h = spec.width_mm / 2, spec.depth_mm / 2, spec.height_mm
-    axes = [np.arange(-lim - 4, lim + 4, 0.5, dtype=np.float32) for lim in (a, b, h / 2)]
-    u, v, w = np.meshgrid(*axes, indexing="ij")
-    body, _, _ = body_mask(spec, u, v, w, np.random.default_rng(0))
-    local = np.array([u[body].mean(), v[body].mean(), w[body].mean()])
+    axes = tuple(np.arange(-lim - 4, lim + 4, 0.5, dtype=np.float32) for lim in (a, b, h / 2))
+    box = LocalBox(axes=axes, frame=np.eye(3, dtype=np.float32))  # type: ignore[arg-type]
+    body, _, _ = body_mask(spec, box, np.random.default_rng(0))
+    u, v, w = box.uvw()
+    local = np.array([np.broadcast_to(c, body.shape)[body].mean() for c in (u, v, w)])
     return spec.origin_mm + spec.frame @ local
 
 

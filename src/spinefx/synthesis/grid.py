@@ -67,12 +67,59 @@ class BuildGrid:
         self, box: tuple[slice, slice, slice], origin_mm: np.ndarray, frame: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Local (u, v, w) mm of every voxel of ``box``, each of the box's shape (float32)."""
-        axes = [(self.axis_mm(a)[box[a]] - origin_mm[a]).astype(np.float32) for a in range(3)]
-        x = axes[0][:, None, None]
-        y = axes[1][None, :, None]
-        z = axes[2][None, None, :]
-        f = frame.astype(np.float32)
+        return self.local_box(box, origin_mm, frame).uvw()
+
+    def local_box(
+        self, box: tuple[slice, slice, slice], origin_mm: np.ndarray, frame: np.ndarray
+    ) -> LocalBox:
+        """The voxels of ``box`` seen from a local frame (local coordinates on demand)."""
+        axes = tuple((self.axis_mm(a)[box[a]] - origin_mm[a]).astype(np.float32) for a in range(3))
+        return LocalBox(axes=axes, frame=np.asarray(frame, np.float32))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class LocalBox:
+    """A voxel box of the build grid and a local frame: local (u, v, w) mm of any sub-box.
+
+    Shapes drawn in a local frame are usually much smaller than the box that holds all of a
+    vertebra; evaluating each one only on the sub-box its local bounds cover saves most of
+    the arithmetic.
+
+    Attributes:
+        axes: world offsets (mm) of the box's voxel centres from the frame origin, along x, y, z.
+        frame: ``(3, 3)`` float32 columns of the local axes.
+    """
+
+    axes: tuple[np.ndarray, np.ndarray, np.ndarray]
+    frame: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(len(a) for a in self.axes)  # type: ignore[return-value]
+
+    def uvw(
+        self, sub: tuple[slice, slice, slice] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Local (u, v, w) mm of every voxel of ``sub`` (default: the whole box), float32."""
+        sub = sub or (slice(None),) * 3
+        x = self.axes[0][sub[0]][:, None, None]
+        y = self.axes[1][sub[1]][None, :, None]
+        z = self.axes[2][sub[2]][None, None, :]
+        f = self.frame
         return tuple(f[0, c] * x + f[1, c] * y + f[2, c] * z for c in range(3))  # type: ignore[return-value]
+
+    def sub_box(self, lower: np.ndarray, upper: np.ndarray) -> tuple[slice, slice, slice] | None:
+        """Slices of this box covering the local-frame box ``lower..upper`` (mm), or None."""
+        corners = np.array(np.meshgrid(*zip(lower, upper, strict=True), indexing="ij"))
+        world = self.frame @ corners.reshape(3, -1)
+        out = []
+        for axis, values in zip(self.axes, world, strict=True):
+            lo = int(np.searchsorted(axis, values.min(), side="left"))
+            hi = int(np.searchsorted(axis, values.max(), side="right"))
+            if hi <= lo:
+                return None
+            out.append(slice(lo, hi))
+        return tuple(out)  # type: ignore[return-value]
 
 
 def smooth_noise(

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinefx.synthesis.fractures import loss_field, posterior_loss
-from spinefx.synthesis.grid import BuildGrid
+from spinefx.synthesis.grid import BuildGrid, LocalBox
 from spinefx.synthesis.spine import VertebraSpec
 
 ARCH, SPINOUS, TP_LEFT, TP_RIGHT = 41, 42, 43, 44
@@ -46,6 +46,21 @@ def _capsule(u, v, w, p0, p1, radius) -> np.ndarray:
     return (du - t * d[0]) ** 2 + (dv - t * d[1]) ** 2 + (dw - t * d[2]) ** 2 <= radius**2
 
 
+def _on_sub_box(box: LocalBox, lower, upper, shape_fn) -> np.ndarray:
+    """``shape_fn(u, v, w)`` evaluated only on the sub-box its local bounds cover (full box out)."""
+    out = np.zeros(box.shape, bool)
+    sub = box.sub_box(np.asarray(lower, float), np.asarray(upper, float))
+    if sub is not None:
+        out[sub] = shape_fn(*box.uvw(sub))
+    return out
+
+
+def _capsule_in(box: LocalBox, p0, p1, radius) -> np.ndarray:
+    lo = np.minimum(p0, p1) - radius
+    hi = np.maximum(p0, p1) + radius
+    return _on_sub_box(box, lo, hi, lambda u, v, w: _capsule(u, v, w, p0, p1, radius))
+
+
 def _endplate_noise(u, v, rng: np.random.Generator, amplitude_mm: float) -> np.ndarray:
     # a few random sinusoids over the cross-section: an irregular fractured endplate
     out = np.zeros(np.broadcast(u, v).shape, np.float32)
@@ -61,14 +76,29 @@ def canal_size(spec: VertebraSpec) -> tuple[float, float]:
 
 
 def body_mask(
-    spec: VertebraSpec, u, v, w, rng: np.random.Generator
+    spec: VertebraSpec, box: LocalBox, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vertebral body of ``spec`` (deformed by its fracture).
+    """Vertebral body of ``spec`` (deformed by its fracture), on the voxels of ``box``.
 
     Returns:
         (body, zone, condensation): bool body mask, bool fracture zone, float32 0-1 weight of
-        the trabecular condensation band.
+        the trabecular condensation band; all of ``box.shape``.
     """
+    a, b, h = spec.width_mm / 2, spec.depth_mm / 2, spec.height_mm
+    reach = h / 2 * (1 + posterior_loss(spec.truth)) + 3.0
+    body = np.zeros(box.shape, bool)
+    zone = np.zeros(box.shape, bool)
+    cond = np.zeros(box.shape, np.float32)
+    sub = box.sub_box(np.array([-a - 8, -b - 1, -reach]), np.array([a + 8, b + 8, reach]))
+    if sub is None:
+        if spec.truth.genant_grade > 0:
+            _endplate_noise(0.0, 0.0, rng, 0.3)  # the same draws whether in view or not
+        return body, zone, cond
+    body[sub], zone[sub], cond[sub] = _body_shape(spec, *box.uvw(sub), rng)
+    return body, zone, cond
+
+
+def _body_shape(spec: VertebraSpec, u, v, w, rng: np.random.Generator):
     a, b, h = spec.width_mm / 2, spec.depth_mm / 2, spec.height_mm
     truth = spec.truth
     f = truth.superior_fraction
@@ -114,77 +144,106 @@ def body_mask(
     return body, zone & body, (cond * body).astype(np.float32)
 
 
-def posterior_parts(spec: VertebraSpec, u, v, w) -> dict[int, np.ndarray]:
-    """Sub-region label -> bool mask of the posterior elements."""
+def posterior_parts(spec: VertebraSpec, box: LocalBox) -> dict[int, np.ndarray]:
+    """Sub-region label -> bool mask (of ``box.shape``) of the posterior elements."""
     b, h = spec.depth_mm / 2, spec.height_mm
     cu, cv = canal_size(spec)
     vb = -0.9 * b
     vc = vb - cv
     lt = 4.0 if spec.thoracic else 5.0
-    canal = (u / cu) ** 2 + ((v - vc) / cv) ** 2 <= 1.0
     parts: dict[int, np.ndarray] = {}
     pu, pw, wp = (3.5, 6.0, 0.15 * h) if spec.thoracic else (4.5, 7.0, 0.15 * h)
-    pedicles = (((np.abs(u) - cu - pu * 0.6) / pu) ** 2 + ((w - wp) / pw) ** 2 <= 1.0) & (
-        (v <= vb + 2) & (v >= vc - 0.3 * cv)
+
+    def pedicles(u, v, w):
+        return (((np.abs(u) - cu - pu * 0.6) / pu) ** 2 + ((w - wp) / pw) ** 2 <= 1.0) & (
+            (v <= vb + 2) & (v >= vc - 0.3 * cv)
+        )
+
+    w_low = -0.45 * h - (6 if spec.thoracic else 3)
+
+    def lamina(u, v, w):
+        ring = ((u / (cu + lt)) ** 2 + ((v - vc) / (cv + lt)) ** 2 <= 1.0) & (v <= vc + 0.3 * cv)
+        return ring & (w <= 0.4 * h) & (w >= w_low)
+
+    pu_max = cu + 1.6 * pu
+    parts[ARCH] = _on_sub_box(
+        box, (-pu_max, vc - 0.3 * cv, wp - pw), (pu_max, vb + 2, wp + pw), pedicles
+    ) | _on_sub_box(
+        box, (-cu - lt, vc - cv - lt, w_low), (cu + lt, vc + 0.3 * cv, 0.4 * h), lamina
     )
-    ring = (
-        ((u / (cu + lt)) ** 2 + ((v - vc) / (cv + lt)) ** 2 <= 1.0) & ~canal & (v <= vc + 0.3 * cv)
-    )
-    lamina = ring & (w <= 0.4 * h) & (w >= -0.45 * h - (6 if spec.thoracic else 3))
-    parts[ARCH] = (pedicles | lamina) & ~canal
     # spinous process: long, thin and steep in the thorax; a tall, short plate in the loins
     angle = np.radians((55.0 if spec.thoracic else 8.0) + spec.shape_jitter[0] * 8.0)
     length = (38.0 if spec.thoracic else 30.0) * (1.0 + 0.12 * spec.shape_jitter[1])
-    p0 = (0.0, vc - cv - lt * 0.5, 0.0)
-    p1 = (0.0, p0[1] - length * np.cos(angle), -length * np.sin(angle))
+    p0 = np.array([0.0, vc - cv - lt * 0.5, 0.0])
+    p1 = np.array([0.0, p0[1] - length * np.cos(angle), -length * np.sin(angle)])
     if spec.thoracic:
-        parts[SPINOUS] = _capsule(u, v, w, p0, p1, 4.0) & ~canal
+        parts[SPINOUS] = _capsule_in(box, p0, p1, 4.0)
     else:  # two stacked capsules make a plate ~ 0.6 body heights tall
-        dz = 0.17 * h
-        upper = _capsule(u, v, w, (p0[0], p0[1], p0[2] + dz), (p1[0], p1[1], p1[2] + dz), 4.5)
-        lower = _capsule(u, v, w, (p0[0], p0[1], p0[2] - dz), (p1[0], p1[1], p1[2] - dz), 4.5)
-        parts[SPINOUS] = (upper | lower | _capsule(u, v, w, p0, p1, 4.5)) & ~canal
+        dz = np.array([0.0, 0.0, 0.17 * h])
+        parts[SPINOUS] = (
+            _capsule_in(box, p0 + dz, p1 + dz, 4.5)
+            | _capsule_in(box, p0 - dz, p1 - dz, 4.5)
+            | _capsule_in(box, p0, p1, 4.5)
+        )
+    for code, (q0, q1, radius) in transverse_processes(spec).items():
+        parts[code] = _capsule_in(box, q0, q1, radius)
+    reach = h / 2 + spec.disc_below_mm * 0.5
+    for sign, sup, inf in ((-1.0, SUP_LEFT, INF_LEFT), (1.0, SUP_RIGHT, INF_RIGHT)):
+        parts[sup] = _capsule_in(
+            box, np.array([sign * (cu + 3), vc, 0.2 * h]), np.array([sign * (cu + 5), vc - 1, reach]), 3.8
+        )
+        parts[inf] = _capsule_in(
+            box,
+            np.array([sign * (cu + 1), vc - cv, -0.1 * h]),
+            np.array([sign * (cu + 2), vc - cv - 3, -reach - 2]),
+            3.5,
+        )
+    canal = _on_sub_box(
+        box,
+        (-cu, vc - cv, box.axes[2].min() - 1e3),
+        (cu, vc + cv, box.axes[2].max() + 1e3),
+        lambda u, v, w: (u / cu) ** 2 + ((v - vc) / cv) ** 2 <= 1.0,
+    )
+    return {k: m & ~canal for k, m in parts.items()}
+
+
+def transverse_processes(spec: VertebraSpec) -> dict[int, tuple[np.ndarray, np.ndarray, float]]:
+    """Sub-region label -> (root, tip, radius) of the transverse-process capsules, local mm."""
+    b, h = spec.depth_mm / 2, spec.height_mm
+    cu, cv = canal_size(spec)
+    vc = -0.9 * b - cv
+    lt = 4.0 if spec.thoracic else 5.0
+    wp = 0.15 * h
     if spec.thoracic:
         direction, tp_len, tp_r = np.array([0.7, -0.6, 0.15]), 22.0, 4.5
     else:
         direction, tp_len, tp_r = np.array([1.0, -0.15, 0.0]), 24.0, 3.5
     direction = direction / np.linalg.norm(direction)
+    out = {}
     for sign, code in ((-1.0, TP_LEFT), (1.0, TP_RIGHT)):
-        q0 = (sign * (cu + lt * 0.5), vc, wp)
-        q1 = (
-            q0[0] + sign * tp_len * direction[0],
-            vc + tp_len * direction[1],
-            wp + tp_len * direction[2],
-        )
-        parts[code] = _capsule(u, v, w, q0, q1, tp_r)
-    reach = h / 2 + spec.disc_below_mm * 0.5
-    for sign, sup, inf in ((-1.0, SUP_LEFT, INF_LEFT), (1.0, SUP_RIGHT, INF_RIGHT)):
-        parts[sup] = _capsule(
-            u, v, w, (sign * (cu + 3), vc, 0.2 * h), (sign * (cu + 5), vc - 1, reach), 3.8
-        )
-        parts[inf] = _capsule(
-            u,
-            v,
-            w,
-            (sign * (cu + 1), vc - cv, -0.1 * h),
-            (sign * (cu + 2), vc - cv - 3, -reach - 2),
-            3.5,
-        )
-    return {k: m & ~canal for k, m in parts.items()}
+        q0 = np.array([sign * (cu + lt * 0.5), vc, wp])
+        q1 = q0 + tp_len * direction * np.array([sign, 1.0, 1.0])
+        out[code] = (q0, q1, tp_r)
+    return out
 
 
-def screw_mask(spec: VertebraSpec, u, v, w) -> np.ndarray:
-    """Two transpedicular screws and a rod segment on each side (metal)."""
+def screw_mask(spec: VertebraSpec, box: LocalBox) -> np.ndarray:
+    """Two transpedicular screws and a rod segment on each side (metal), of ``box.shape``."""
     b, h = spec.depth_mm / 2, spec.height_mm
     cu, cv = canal_size(spec)
     vc = -0.9 * b - cv
-    out = np.zeros(np.broadcast(u, v, w).shape, bool)
+    out = np.zeros(box.shape, bool)
     for sign in (-1.0, 1.0):
-        entry = (sign * (cu + 6.0), vc - cv - 8.0, 0.15 * h)
-        tip = (sign * 0.35 * spec.width_mm / 2, 0.55 * b, 0.1 * h)
-        out |= _capsule(u, v, w, entry, tip, 3.0)
+        entry = np.array([sign * (cu + 6.0), vc - cv - 8.0, 0.15 * h])
+        tip = np.array([sign * 0.35 * spec.width_mm / 2, 0.55 * b, 0.1 * h])
+        out |= _capsule_in(box, entry, tip, 3.0)
         rod = (sign * (cu + 8.0), vc - cv - 11.0)
-        out |= _capsule(u, v, w, (*rod, -h / 2 - spec.disc_below_mm / 2), (*rod, h / 2 + 3), 2.8)
+        out |= _capsule_in(
+            box,
+            np.array([*rod, -h / 2 - spec.disc_below_mm / 2]),
+            np.array([*rod, h / 2 + 3]),
+            2.8,
+        )
     return out
 
 
@@ -204,9 +263,9 @@ def render_vertebra(
     box = grid.box_around(spec.origin_mm, spec.frame, lower, upper)
     if box is None:
         return
-    u, v, w = grid.local_coordinates(box, spec.origin_mm, spec.frame)
-    body, zone, cond = body_mask(spec, u, v, w, rng)
-    parts = {} if spec.label == 26 else posterior_parts(spec, u, v, w)
+    local = grid.local_box(box, spec.origin_mm, spec.frame)
+    body, zone, cond = body_mask(spec, local, rng)
+    parts = {} if spec.label == 26 else posterior_parts(spec, local)
     shell_vox = max(1, int(round(1.2 / grid.spacing_mm)))
     hu = volumes.hu[box]
     sub = volumes.subregion[box]
@@ -227,7 +286,7 @@ def render_vertebra(
     )
     volumes.fxzone[box][zone] = spec.label
     if spec.screws:
-        metal = screw_mask(spec, u, v, w)
+        metal = screw_mask(spec, local)
         hu[metal] = METAL_HU
         volumes.metal[box] |= metal
 

@@ -94,7 +94,9 @@ VOXEL_PRESETS: dict[str, dict] = {
         "batch_size": 10,
         "val_segments": 150,
         "lr_patience_epochs": 1,
-        "model": {"input_spacing_mm": 2.0},
+        # fixed CT intensity scaling: per-scan z-scoring (the paper's) shifts bone contrast with
+        # the field of view, and real spine crops hold little air (bench_real_ct.py)
+        "model": {"input_spacing_mm": 2.0, "intensity_normalisation": "ct"},
     },
 }
 
@@ -383,6 +385,7 @@ def train_voxel_run(
             include_cervical=config.include_cervical,
             ellipsoid=config.ellipsoid,
             spacing_mm=config.model.input_spacing_mm,
+            normalisation=config.model.intensity_normalisation,
         )
     if problems:
         Path(run_dir).mkdir(parents=True, exist_ok=True)

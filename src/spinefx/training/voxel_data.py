@@ -76,12 +76,13 @@ def make_voxel_case(
     ellipsoid: EllipsoidOptions | None = None,
     spacing_mm: float = 1.0,
     patient_id: str = "",
+    normalisation: str = "scan_zscore",
 ) -> VoxelCase:
     """Prepare an in-memory scan (HU) and its vertebra records at ``spacing_mm`` isotropic."""
     from spinefx.conventions import is_cervical
 
     records = tuple(v for v in vertebrae if include_cervical or not is_cervical(v.vertebra_label))
-    iso = prepare_voxel_input(scan, spacing_mm=spacing_mm)
+    iso = prepare_voxel_input(scan, spacing_mm=spacing_mm, normalisation=normalisation)
     labels = labels_from_records(iso, records, options=ellipsoid)
     return VoxelCase(
         case_id, iso, labels, records, border_intensity(iso.data), patient_id or case_id
@@ -94,6 +95,7 @@ def load_voxel_cases(
     include_cervical: bool = False,
     ellipsoid: EllipsoidOptions | None = None,
     spacing_mm: float = 1.0,
+    normalisation: str = "scan_zscore",
 ) -> tuple[list[VoxelCase], list[tuple[str, str]]]:
     """Load and prepare dataset cases; a bad case is logged, reported and skipped.
 
@@ -120,6 +122,7 @@ def load_voxel_cases(
                     ellipsoid=ellipsoid,
                     spacing_mm=spacing_mm,
                     patient_id=case.patient,
+                    normalisation=normalisation,
                 )
             )
         except (SpinefxError, OSError) as exc:
