@@ -64,3 +64,16 @@ def test_real_sources_without_the_real_folder_are_a_clear_error(tmp_path):
 
     with pytest.raises(InputError, match="real sample folder"):
         build_training_data(EngineConfig(n_scans=2), tmp_path, real_root=None)
+
+
+def test_engine_command_builds_a_training_set_and_refuses_a_bad_mix(tmp_path, capsys):
+    from spinefx.cli import main
+
+    out = tmp_path / "engine"
+    args = ["engine", "--out", str(out), "--n-scans", "2", "--mix", "procedural=1"]
+    assert main([*args, "--procedural-preset", "small", "--workers", "1"]) == 0
+    assert (out / "manifest.csv").is_file() and "training set" in capsys.readouterr().out
+    assert main(["engine", "--out", str(tmp_path / "bad"), "--mix", "procedural=-1"]) == 1
+    err = capsys.readouterr().err
+    assert "mix shares" in err and "Traceback" not in err
+    assert not (tmp_path / "bad" / "manifest.csv").exists()

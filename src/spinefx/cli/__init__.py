@@ -20,6 +20,7 @@ from spinefx.errors import SpinefxError
 COMMAND_MODULES: tuple[str, ...] = (
     "spinefx.cli.inspect_cmd",
     "spinefx.cli.synth_cmd",
+    "spinefx.cli.engine_cmd",
     "spinefx.cli.morphometry_cmd",
     "spinefx.cli.prepare_cmd",
     "spinefx.cli.train_cmd",

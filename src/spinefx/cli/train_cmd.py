@@ -16,7 +16,18 @@ def register(subparsers) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", help="training config YAML (see spinefx/configs/)")
     source.add_argument("--preset", choices=("cpu", "paper"), help="packaged config preset")
-    parser.add_argument("--data", required=True, help="prepared folder (manifest.csv)")
+    source.add_argument(
+        "--recipe",
+        help="train BOTH networks on a training-data engine recipe (e.g. mixed-cpu; see "
+        "spinefx.training.recipes.RECIPES); --data is then the real sample folder",
+    )
+    parser.add_argument(
+        "--exclude-subject",
+        action="append",
+        default=[],
+        help="with --recipe: a real subject id that must not contribute (repeatable)",
+    )
+    parser.add_argument("--data", help="prepared folder (manifest.csv); with --recipe: real data")
     parser.add_argument("--out", required=True, help="run directory to write")
     parser.add_argument("--trials", type=int, default=1, help="seeded trials (paper: 5)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (trial i: seed+i)")
@@ -33,6 +44,22 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    if args.recipe:
+        from spinefx.training.recipes import get_recipe, train_recipe
+
+        record = train_recipe(
+            get_recipe(args.recipe),
+            args.out,
+            real_root=args.data,
+            exclude_subjects=tuple(args.exclude_subject),
+            seed=args.seed,
+        )
+        print(json.dumps(record, indent=2))
+        return 0
+    if not args.data:
+        from spinefx.errors import InputError
+
+        raise InputError("no training data", fix="pass --data PREPARED_FOLDER (or --recipe)")
     from spinefx.training.patch_config import load_training_config
     from spinefx.training.patch_training import LaunchOptions, train_patch_classifier
 
