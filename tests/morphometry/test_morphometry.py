@@ -155,3 +155,17 @@ def test_synthetic_dataset_masks_grade_like_the_table(synthetic_dataset: Path):
     assert graded
     agree = [r.genant_grade == int(truth[r.vertebra_label]["genant_grade"]) for r in graded]
     assert np.mean(agree) >= 0.75
+
+
+def test_a_body_with_no_voxels_near_its_mid_line_is_measured_not_a_crash():
+    """Only the two lateral ends of a body in view (a sliver at the border, a ragged mask)."""
+    from spinefx.morphometry import measure_heights
+
+    data = np.zeros((60, 60, 60), np.uint8)
+    data[5:15, 20:45, 20:45] = 20
+    data[45:55, 20:45, 20:45] = 20  # nothing within the central 20 % of the width
+    mask = Image(data, np.eye(4))
+    body = np.argwhere(data == 20)
+    origin = mask.voxel_to_world(body).mean(0)
+    heights = measure_heights(mask, body, frame_axes=np.eye(3), origin_mm=origin)
+    assert heights.depth_mm > 20

@@ -141,6 +141,8 @@ def measure_heights(
     in_band = (np.abs(local[:, 0]) < 0.2 * half_width + 1.0) & (np.abs(local[:, 2] - mid_w) < 3.0)
     if in_band.sum() < 5:
         in_band = np.abs(local[:, 0]) < 0.2 * half_width + 1.0
+    if in_band.sum() < 5:  # a thin sliver (e.g. cut by the scan border): use every voxel
+        in_band = np.ones(len(local), bool)
     v_post, v_ant = np.percentile(local[in_band, 1], [0.5, 99.5])
     depth = float(v_ant - v_post)
     positions = {
