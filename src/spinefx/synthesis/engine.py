@@ -28,11 +28,11 @@ import yaml
 
 from spinefx.atomic import write_text_atomic
 from spinefx.config import to_dict
+from spinefx.synthesis.real_sources import SOURCES_COLUMNS
 
 log = logging.getLogger(__name__)
 
 SOURCE_NAMES: tuple[str, ...] = ("procedural", "mask_render", "real_fracture")
-SOURCES_COLUMNS = ("case_id", "source", "source_subject", "licence", "shippable")
 
 
 @dataclass(frozen=True)

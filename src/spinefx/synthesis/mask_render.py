@@ -40,7 +40,7 @@ from spinefx.progress import progress
 from spinefx.synthesis.dataset import GRADE_COLUMNS, _csv_text, case_rng, nifti_bytes
 from spinefx.synthesis.mask_render_config import MaskRenderConfig
 from spinefx.synthesis.mask_scan import RenderParams, render_ct, sample_render_params
-from spinefx.synthesis.real_sources import RealSubject, load_real_mask
+from spinefx.synthesis.real_sources import SOURCES_COLUMNS, RealSubject, load_real_mask
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 SOURCE = "mask_render"
-SOURCES_COLUMNS = ("case_id", "source", "source_subject", "licence", "shippable")
 TRUTH_COLUMNS = (
     "case_id",
     "label",

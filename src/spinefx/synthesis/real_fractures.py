@@ -39,7 +39,7 @@ from spinefx.synthesis.real_fracture_case import (
     RealFractureConfig,
     make_real_fracture_case,
 )
-from spinefx.synthesis.real_sources import RealScan, RealSubject, load_real_pair
+from spinefx.synthesis.real_sources import SOURCES_COLUMNS, RealScan, RealSubject, load_real_pair
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 SOURCE_NAME = "real_fracture"
-SOURCES_COLUMNS = ("case_id", "source", "source_subject", "licence", "shippable")
 TRUTH_COLUMNS = (
     "case_id", "label", "level", "genant_grade", "shape", "height_loss", "own_height_loss",
     "superior_fraction", "simulated", "source_grade", "foreign_material", "fully_in_view",

@@ -44,6 +44,10 @@ LICENCES: dict[str, tuple[str, bool]] = {
     "totalseg": ("Apache-2.0 (TotalSegmentator test data)", True),
 }
 
+#: Columns of ``sources.csv``, written by every training-data source next to its dataset: the
+#: real subject behind each generated case (empty for procedural cases) and its licence.
+SOURCES_COLUMNS: tuple[str, ...] = ("case_id", "source", "source_subject", "licence", "shippable")
+
 #: (genant_grade, shape) of a graded vertebra
 Grade = tuple[int, str | None]
 
