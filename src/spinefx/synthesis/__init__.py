@@ -5,7 +5,8 @@ seed=, preset=)`` writes a VerSe-layout dataset that :func:`spinefx.io.load_data
 Mask-driven rendering (real vertebra masks rendered into CT, :mod:`.mask_render`) is imported
 lazily: ``sample_render_params``, ``render_ct``, ``generate_mask_render_dataset``; so is the
 fracture simulation on real tissue (:mod:`.real_fractures`): ``simulate_fracture``,
-``deform_scan``, ``make_real_fracture_case``, ``generate_real_fracture_dataset``.
+``deform_scan``, ``deform_to_genant``, ``make_real_fracture_case``,
+``generate_real_fracture_dataset``.
 """
 
 from spinefx.lazy_exports import lazy_exports
@@ -15,6 +16,7 @@ from spinefx.synthesis.config import (
     AnatomyConfig,
     FractureConfig,
     SynthesisConfig,
+    TissueConfig,
     preset,
 )
 from spinefx.synthesis.dataset import case_id, case_rng, generate_dataset
@@ -37,6 +39,7 @@ _LAZY: dict[str, str] = {
     "deform_scan": "spinefx.synthesis.deformation",
     "RealFractureConfig": "spinefx.synthesis.real_fracture_case",
     "RealFractureCase": "spinefx.synthesis.real_fracture_case",
+    "deform_to_genant": "spinefx.synthesis.genant_deformation",
     "make_real_fracture_case": "spinefx.synthesis.real_fracture_case",
     "generate_real_fracture_dataset": "spinefx.synthesis.real_fractures",
 }
@@ -53,11 +56,13 @@ __all__ = [
     "RealFractureConfig",
     "RenderParams",
     "SynthesisConfig",
+    "TissueConfig",
     "SyntheticCase",
     "SyntheticVertebra",
     "case_id",
     "case_rng",
     "deform_scan",
+    "deform_to_genant",
     "generate_case",
     "generate_dataset",
     "generate_mask_render_dataset",

@@ -1,22 +1,28 @@
 """One synthetic spine CT with its masks, centroids and per-vertebra ground truth.
 
-``generate_case(config, rng)`` first draws everything random (patient, fractures, field of
-view, acquisition), then renders deterministically: soft tissue, canal and discs, vertebrae
-(each in its own frame, at ``build_spacing_mm``), metal streaks, then the acquisition.
+``generate_case(config, rng)`` first draws everything random (patient with its tissue HU, bone
+model and body habitus; fractures, field of view, ribs, acquisition), then renders: soft
+tissue and organs, canal and discs, ribs, vertebrae (each in its own frame, at
+``build_spacing_mm``), metal streaks, then the acquisition (kernel, artefacts, noise). Texture
+fields are drawn from the same generator while rendering, in a fixed order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from spinefx.conventions import level_name
 from spinefx.image import Image
-from spinefx.synthesis.acquisition import acquire, add_metal_streaks
+from spinefx.synthesis.acquisition import acquire, add_metal_streaks, sample_scan
+from spinefx.synthesis.body import sample_body
+from spinefx.synthesis.bone import sample_bone, trabecular_tile
 from spinefx.synthesis.config import SynthesisConfig
 from spinefx.synthesis.fractures import FractureTruth, sample_fractures
 from spinefx.synthesis.grid import BuildGrid, LocalBox
+from spinefx.synthesis.intensities import TISSUE_LABELS, sample_intensities
+from spinefx.synthesis.ribs import render_ribs, sample_ribs
 from spinefx.synthesis.spine import (
     SYNTH_LABELS,
     PatientSpec,
@@ -69,7 +75,10 @@ class SyntheticCase:
         vertebra_mask / subregion_mask / fxzone_mask: label images on the CT grid.
         vertebrae: truth per vertebra whose centroid is in view, cranial to caudal.
         split: "training" / "validation" / "test".
-        acquisition: what was drawn (spacing, orientation, noise, ...), for provenance.
+        acquisition: what was drawn (spacing, orientation, kernel, noise, tissue HU, ...),
+            for provenance.
+        tissue_mask: tissue class of every voxel (codes of
+            :data:`spinefx.synthesis.intensities.TISSUE_LABELS`), on the CT grid.
     """
 
     ct: Image
@@ -79,6 +88,7 @@ class SyntheticCase:
     vertebrae: list[SyntheticVertebra]
     split: str
     acquisition: dict = field(default_factory=dict)
+    tissue_mask: Image | None = None
 
     @property
     def centroids_mm(self) -> dict[int, np.ndarray]:
@@ -123,14 +133,32 @@ def sample_patient(config: SynthesisConfig, rng: np.random.Generator) -> Patient
             )
         spec.osteophytes = spec.label in degenerated or (spec.label - 1) in degenerated
     vertebrae.append(sacrum_spec(vertebrae[-1], rng))
+    for spec in vertebrae:
+        spec.texture_offset_mm = tuple(float(x) for x in rng.uniform(0, 100, size=3))
+        if spec.label != 26 and rng.random() < an.basivertebral_probability:
+            spec.vein_mm = float(rng.uniform(0.25, 0.4) * spec.depth_mm)
+    # dense trabecular bone goes with a dense cortex (young), thin and less dense cortex with
+    # osteoporosis: the cortex is drawn in the upper part of its range for a dense spine
+    density = (trabecular - lo) / max(hi - lo, 1e-6)
+    c_lo, c_hi = an.cortical_hu_range
+    cortical = float(c_lo + (c_hi - c_lo) * (0.6 * density + 0.4 * rng.random()))
+    hu = sample_intensities(
+        config.tissue,
+        an,
+        rng,
+        trabecular_hu=float(trabecular),
+        cortical_hu=cortical,
+        osteoporotic=osteoporotic,
+    )
+    vein_hu = rng.uniform(0.0, 50.0)
+    if hu.contrast_phase == "venous":
+        vein_hu = 0.5 * (vein_hu + hu.mean_hu["blood"])
     return PatientSpec(
         vertebrae=vertebrae,
-        trabecular_hu=float(trabecular),
-        cortical_hu=float(rng.uniform(*an.cortical_hu_range)),
         osteoporotic=osteoporotic,
-        contrast=bool(rng.random() < an.contrast_probability),
-        body_semi_axes_mm=(float(rng.uniform(130, 175)), float(rng.uniform(95, 125))),
-        fat_thickness_mm=float(rng.uniform(8, 30)),
+        hu=hu,
+        bone=sample_bone(an, rng, osteoporotic=osteoporotic, vein_hu=float(vein_hu)),
+        body=sample_body(config.tissue, rng, elderly=osteoporotic),
     )
 
 
@@ -139,7 +167,7 @@ def body_centroid_mm(spec: VertebraSpec) -> np.ndarray:
     a, b, h = spec.width_mm / 2, spec.depth_mm / 2, spec.height_mm
     axes = tuple(np.arange(-lim - 4, lim + 4, 0.5, dtype=np.float32) for lim in (a, b, h / 2))
     box = LocalBox(axes=axes, frame=np.eye(3, dtype=np.float32))  # type: ignore[arg-type]
-    body, _, _ = body_mask(spec, box, np.random.default_rng(0))
+    body = body_mask(spec, box, np.random.default_rng(0)).body
     u, v, w = box.uvw()
     local = np.array([np.broadcast_to(c, body.shape)[body].mean() for c in (u, v, w)])
     return spec.origin_mm + spec.frame @ local
@@ -185,20 +213,20 @@ def generate_case(config: SynthesisConfig, rng: np.random.Generator) -> Syntheti
             first = int(rng.integers(0, len(candidates) - n + 1))
             for i in candidates[first : first + n]:
                 patient.vertebrae[i].screws = True
-    spacing = (
-        *(float(rng.uniform(*acq.inplane_spacing_mm_range)),) * 2,
-        float(rng.uniform(*acq.slice_spacing_mm_range)),
+    scan = sample_scan(acq, rng)
+    ribs = sample_ribs(
+        patient.vertebrae, rng, cartilage_probability=config.anatomy.costal_cartilage_probability
     )
-    orientation = str(rng.choice(acq.orientations))
-    blur = float(rng.uniform(*acq.blur_mm_range))
-    noise = float(rng.uniform(*acq.noise_hu_range))
     split = str(rng.choice(SPLIT_NAMES, p=np.asarray(config.splits) / np.sum(config.splits)))
 
     sp = acq.build_spacing_mm
     shape = tuple(int(n) for n in np.ceil((upper - lower) / sp) + 1)
     grid = BuildGrid(origin_mm=lower, spacing_mm=sp, shape=shape)  # type: ignore[arg-type]
-    hu = soft_tissue(grid, patient, rng)
-    draw_canal_and_discs(grid, hu, patient, rng)
+    hu, tissue = soft_tissue(grid, patient, rng)
+    draw_canal_and_discs(grid, hu, tissue, patient, rng)
+    tile = trabecular_tile(rng, patient.bone, osteoporotic=patient.osteoporotic)
+    if config.anatomy.ribs:
+        render_ribs(grid, hu, tissue, ribs, patient, tile)
     volumes = Volumes(
         hu=hu,
         vertebra=np.zeros(shape, np.uint8),
@@ -207,24 +235,21 @@ def generate_case(config: SynthesisConfig, rng: np.random.Generator) -> Syntheti
         metal=np.zeros(shape, bool),
     )
     for spec in patient.vertebrae:
-        render_vertebra(
-            spec,
-            grid,
-            volumes,
-            rng,
-            trabecular_hu=patient.trabecular_hu,
-            cortical_hu=patient.cortical_hu,
-        )
+        render_vertebra(spec, grid, volumes, rng, hu=patient.hu, bone=patient.bone, tile=tile)
+    tissue[volumes.vertebra > 0] = TISSUE_LABELS["bone"]
+    tissue[volumes.metal] = TISSUE_LABELS["metal"]
     if volumes.metal.any():
         add_metal_streaks(hu, volumes.metal, grid, rng)
     ct, masks = acquire(
         hu,
-        {"vertebra": volumes.vertebra, "subregion": volumes.subregion, "fxzone": volumes.fxzone},
+        {
+            "vertebra": volumes.vertebra,
+            "subregion": volumes.subregion,
+            "fxzone": volumes.fxzone,
+            "tissue": tissue,
+        },
         grid,
-        spacing_mm=spacing,
-        blur_mm=blur,
-        noise_hu=noise,
-        orientation=orientation,
+        scan=scan,
         rng=rng,
     )
     truth = _vertebra_truth(patient, ct, masks["vertebra"], masks["subregion"])
@@ -236,13 +261,14 @@ def generate_case(config: SynthesisConfig, rng: np.random.Generator) -> Syntheti
         vertebrae=truth,
         split=split,
         acquisition={
-            "spacing_mm": list(spacing),
-            "orientation": orientation,
-            "blur_mm": blur,
-            "noise_hu": noise,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(scan).items()},
             "osteoporotic": patient.osteoporotic,
             "contrast": patient.contrast,
+            "contrast_phase": patient.hu.contrast_phase,
+            "tissue_hu": dict(patient.hu.mean_hu),
+            "tissue_sd_hu": dict(patient.hu.sd_hu),
         },
+        tissue_mask=masks["tissue"],
     )
 
 

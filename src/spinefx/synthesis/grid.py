@@ -108,6 +108,13 @@ class LocalBox:
         f = self.frame
         return tuple(f[0, c] * x + f[1, c] * y + f[2, c] * z for c in range(3))  # type: ignore[return-value]
 
+    def uvw_at(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Local (u, v, w) mm of the voxels where ``mask`` (of the box's shape) is true, 1-D."""
+        i, j, k = np.nonzero(mask)
+        x, y, z = self.axes[0][i], self.axes[1][j], self.axes[2][k]
+        f = self.frame
+        return tuple(f[0, c] * x + f[1, c] * y + f[2, c] * z for c in range(3))  # type: ignore[return-value]
+
     def sub_box(self, lower: np.ndarray, upper: np.ndarray) -> tuple[slice, slice, slice] | None:
         """Slices of this box covering the local-frame box ``lower..upper`` (mm), or None."""
         corners = np.array(np.meshgrid(*zip(lower, upper, strict=True), indexing="ij"))
@@ -123,20 +130,22 @@ class LocalBox:
 
 
 def smooth_noise(
-    shape: tuple[int, ...], rng: np.random.Generator, *, scale_vox: float
+    shape: tuple[int, ...], rng: np.random.Generator, *, scale_vox: float | tuple[float, ...]
 ) -> np.ndarray:
     """Unit-variance-ish noise varying over ``scale_vox`` voxels (coarse noise, upsampled).
 
     Cheap for large volumes: the noise is drawn on a grid ``scale_vox`` times coarser and
     interpolated linearly, one axis at a time as a matrix product (much faster than
-    ``scipy.ndimage.zoom`` or Gaussian-filtering a full-size field).
+    ``scipy.ndimage.zoom`` or Gaussian-filtering a full-size field). ``scale_vox`` may give
+    one scale per axis (an anisotropic field).
     """
-    coarse_shape = tuple(int(np.ceil(s / scale_vox)) + 2 for s in shape)
+    scales = np.broadcast_to(np.asarray(scale_vox, float), (len(shape),))
+    coarse_shape = tuple(int(np.ceil(s / c)) + 2 for s, c in zip(shape, scales, strict=True))
     out = rng.standard_normal(coarse_shape).astype(np.float32)
     out = ndimage.gaussian_filter(out, 0.8)
     out /= out.std() + 1e-6
     for axis, (n, c) in enumerate(zip(shape, coarse_shape, strict=True)):
-        pos = np.arange(n, dtype=np.float32) / scale_vox
+        pos = np.arange(n, dtype=np.float32) / float(scales[axis])
         k = np.floor(pos).astype(int)
         frac = pos - k
         weights = np.zeros((n, c), np.float32)

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spinefx.conventions import normal_vertebra_size
+from spinefx.synthesis.body import BodySpec
+from spinefx.synthesis.bone import BoneSpec
 from spinefx.synthesis.config import AnatomyConfig
 from spinefx.synthesis.fractures import FractureTruth, posterior_loss, wedge_angle_rad
+from spinefx.synthesis.intensities import TissueIntensities
 
 #: VerSe labels of the vertebrae the generator builds, cranial to caudal (T1..L5).
 SYNTH_LABELS: tuple[int, ...] = tuple(range(8, 25))
@@ -39,6 +42,9 @@ class VertebraSpec:
         schmorl: (u_rel, v_rel, radius_mm, superior) of a Schmorl's node, or None.
         osteophytes: whether the body margins carry osteophytes.
         screws: whether pedicle screws are placed.
+        shape_jitter: two factors in [-1, 1] varying the spinous process angle and length.
+        texture_offset_mm: where in the patient's trabecular texture tile this vertebra sits.
+        vein_mm: length of the basivertebral vein channel, mm (0: none visible).
     """
 
     label: int
@@ -53,6 +59,8 @@ class VertebraSpec:
     osteophytes: bool = False
     screws: bool = False
     shape_jitter: tuple[float, float] = (0.0, 0.0)
+    texture_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    vein_mm: float = 0.0
 
     @property
     def thoracic(self) -> bool:
@@ -61,15 +69,31 @@ class VertebraSpec:
 
 @dataclass
 class PatientSpec:
-    """Patient-level draws shared by all vertebrae."""
+    """Patient-level draws shared by all vertebrae.
+
+    Attributes:
+        vertebrae: T1-L5 and the sacrum, cranial to caudal.
+        osteoporotic: low bone density, coarse trabecular texture, more fractures.
+        hu: every tissue's HU in this scan.
+        bone: the bone model.
+        body: habitus and organ layout.
+    """
 
     vertebrae: list[VertebraSpec]
-    trabecular_hu: float
-    cortical_hu: float
     osteoporotic: bool
-    contrast: bool
-    body_semi_axes_mm: tuple[float, float]
-    fat_thickness_mm: float
+    hu: TissueIntensities
+    bone: BoneSpec
+    body: BodySpec
+
+    @property
+    def contrast(self) -> bool:
+        """Scanned in a contrast phase."""
+        return self.hu.contrast_phase != "none"
+
+    def z_of_level(self, level: float) -> float:
+        """World z (mm) of a level index (0 = T1 body centre ... 16 = L5, 17 = sacrum)."""
+        zs = [s.origin_mm[2] for s in self.vertebrae]
+        return float(np.interp(level, np.arange(len(zs)), zs))
 
 
 def _tangent(phi: float, psi: float) -> np.ndarray:

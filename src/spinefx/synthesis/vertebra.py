@@ -1,11 +1,11 @@
-"""Implicit shapes of one vertebra in its local frame, rendered into the build grid.
+"""One vertebra in its local frame, rendered into the build grid with the bone model.
 
 Local coordinates ``(u, v, w)`` mm: u lateral (+right), v anterior, w cranial, origin at the
-body centre. Parts are unions of elliptic cylinders and capsules; the cortical shell is the
-part minus its erosion. Labels follow VerSe: the vertebra mask holds the VerSe label, the
-sub-region mask 41 arch (pedicles + laminae), 42 spinous process, 43/44 transverse process
-left/right, 45/46 superior and 47/48 inferior articular processes left/right, 49 body cortex
-(corpus border), 50 body interior.
+body centre. The body is an implicit shape (waisted elliptic cylinder with concave endplates,
+deformed by its fracture); the posterior elements live in :mod:`spinefx.synthesis.posterior`.
+HU follow :mod:`spinefx.synthesis.bone`: partial-volume cortex over textured trabecular bone.
+Labels follow VerSe: the vertebra mask holds the VerSe label, the sub-region mask the posterior
+element codes, 49 body cortex (corpus border; a one-voxel erosion shell) and 50 body interior.
 """
 
 from __future__ import annotations
@@ -15,12 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from spinefx.synthesis.bone import (
+    BoneSpec,
+    TextureTile,
+    basivertebral_weight,
+    cortical_fraction,
+)
 from spinefx.synthesis.fractures import loss_field, posterior_loss
 from spinefx.synthesis.grid import BuildGrid, LocalBox
+from spinefx.synthesis.intensities import TissueIntensities
+from spinefx.synthesis.posterior import posterior_parts, screw_mask
 from spinefx.synthesis.spine import VertebraSpec
 
-ARCH, SPINOUS, TP_LEFT, TP_RIGHT = 41, 42, 43, 44
-SUP_LEFT, SUP_RIGHT, INF_LEFT, INF_RIGHT = 45, 46, 47, 48
 BODY_BORDER, BODY_CORE = 49, 50
 METAL_HU = 3000.0
 
@@ -36,31 +42,6 @@ class Volumes:
     metal: np.ndarray  # bool, screws
 
 
-def _capsule(u, v, w, p0, p1, radius) -> np.ndarray:
-    """Inside a capsule (segment p0-p1, local mm) of ``radius`` mm."""
-    p0 = np.asarray(p0, np.float32)
-    d = np.asarray(p1, np.float32) - p0
-    length2 = float(d @ d)
-    du, dv, dw = u - p0[0], v - p0[1], w - p0[2]
-    t = np.clip((du * d[0] + dv * d[1] + dw * d[2]) / length2, 0.0, 1.0)
-    return (du - t * d[0]) ** 2 + (dv - t * d[1]) ** 2 + (dw - t * d[2]) ** 2 <= radius**2
-
-
-def _on_sub_box(box: LocalBox, lower, upper, shape_fn) -> np.ndarray:
-    """``shape_fn(u, v, w)`` evaluated only on the sub-box its local bounds cover (full box out)."""
-    out = np.zeros(box.shape, bool)
-    sub = box.sub_box(np.asarray(lower, float), np.asarray(upper, float))
-    if sub is not None:
-        out[sub] = shape_fn(*box.uvw(sub))
-    return out
-
-
-def _capsule_in(box: LocalBox, p0, p1, radius) -> np.ndarray:
-    lo = np.minimum(p0, p1) - radius
-    hi = np.maximum(p0, p1) + radius
-    return _on_sub_box(box, lo, hi, lambda u, v, w: _capsule(u, v, w, p0, p1, radius))
-
-
 def _endplate_noise(u, v, rng: np.random.Generator, amplitude_mm: float) -> np.ndarray:
     # a few random sinusoids over the cross-section: an irregular fractured endplate
     out = np.zeros(np.broadcast(u, v).shape, np.float32)
@@ -70,32 +51,49 @@ def _endplate_noise(u, v, rng: np.random.Generator, amplitude_mm: float) -> np.n
     return out * (amplitude_mm / 2.0)
 
 
-def canal_size(spec: VertebraSpec) -> tuple[float, float]:
-    """Half-width and half-depth (mm) of the spinal canal at this vertebra."""
-    return (8.5, 7.5) if spec.thoracic else (11.0, 8.5)
+@dataclass
+class BodyShape:
+    """A vertebral body on the voxels of a box (all arrays of the box's shape).
 
-
-def body_mask(
-    spec: VertebraSpec, box: LocalBox, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vertebral body of ``spec`` (deformed by its fracture), on the voxels of ``box``.
-
-    Returns:
-        (body, zone, condensation): bool body mask, bool fracture zone, float32 0-1 weight of
-        the trabecular condensation band; all of ``box.shape``.
+    Attributes:
+        body: bool body mask.
+        zone: bool fracture zone.
+        condensation: float32 0-1 weight of the trabecular condensation band of a fracture.
+        wall_mm: depth of a voxel inside the side / posterior walls, mm (0 outside the body).
+        plate_mm: depth inside the nearest endplate (or Schmorl's node), mm.
+        height_pos: 0 at the lower, 1 at the upper endplate.
     """
+
+    body: np.ndarray
+    zone: np.ndarray
+    condensation: np.ndarray
+    wall_mm: np.ndarray
+    plate_mm: np.ndarray
+    height_pos: np.ndarray
+
+
+def body_mask(spec: VertebraSpec, box: LocalBox, rng: np.random.Generator) -> BodyShape:
+    """Vertebral body of ``spec`` (deformed by its fracture), on the voxels of ``box``."""
     a, b, h = spec.width_mm / 2, spec.depth_mm / 2, spec.height_mm
     reach = h / 2 * (1 + posterior_loss(spec.truth)) + 3.0
-    body = np.zeros(box.shape, bool)
-    zone = np.zeros(box.shape, bool)
-    cond = np.zeros(box.shape, np.float32)
+    out = BodyShape(
+        body=np.zeros(box.shape, bool),
+        zone=np.zeros(box.shape, bool),
+        **{k: np.zeros(box.shape, np.float32) for k in ("condensation", "wall_mm", "plate_mm")},
+        height_pos=np.zeros(box.shape, np.float32),
+    )
     sub = box.sub_box(np.array([-a - 8, -b - 1, -reach]), np.array([a + 8, b + 8, reach]))
     if sub is None:
         if spec.truth.genant_grade > 0:
             _endplate_noise(0.0, 0.0, rng, 0.3)  # the same draws whether in view or not
-        return body, zone, cond
-    body[sub], zone[sub], cond[sub] = _body_shape(spec, *box.uvw(sub), rng)
-    return body, zone, cond
+        return out
+    for name, value in zip(
+        ("body", "zone", "condensation", "wall_mm", "plate_mm", "height_pos"),
+        _body_shape(spec, *box.uvw(sub), rng),
+        strict=True,
+    ):
+        getattr(out, name)[sub] = value
+    return out
 
 
 def _body_shape(spec: VertebraSpec, u, v, w, rng: np.random.Generator):
@@ -129,6 +127,11 @@ def _body_shape(spec: VertebraSpec, u, v, w, rng: np.random.Generator):
             1.0,
         )
     body = inside_xy & (w <= top) & (w >= bottom)
+    # depths below the surface (first order: level-set value over its gradient)
+    rho = np.sqrt(r2)
+    grad = np.sqrt((u_rel / a) ** 2 + (v_rel / b) ** 2) / np.maximum(rho, 1e-3)
+    wall = np.minimum((waist - rho) / np.maximum(grad, 1e-4), v + 0.9 * b)
+    plate = np.minimum(top - w, w - bottom)
     if spec.osteophytes:
         r = np.sqrt(r2)
         near_plate = np.minimum(np.abs(w - top), np.abs(w - bottom))
@@ -139,112 +142,18 @@ def _body_shape(spec: VertebraSpec, u, v, w, rng: np.random.Generator):
     if spec.schmorl is not None:
         su, sv, radius, superior = spec.schmorl
         cw = top if superior else bottom
-        node = (u - su * a) ** 2 + (v - sv * b) ** 2 + (w - cw) ** 2 <= radius**2
-        body &= ~node
-    return body, zone & body, (cond * body).astype(np.float32)
-
-
-def posterior_parts(spec: VertebraSpec, box: LocalBox) -> dict[int, np.ndarray]:
-    """Sub-region label -> bool mask (of ``box.shape``) of the posterior elements."""
-    b, h = spec.depth_mm / 2, spec.height_mm
-    cu, cv = canal_size(spec)
-    vb = -0.9 * b
-    vc = vb - cv
-    lt = 4.0 if spec.thoracic else 5.0
-    parts: dict[int, np.ndarray] = {}
-    pu, pw, wp = (3.5, 6.0, 0.15 * h) if spec.thoracic else (4.5, 7.0, 0.15 * h)
-
-    def pedicles(u, v, w):
-        return (((np.abs(u) - cu - pu * 0.6) / pu) ** 2 + ((w - wp) / pw) ** 2 <= 1.0) & (
-            (v <= vb + 2) & (v >= vc - 0.3 * cv)
-        )
-
-    w_low = -0.45 * h - (6 if spec.thoracic else 3)
-
-    def lamina(u, v, w):
-        ring = ((u / (cu + lt)) ** 2 + ((v - vc) / (cv + lt)) ** 2 <= 1.0) & (v <= vc + 0.3 * cv)
-        return ring & (w <= 0.4 * h) & (w >= w_low)
-
-    pu_max = cu + 1.6 * pu
-    parts[ARCH] = _on_sub_box(
-        box, (-pu_max, vc - 0.3 * cv, wp - pw), (pu_max, vb + 2, wp + pw), pedicles
-    ) | _on_sub_box(
-        box, (-cu - lt, vc - cv - lt, w_low), (cu + lt, vc + 0.3 * cv, 0.4 * h), lamina
+        dist = np.sqrt((u - su * a) ** 2 + (v - sv * b) ** 2 + (w - cw) ** 2)
+        body &= dist > radius
+        plate = np.minimum(plate, dist - radius)
+    height_pos = np.clip((w - bottom) / np.maximum(top - bottom, 1.0), 0.0, 1.0)
+    return (
+        body,
+        zone & body,
+        (cond * body).astype(np.float32),
+        (np.maximum(wall, 0.0) * body).astype(np.float32),
+        (np.maximum(plate, 0.0) * body).astype(np.float32),
+        height_pos.astype(np.float32),
     )
-    # spinous process: long, thin and steep in the thorax; a tall, short plate in the loins
-    angle = np.radians((55.0 if spec.thoracic else 8.0) + spec.shape_jitter[0] * 8.0)
-    length = (38.0 if spec.thoracic else 30.0) * (1.0 + 0.12 * spec.shape_jitter[1])
-    p0 = np.array([0.0, vc - cv - lt * 0.5, 0.0])
-    p1 = np.array([0.0, p0[1] - length * np.cos(angle), -length * np.sin(angle)])
-    if spec.thoracic:
-        parts[SPINOUS] = _capsule_in(box, p0, p1, 4.0)
-    else:  # two stacked capsules make a plate ~ 0.6 body heights tall
-        dz = np.array([0.0, 0.0, 0.17 * h])
-        parts[SPINOUS] = (
-            _capsule_in(box, p0 + dz, p1 + dz, 4.5)
-            | _capsule_in(box, p0 - dz, p1 - dz, 4.5)
-            | _capsule_in(box, p0, p1, 4.5)
-        )
-    for code, (q0, q1, radius) in transverse_processes(spec).items():
-        parts[code] = _capsule_in(box, q0, q1, radius)
-    reach = h / 2 + spec.disc_below_mm * 0.5
-    for sign, sup, inf in ((-1.0, SUP_LEFT, INF_LEFT), (1.0, SUP_RIGHT, INF_RIGHT)):
-        parts[sup] = _capsule_in(
-            box, np.array([sign * (cu + 3), vc, 0.2 * h]), np.array([sign * (cu + 5), vc - 1, reach]), 3.8
-        )
-        parts[inf] = _capsule_in(
-            box,
-            np.array([sign * (cu + 1), vc - cv, -0.1 * h]),
-            np.array([sign * (cu + 2), vc - cv - 3, -reach - 2]),
-            3.5,
-        )
-    canal = _on_sub_box(
-        box,
-        (-cu, vc - cv, box.axes[2].min() - 1e3),
-        (cu, vc + cv, box.axes[2].max() + 1e3),
-        lambda u, v, w: (u / cu) ** 2 + ((v - vc) / cv) ** 2 <= 1.0,
-    )
-    return {k: m & ~canal for k, m in parts.items()}
-
-
-def transverse_processes(spec: VertebraSpec) -> dict[int, tuple[np.ndarray, np.ndarray, float]]:
-    """Sub-region label -> (root, tip, radius) of the transverse-process capsules, local mm."""
-    b, h = spec.depth_mm / 2, spec.height_mm
-    cu, cv = canal_size(spec)
-    vc = -0.9 * b - cv
-    lt = 4.0 if spec.thoracic else 5.0
-    wp = 0.15 * h
-    if spec.thoracic:
-        direction, tp_len, tp_r = np.array([0.7, -0.6, 0.15]), 22.0, 4.5
-    else:
-        direction, tp_len, tp_r = np.array([1.0, -0.15, 0.0]), 24.0, 3.5
-    direction = direction / np.linalg.norm(direction)
-    out = {}
-    for sign, code in ((-1.0, TP_LEFT), (1.0, TP_RIGHT)):
-        q0 = np.array([sign * (cu + lt * 0.5), vc, wp])
-        q1 = q0 + tp_len * direction * np.array([sign, 1.0, 1.0])
-        out[code] = (q0, q1, tp_r)
-    return out
-
-
-def screw_mask(spec: VertebraSpec, box: LocalBox) -> np.ndarray:
-    """Two transpedicular screws and a rod segment on each side (metal), of ``box.shape``."""
-    b, h = spec.depth_mm / 2, spec.height_mm
-    cu, cv = canal_size(spec)
-    vc = -0.9 * b - cv
-    out = np.zeros(box.shape, bool)
-    for sign in (-1.0, 1.0):
-        entry = np.array([sign * (cu + 6.0), vc - cv - 8.0, 0.15 * h])
-        tip = np.array([sign * 0.35 * spec.width_mm / 2, 0.55 * b, 0.1 * h])
-        out |= _capsule_in(box, entry, tip, 3.0)
-        rod = (sign * (cu + 8.0), vc - cv - 11.0)
-        out |= _capsule_in(
-            box,
-            np.array([*rod, -h / 2 - spec.disc_below_mm / 2]),
-            np.array([*rod, h / 2 + 3]),
-            2.8,
-        )
-    return out
 
 
 def render_vertebra(
@@ -253,61 +162,88 @@ def render_vertebra(
     volumes: Volumes,
     rng: np.random.Generator,
     *,
-    trabecular_hu: float,
-    cortical_hu: float,
+    hu: TissueIntensities,
+    bone: BoneSpec,
+    tile: TextureTile,
 ) -> None:
-    """Draw one vertebra (body, posterior elements, screws) into ``volumes`` in place."""
+    """Draw one vertebra (body, posterior elements, screws) into ``volumes`` in place.
+
+    Args:
+        spec: the vertebra.
+        grid: the build grid.
+        volumes: arrays drawn into.
+        rng: the case's generator (texture offset, vein, fracture details).
+        hu: the scan's tissue HU (``trabecular`` and ``cortical``).
+        bone: the patient's bone model.
+        tile: the patient's trabecular texture, sampled in this vertebra's frame.
+    """
     a, b, h = spec.width_mm / 2, spec.depth_mm / 2, spec.height_mm
     lower = np.array([-a - 36, -b - 75, -h / 2 - 42])
     upper = np.array([a + 36, b + 8, h / 2 + spec.disc_below_mm + 14])
     box = grid.box_around(spec.origin_mm, spec.frame, lower, upper)
+    condensation_hu = float(rng.uniform(150, 300))
     if box is None:
         return
     local = grid.local_box(box, spec.origin_mm, spec.frame)
-    body, zone, cond = body_mask(spec, local, rng)
+    shape = body_mask(spec, local, rng)
     parts = {} if spec.label == 26 else posterior_parts(spec, local)
-    shell_vox = max(1, int(round(1.2 / grid.spacing_mm)))
-    hu = volumes.hu[box]
+    sp = grid.spacing_mm
+    shell_vox = max(1, int(round(1.2 / sp)))
+    out = volumes.hu[box]
     sub = volumes.subregion[box]
-    texture = _trabecular_texture(body.shape, rng, grid.spacing_mm)
-    for code, mask in parts.items():
-        mask = mask & ~body
-        core = _eroded(mask, shell_vox)
-        hu[mask] = cortical_hu * 0.8
-        hu[core] = trabecular_hu + 80.0 + 50.0 * texture[core]
-        sub[mask] = code
+    trab, cort = hu.mean_hu["trabecular"], hu.mean_hu["cortical"]
+    trab_sd = hu.sd_hu["trabecular"]
+    offset = np.asarray(spec.texture_offset_mm)
+    if parts:
+        posterior = np.any(list(parts.values()), axis=0) & ~shape.body
+        for code, mask in parts.items():
+            sub[mask & posterior] = code
+        shell = (posterior & ~_eroded(posterior, shell_vox))[posterior]
+        tex = tile.sample(*local.uvw_at(posterior), offset)
+        frac = np.where(shell, min(1.0, bone.wall_mm * 1.3 / sp), 0.0).astype(np.float32)
+        inner = trab + bone.posterior_extra_hu + trab_sd * tex
+        out[posterior] = frac * cort + (1 - frac) * inner
+    body = shape.body
     core = _eroded(body, shell_vox)
-    hu[body] = cortical_hu + 60.0 * texture[body]
-    hu[core] = trabecular_hu + 75.0 * texture[core] + rng.uniform(150, 300) * cond[core]
+    u, v, w = local.uvw_at(body)
+    wall, plate = shape.wall_mm[body], shape.plate_mm[body]
+    inner = (
+        trab
+        + trab_sd * tile.sample(u, v, w, offset)
+        + 0.5 * trab_sd * tile.sample(w, v, u, offset, zoom=5.0)  # marrow heterogeneity
+        + bone.sclerosis_hu * np.exp(-plate / 2.0) * (1.0 + spec.osteophytes)
+        + condensation_hu * shape.condensation[body]
+    )
+    frac = np.maximum(
+        cortical_fraction(wall, bone.wall_mm, sp), cortical_fraction(plate, bone.endplate_mm, sp)
+    )
+    values = frac * cort * (1.0 + 0.05 * tile.sample(w, u, v, offset)) + (1 - frac) * inner
+    if spec.vein_mm > 0:
+        weight = basivertebral_weight(
+            u, v, shape.height_pos[body], a=a, b=b, length_mm=spec.vein_mm
+        )
+        values = (1 - weight) * values + weight * bone.vein_hu
+    out[body] = values
     sub[body] = BODY_BORDER
     sub[core] = BODY_CORE
     volumes.vertebra[box][body | np.any(list(parts.values()), axis=0) if parts else body] = (
         spec.label
     )
-    volumes.fxzone[box][zone] = spec.label
+    volumes.fxzone[box][shape.zone] = spec.label
     if spec.screws:
         metal = screw_mask(spec, local)
-        hu[metal] = METAL_HU
+        out[metal] = METAL_HU
         volumes.metal[box] |= metal
 
 
 def _eroded(mask: np.ndarray, iterations: int) -> np.ndarray:
     # binary erosion computed only inside the mask's bounding box (most of a box is empty)
-    idx = np.argwhere(mask)
     out = np.zeros_like(mask)
-    if idx.size == 0:
-        return out
-    box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
-    out[box] = ndimage.binary_erosion(mask[box], iterations=iterations)
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return out
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    out[tuple(box)] = ndimage.binary_erosion(mask[tuple(box)], iterations=iterations)
     return out
-
-
-def _trabecular_texture(shape, rng: np.random.Generator, spacing_mm: float) -> np.ndarray:
-    # band-pass noise, stretched along z (vertical trabeculae): the mottled look of
-    # cancellous bone at CT resolution
-    noise = rng.standard_normal(shape).astype(np.float32)
-    s = 0.9 / spacing_mm
-    fine = ndimage.gaussian_filter(noise, (s, s, 1.8 * s))
-    coarse = ndimage.gaussian_filter(fine, 2.0 / spacing_mm)
-    tex = fine - coarse
-    return tex / (tex.std() + 1e-6)
