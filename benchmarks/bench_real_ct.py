@@ -173,9 +173,6 @@ def main() -> None:
         "recipes": {},
     }
     all_rows = [("", r.row()) for r in morph]
-    previous = RESULTS / "real_ct.json"
-    if previous.is_file():  # recipes measured in earlier runs stay (each says when)
-        results["recipes"] = json.loads(previous.read_text()).get("recipes", {})
     for name in args.recipes:
         result, rows = run_recipe(name, args.work, ct_subjects, raw, prepared)
         result["measured"] = time.strftime("%Y-%m-%d %H:%M")
@@ -201,6 +198,10 @@ def main() -> None:
         "wall_minutes": round((time.perf_counter() - started) / 60, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
+    previous = RESULTS / "real_ct.json"
+    if previous.is_file():  # recipes measured in earlier runs stay (each says when)
+        earlier = json.loads(previous.read_text()).get("recipes", {})
+        results["recipes"] = {**earlier, **results["recipes"]}
     (RESULTS / "real_ct.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     _write_rows(RESULTS / "real_ct_vertebrae.csv", all_rows, args.recipes)
 
