@@ -117,22 +117,26 @@ def synthetic_scores(method: str, run_dir: Path, raw: Path, prepared: Path) -> d
     }
 
 
-def run_recipe(name: str, work: Path, subjects, raw: Path, prepared: Path) -> tuple[dict, list]:
+def run_recipe(
+    name: str, work: Path, subjects, raw: Path, prepared: Path, methods=("patch", "voxel")
+) -> tuple[dict, list]:
     from spinefx.evaluation.real_ct import score_network, summarise
     from spinefx.training.recipes import get_recipe, train_recipe
 
     recipe = get_recipe(name)
     folds = FOLDS if uses_real_data(recipe) else {"": ()}
-    rows, records = {"patch": [], "voxel": []}, {}
+    rows, records = {m: [] for m in methods}, {}
     for fold, held_out in folds.items():
         out = work / name / (f"fold-{fold}" if fold else "all")
-        record = train_recipe(recipe, out, real_root=REAL, exclude_subjects=held_out, seed=0)
+        record = train_recipe(
+            recipe, out, real_root=REAL, exclude_subjects=held_out, seed=0, models=tuple(methods)
+        )
         records[fold or "all"] = record
         scored = [s for s in subjects if not held_out or s.subject_id in held_out]
-        for method in ("patch", "voxel"):
+        for method in methods:
             rows[method] += score_network(method, record["runs"][method], scored, fold=fold)
     result = {"folds": {k: list(v) for k, v in folds.items()}, "training": records}
-    for method in ("patch", "voxel"):
+    for method in methods:
         run_dir = Path(next(iter(records.values()))["runs"][method])
         result[method] = {
             "real_ct": summarise(rows[method]),
@@ -141,13 +145,16 @@ def run_recipe(name: str, work: Path, subjects, raw: Path, prepared: Path) -> tu
                 r["minutes"].get(f"train_{method}") for r in records.values()
             ],
         }
-    return result, rows["patch"] + rows["voxel"]
+    return result, [r for m in methods for r in rows[m]]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=["procedural-cpu", "mixed-cpu"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/spinefx-bench-real"))
+    parser.add_argument(
+        "--models", nargs="+", choices=("patch", "voxel"), default=["patch", "voxel"]
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not (REAL / "README.md").is_file():
@@ -174,11 +181,11 @@ def main() -> None:
     }
     all_rows = [("", r.row()) for r in morph]
     for name in args.recipes:
-        result, rows = run_recipe(name, args.work, ct_subjects, raw, prepared)
+        result, rows = run_recipe(name, args.work, ct_subjects, raw, prepared, args.models)
         result["measured"] = time.strftime("%Y-%m-%d %H:%M")
         results["recipes"][name] = result
         all_rows += [(name, r.row()) for r in rows]
-        for method in ("patch", "voxel"):
+        for method in args.models:
             real, synth = result[method]["real_ct"], result[method]["heldout_synthetic"]
             print(
                 f"{name:22s} {method:6s} real AUC {real['auc']:.3f} "
