@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -57,16 +58,26 @@ class ScoredVertebra:
 
 def body_centroids(mask) -> dict[int, np.ndarray]:
     """Vertebral-body centroids (world RAS+ mm) of a VerSe-id mask, via morphometry."""
+    from spinefx.errors import SpinefxError
     from spinefx.io import centroids_from_mask
     from spinefx.morphometry import measure_vertebrae
 
     centroids = centroids_from_mask(mask)
     try:
         measured = {m.vertebra_label: m.centroid_mm for m in measure_vertebrae(mask)}
-    except Exception as exc:  # noqa: BLE001 - any mask morphometry cannot read keeps the COM
+    except (SpinefxError, ValueError, IndexError) as exc:  # unmeasurable mask: keep the COM
         log.warning("body centroids fall back to the vertebra centres of mass: %s", exc)
         measured = {}
     return {k: np.asarray(measured.get(k, v), float) for k, v in centroids.items()}
+
+
+@lru_cache(maxsize=32)
+def _mask_body_centroids(mask_path: Path) -> dict[int, np.ndarray]:
+    """:func:`body_centroids` of a real mask file, measured once (both networks and every fold
+    score the same masks)."""
+    from spinefx.synthesis.real_sources import RealScan, load_real_mask
+
+    return body_centroids(load_real_mask(RealScan("", None, Path(mask_path))))
 
 
 def _base(subject, scan, label: int) -> dict:
@@ -149,8 +160,8 @@ def score_network(
         for scan in subject.ct_scans:
             if not scan.grades:
                 continue
-            ct, mask = load_real_pair(scan)
-            centroids = body_centroids(mask)
+            ct, _ = load_real_pair(scan)
+            centroids = _mask_body_centroids(scan.mask_path)
             scores = _network_scores(method, Path(run_dir), ct, centroids)
             for label in sorted(scan.grades):
                 score, flagged, note = scores.get(label, (math.nan, False, "not scored"))

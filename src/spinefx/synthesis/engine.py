@@ -112,7 +112,7 @@ def _generate_source(name: str, out: Path, n: int, subjects, config: EngineConfi
     )
 
 
-def _source_rows(name: str, root: Path) -> dict[str, dict]:
+def _source_rows(root: Path) -> dict[str, dict]:
     path = root / "sources.csv"
     if not path.is_file():  # the procedural generator: no real subject behind its cases
         return {}
@@ -123,7 +123,7 @@ def _source_rows(name: str, root: Path) -> dict[str, dict]:
 def _manifest_rows(name: str, root: Path, out: Path) -> tuple[list[dict], list[dict]]:
     from spinefx.io import scan_dataset
 
-    sources = _source_rows(name, root)
+    sources = _source_rows(root)
     rows, origin = [], []
     for case in scan_dataset(root).cases:
         if case.scan_path is None:

@@ -18,7 +18,6 @@ more data, for a GPU.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -167,8 +166,3 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         return {}
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-
-
-def recipe_summary(out_dir: str | Path) -> str:
-    """``recipe.yaml`` of a trained recipe folder as JSON text (for the CLI)."""
-    return json.dumps(_read_yaml(Path(out_dir) / "recipe.yaml"), indent=2)
