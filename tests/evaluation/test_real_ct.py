@@ -74,3 +74,16 @@ def test_morphometry_scores_every_graded_real_vertebra(real_data):
     fractured = {(r.subject_id, r.level) for r in rows if r.genant_grade >= 1}
     assert fractured == {("verse007", "T12"), ("verse007", "L1"), ("verse008", "L2")}
     assert all(r.method == "morphometry" for r in rows)
+
+
+def test_a_scan_that_cannot_be_read_is_reported_in_its_rows_and_the_rest_are_scored(tmp_path):
+    from spinefx.evaluation.real_ct import score_network
+    from spinefx.synthesis.real_sources import RealScan, RealSubject
+
+    bad = tmp_path / "truncated_ct.nii.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00truncated")
+    scan = RealScan("broken", bad, tmp_path / "missing_msk.nii.gz", {20: (2, "wedge")})
+    subject = RealSubject("broken", "test", (scan,), "none", False)
+    rows = score_network("patch", tmp_path / "no_run", [subject])
+    assert len(rows) == 1 and math.isnan(rows[0].score) and not rows[0].flagged
+    assert rows[0].note.startswith("not scored:")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spinefx.errors import SpinefxError
+
 log = logging.getLogger(__name__)
 
 
@@ -58,7 +60,6 @@ class ScoredVertebra:
 
 def body_centroids(mask) -> dict[int, np.ndarray]:
     """Vertebral-body centroids (world RAS+ mm) of a VerSe-id mask, via morphometry."""
-    from spinefx.errors import SpinefxError
     from spinefx.io import centroids_from_mask
     from spinefx.morphometry import measure_vertebrae
 
@@ -160,9 +161,13 @@ def score_network(
         for scan in subject.ct_scans:
             if not scan.grades:
                 continue
-            ct, _ = load_real_pair(scan)
-            centroids = _mask_body_centroids(scan.mask_path)
-            scores = _network_scores(method, Path(run_dir), ct, centroids)
+            try:
+                ct, _ = load_real_pair(scan)
+                centroids = _mask_body_centroids(scan.mask_path)
+                scores = _network_scores(method, Path(run_dir), ct, centroids)
+            except SpinefxError as exc:  # a bad scan is reported in its rows, the rest go on
+                log.warning("%s: not scored: %s", scan.scan_id, exc)
+                scores = {label: (math.nan, False, f"not scored: {exc}") for label in scan.grades}
             for label in sorted(scan.grades):
                 score, flagged, note = scores.get(label, (math.nan, False, "not scored"))
                 if note:
