@@ -13,8 +13,8 @@ import torch
 from spinefx.datasets.patch_dataset import load_patch
 from spinefx.datasets.patch_toy import write_toy_prepared
 from spinefx.evaluation.metrics import binary_metrics
-from spinefx.training.patch_checkpoint import load_checkpoint
-from spinefx.training.patch_config import PatchTrainingConfig, load_training_config
+from spinefx.runs.checkpoint import load_checkpoint
+from spinefx.runs.configs import PatchTrainingConfig, load_training_config
 from spinefx.training.patch_module import validation_scores
 from spinefx.training.patch_training import make_loaders, split_vertebrae, train_patch_classifier
 

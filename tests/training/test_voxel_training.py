@@ -10,10 +10,9 @@ import torch
 
 from spinefx.image import Image
 from spinefx.records import VertebraRecord
+from spinefx.runs import load_trained, voxel_preset
 from spinefx.training.voxel import (
-    load_voxel_model,
     train_voxel_classifier,
-    voxel_preset,
     weight_penalty,
 )
 from spinefx.training.voxel_data import make_voxel_case
@@ -77,12 +76,12 @@ def test_run_directory_is_complete_and_loads_weights_only(run_dir):
         assert (run_dir / name).is_file(), name
     payload = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert payload["model"]["kind"] == "voxel_classifier"
-    model, _ = load_voxel_model(run_dir)
+    model = load_trained(run_dir, expect="voxel").model
     assert model.config.input_spacing_mm == 2.0
     history = (run_dir / "history.csv").read_text().splitlines()
     assert len(history) == 3 and history[0].startswith("epoch,train_loss,lr,val_loss")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["n_parameters"] == pytest.approx(20_000, rel=0.1)
+    assert metrics["parameters"] == pytest.approx(20_000, rel=0.1)
 
 
 def test_training_is_seeded(tmp_path, cases):
@@ -115,10 +114,21 @@ def test_weight_penalty_is_l1_plus_l2_of_conv_weights():
     assert weight_penalty(model, l1=1e-2, l2=1e-1).item() == pytest.approx(expected, rel=1e-5)
 
 
+def _run_copy(run_dir, dest, operating_point: dict):
+    """A copy of the trained run with its own ``operating_point.json``."""
+    dest.mkdir()
+    for f in run_dir.iterdir():
+        (dest / f.name).write_bytes(f.read_bytes())
+    (dest / "operating_point.json").write_text(json.dumps(operating_point))
+    return dest
+
+
 def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
+    import pandas as pd
+
     from spinefx.cli import main
     from spinefx.evaluation.voxel_detect import detect_fractures
-    from spinefx.io import save_image
+    from spinefx.io import save_centroids, save_image
 
     scan, recs = phantom(11, (22,))
     centroids = {r.vertebra_label: np.asarray(r.centroid_mm) for r in recs}
@@ -128,13 +138,69 @@ def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
     assert result.probability_maps["fractured"].shape == scan.shape
     np.testing.assert_allclose(result.probability_maps["fractured"].affine, scan.affine)
     path = save_image(scan, tmp_path / "scan.nii.gz")
+    ctd = tmp_path / "ctd.json"
+    save_centroids(centroids, ctd, scan)
     out = tmp_path / "out"
-    assert (
-        main(["--no-progress", "detect", str(path), "--model", str(run_dir), "--out", str(out)])
-        == 0
-    )
+    argv = ["--no-progress", "detect", str(path), "--model", str(run_dir), "--out", str(out)]
+    assert main([*argv, "--centroids", str(ctd)]) == 0
     for name in ("vertebrae.csv", "patient.json", "prob_fractured.nii.gz", "midsagittal.png"):
         assert (out / name).is_file(), name
+
+    patient = json.loads((out / "patient.json").read_text())
+    keys = {"patient_score_mm3", "patient_fractured", "operating_point", "n_vertebrae"}
+    assert keys <= set(patient), patient
+    assert patient["n_vertebrae"] == 4
+    score, op = patient["patient_score_mm3"], patient["operating_point"]
+    assert isinstance(score, float) and score >= 0.0
+    assert score == pytest.approx(result.patient_score)  # the CLI wrote what the API computed
+    assert isinstance(patient["patient_fractured"], bool)
+    # the score is the largest component's volume on the network's 2 mm grid (8 mm^3 a voxel)
+    largest_vox = score / 2.0**3
+    assert (
+        largest_vox == pytest.approx(round(largest_vox), abs=1e-6) and largest_vox < scan.data.size
+    )
+    assert patient["patient_fractured"] == (largest_vox >= max(op["noise_threshold_vox"], 1))
+
+    table = pd.read_csv(out / "vertebrae.csv")
+    assert table["vertebra_label"].tolist() == [21, 22, 23, 24]
+    assert table["level"].tolist() == ["L2", "L3", "L4", "L5"]
+    np.testing.assert_allclose(
+        table[["x_mm", "y_mm", "z_mm"]].to_numpy(),
+        [centroids[k] for k in (21, 22, 23, 24)],
+        atol=1e-3,
+    )
+    assert (table["centroid_source"] == "given").all()
+    assert table["probability"].between(0.0, 1.0).all()
+    np.testing.assert_allclose(
+        table["probability"], [v.probability for v in result.vertebrae], atol=1e-4
+    )
+    assert table["assessable"].all()
+
+
+def test_patient_decision_follows_the_noise_threshold_of_the_run(run_dir, tmp_path):
+    from spinefx.evaluation.voxel_detect import detect_fractures
+
+    scan, recs = phantom(11, (22,))
+    centroids = {r.vertebra_label: np.asarray(r.centroid_mm) for r in recs}
+    op = {"probability_threshold": 0.2, "vertebra_threshold": 0.5}
+    at_one = detect_fractures(
+        scan,
+        _run_copy(run_dir, tmp_path / "a", {**op, "noise_threshold_vox": 1}),
+        centroids,
+        show_progress=False,
+    )
+    largest_vox = round(at_one.patient_score / 2.0**3)
+    assert largest_vox >= 1, "the tiny run should give some voxel above p = 0.2"
+    assert at_one.patient_fractured
+    for noise, fractured in ((largest_vox, True), (largest_vox + 1, False)):
+        result = detect_fractures(
+            scan,
+            _run_copy(run_dir, tmp_path / f"n{noise}", {**op, "noise_threshold_vox": noise}),
+            centroids,
+            show_progress=False,
+        )
+        assert result.patient_score == pytest.approx(at_one.patient_score)
+        assert result.patient_fractured is fractured, (noise, largest_vox)
 
 
 def test_detect_reports_a_screwed_vertebra_as_not_assessable(run_dir, tmp_path):
@@ -147,23 +213,30 @@ def test_detect_reports_a_screwed_vertebra_as_not_assessable(run_dir, tmp_path):
     ijk = np.round(scan.world_to_voxel(centroids[22] + np.array([8.0, 0.0, 0.0]))).astype(int)
     data = scan.data.copy()
     data[ijk[0], ijk[1] - 1 : ijk[1] + 2, ijk[2] - 2 : ijk[2] + 3] = 3000.0  # a screw in L3
-    (tmp_path / "run").mkdir()
-    for f in run_dir.iterdir():
-        (tmp_path / "run" / f.name).write_bytes(f.read_bytes())
-    (tmp_path / "run" / "operating_point.json").write_text(
-        json.dumps(
-            {"probability_threshold": 0.5, "noise_threshold_vox": 1, "vertebra_threshold": 0.0}
-        )
-    )
+    screwed = scan.with_data(data)
+    # without an operating point nothing is flagged; the scores tell where to put a threshold
+    plain = detect_fractures(screwed, run_dir, centroids, show_progress=False)
+    assert all(v.flagged is None for v in plain.vertebrae)
+    scores = {v.level: v.probability for v in plain.vertebrae if v.assessable}
+    assert set(scores) == {"L2", "L4", "L5"}
+    low, high = sorted(scores.values())[:2]
+    assert low < high, scores
+    cut = (low + high) / 2  # above the lowest score, below the other two
+    op = {"probability_threshold": 0.5, "noise_threshold_vox": 1, "vertebra_threshold": cut}
     result = detect_fractures(
-        scan.with_data(data), tmp_path / "run", centroids, show_progress=False
+        screwed, _run_copy(run_dir, tmp_path / "run", op), centroids, show_progress=False
     )
     by_level = {v.level: v for v in result.vertebrae}
     assert not by_level["L3"].assessable and by_level["L3"].flagged is None
     assert "metal" in by_level["L3"].note
-    assert all(by_level[k].assessable and by_level[k].flagged for k in ("L2", "L4", "L5"))
-    table = pd.read_csv(write_detection(result, tmp_path / "out")["vertebrae"])
-    assert table.set_index("level").loc["L3", "assessable"] == False  # noqa: E712
+    assert {k: by_level[k].probability for k in scores} == pytest.approx(scores)
+    assert {k: by_level[k].flagged for k in scores} == {k: p >= cut for k, p in scores.items()}
+    assert sum(by_level[k].flagged for k in scores) == 2
+    table = pd.read_csv(write_detection(result, tmp_path / "out")["vertebrae"]).set_index("level")
+    assert table.loc["L3", "assessable"] == False  # noqa: E712
+    assert {k: bool(table.loc[k, "flagged"]) for k in scores} == {
+        k: p >= cut for k, p in scores.items()
+    }
 
 
 def test_crossvalidation_on_phantoms(tmp_path, cases):
@@ -239,7 +312,7 @@ def test_training_learns_the_fracture_class_on_held_out_phantoms(tmp_path):
     ]
     config = tiny_config(epochs=8, segments_per_subepoch=80, seed=1)
     train_voxel_classifier(config, tmp_path, train_cases=scans[:4], val_cases=scans[4:6])
-    model, _ = load_voxel_model(tmp_path)
+    model = load_trained(tmp_path, expect="voxel").model
     scores = {}
     for case in scans[6:]:
         maps = predict_network_view(model, case.image, output_tile_vox=30, show_progress=False)
@@ -253,7 +326,8 @@ def test_training_learns_the_fracture_class_on_held_out_phantoms(tmp_path):
 def test_cross_fitted_vertebra_point_uses_thresholds_from_the_other_folds():
     import pandas as pd
 
-    from spinefx.evaluation.crossval import cross_fitted_vertebra_point, youden_threshold
+    from spinefx.evaluation.crossval import cross_fitted_vertebra_point
+    from spinefx.evaluation.metrics import choose_threshold
 
     # fold 0 separates at 0.5, fold 1 at 0.2: fold 1's positives at 0.3 are missed when the
     # threshold comes from fold 0, and fold 0's negatives at 0.4 are flagged by fold 1's.
@@ -264,7 +338,7 @@ def test_cross_fitted_vertebra_point_uses_thresholds_from_the_other_folds():
             "score": [0.1, 0.4, 0.6, 0.9, 0.05, 0.1, 0.3, 0.35],
         }
     )
-    assert youden_threshold(frame["fractured"], frame["score"]) == pytest.approx(0.3)
+    assert choose_threshold(frame["fractured"], frame["score"]) == pytest.approx(0.3)
     rates = cross_fitted_vertebra_point(frame, "score")
     assert rates == {"sensitivity": 0.5, "specificity": 0.75}
 
@@ -272,7 +346,7 @@ def test_cross_fitted_vertebra_point_uses_thresholds_from_the_other_folds():
 def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path, cases):
     config = tiny_config(epochs=5, time_limit_minutes=1e-6)
     metrics = train_voxel_classifier(config, tmp_path, train_cases=cases[:4], val_cases=cases[4:])
-    assert metrics["epochs_run"] == 1 and metrics["best_epoch"] == 0
+    assert metrics["epochs_trained"] == 1 and metrics["best_epoch"] == 0
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 2
 
 
@@ -283,7 +357,7 @@ def test_compare_variants_trains_each_variant_with_the_same_budget(tmp_path, cas
         cases[:4], cases[4:], tiny_config(epochs=1), tmp_path, variants=("1slice", "3d")
     )
     assert [r["variant"] for r in rows] == ["1slice", "3d"]
-    sizes = [r["n_parameters"] for r in rows]
+    sizes = [r["parameters"] for r in rows]
     assert abs(sizes[0] - sizes[1]) / sizes[1] < 0.1  # same budget, different kernels
     for r in rows:
         assert r["n_val_vertebrae"] == 8 and r["n_val_fractured"] == 1
@@ -292,6 +366,6 @@ def test_compare_variants_trains_each_variant_with_the_same_budget(tmp_path, cas
     table = (tmp_path / "variants.md").read_text()
     assert table.count("\n") == 4 and "| 1slice |" in table
     kernels = {
-        r["variant"]: load_voxel_model(tmp_path / r["variant"])[0].config.variant for r in rows
+        r["variant"]: load_trained(tmp_path / r["variant"]).model.config.variant for r in rows
     }
     assert kernels == {"1slice": "1slice", "3d": "3d"}
