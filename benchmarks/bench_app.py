@@ -38,7 +38,7 @@ def build_run(run_dir: Path, preset: str, data_root: Path) -> Path:
     from spinefx.io import load_centroids, load_scan
     from spinefx.models import DISSECTED_LAYER, PATCH_PRESETS, build_model
     from spinefx.preprocessing import extract_vertebra_patches, hu_to_unit
-    from spinefx.training import save_checkpoint
+    from spinefx.runs import save_checkpoint
 
     torch.manual_seed(0)
     config = PATCH_PRESETS[preset]

@@ -71,10 +71,11 @@ def time_inference(run_dir: Path, prepared: Path) -> dict:
     import pandas as pd
 
     from spinefx.datasets.patch_dataset import load_patch
-    from spinefx.evaluation.patch_inference import load_run, predict_unit_patches, predict_vertebrae
+    from spinefx.inference.patch_classifier import predict_unit_patches, predict_vertebrae
     from spinefx.io import load_centroids, load_scan
+    from spinefx.runs import load_trained
 
-    run = load_run(run_dir)
+    run = load_trained(run_dir, expect="patch")
     table = pd.read_csv(prepared / "manifest.csv")
     test = table[table["split"] == "test"]
     stack = np.stack(
@@ -115,7 +116,7 @@ def main() -> None:
     from spinefx.datasets.patch_manifest import combine_prepared
     from spinefx.evaluation.patch_evaluation import evaluate_run, format_summary
     from spinefx.evaluation.patch_table import cross_dataset_table, table_markdown
-    from spinefx.training.patch_config import load_training_config
+    from spinefx.runs.configs import load_training_config
     from spinefx.training.patch_training import train_patch_classifier
 
     config = load_training_config("cpu").replace(cpu_threads=args.threads)

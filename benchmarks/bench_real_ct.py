@@ -71,9 +71,10 @@ def synthetic_scores(method: str, run_dir: Path, raw: Path, prepared: Path) -> d
 
     if method == "patch":
         from spinefx.datasets.patch_dataset import load_patch
-        from spinefx.evaluation.patch_inference import load_run, predict_unit_patches
+        from spinefx.inference.patch_classifier import predict_unit_patches
+        from spinefx.runs import load_trained
 
-        run = load_run(run_dir)
+        run = load_trained(run_dir, expect="patch")
         table = pd.read_csv(prepared / "manifest.csv", dtype={"genant_grade": "string"})
         table = table[table["genant_grade"].isin(["0", "1", "2", "3"])]
         table = table[table["foreign_material"] == 0]
@@ -88,7 +89,7 @@ def synthetic_scores(method: str, run_dir: Path, raw: Path, prepared: Path) -> d
         score = np.mean([predict_unit_patches(m, stack) for m in run.models], 0)
         y, groups = table["genant_grade"].astype(int).to_numpy() >= 1, table["case_id"].to_numpy()
     else:
-        from spinefx.evaluation.voxel_detect import detect_fractures
+        from spinefx.inference.screening import detect_fractures
         from spinefx.io import load_centroids, load_dataset, load_scan
 
         y, score, groups = [], [], []
@@ -160,8 +161,8 @@ def main() -> None:
     if not (REAL / "README.md").is_file():
         raise SystemExit(f"real samples not found at {REAL}; set SPINEFX_REAL_DATA")
     from spinefx.evaluation.real_ct import score_morphometry, summarise
+    from spinefx.runs.configs import load_training_config
     from spinefx.synthesis.real_sources import find_real_subjects
-    from spinefx.training.patch_config import load_training_config
 
     started, load_before = time.perf_counter(), os.getloadavg()
     subjects = find_real_subjects(REAL)
@@ -206,24 +207,108 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     previous = RESULTS / "real_ct.json"
-    if previous.is_file():  # recipes measured in earlier runs stay (each says when)
+    if previous.is_file():  # recipes and models measured in earlier runs stay (each says when)
         earlier = json.loads(previous.read_text()).get("recipes", {})
-        results["recipes"] = {**earlier, **results["recipes"]}
+        results["recipes"] = _merge_recipes(earlier, results["recipes"])
+    table = _write_rows(RESULTS / "real_ct_vertebrae.csv", all_rows, args.recipes, args.models)
+    results["selected_by_other_fold"] = {
+        m: select_by_other_fold(table, m) for m in ("patch", "voxel")
+    }
+    for method, sel in results["selected_by_other_fold"].items():
+        if sel:
+            print(
+                f"{'selected (other fold)':22s} {method:6s} real AUC {sel['real_ct']['auc']:.3f} "
+                f"choices {sel['choice']}"
+            )
     (RESULTS / "real_ct.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    _write_rows(RESULTS / "real_ct_vertebrae.csv", all_rows, args.recipes)
 
 
-def _write_rows(path: Path, rows: list[tuple[str, dict]], recipes) -> None:
-    """One CSV row per (recipe, method, vertebra); rows of recipes not re-run are kept."""
+def _merge_recipes(earlier: dict, new: dict) -> dict:
+    """Earlier results with the recipes, and within a recipe the models, measured now replaced."""
+    out = dict(earlier)
+    for name, result in new.items():
+        merged = dict(earlier.get(name, {}))
+        training = {**merged.get("training", {})}
+        for fold, record in result.get("training", {}).items():
+            training[fold] = {**training.get(fold, {}), **record}
+            for key in ("minutes", "runs"):
+                training[fold][key] = {
+                    **merged.get("training", {}).get(fold, {}).get(key, {}),
+                    **record.get(key, {}),
+                }
+        merged.update(result)
+        merged["training"] = training
+        out[name] = merged
+    return out
+
+
+def select_by_other_fold(rows: list[dict], method: str) -> dict:
+    """The "best recipe" figure without choosing it on the subjects it reports.
+
+    For each fold, the recipe with the highest real-CT AUC on the *other* folds' subjects is
+    chosen, and its scores of this fold's subjects are reported; the chosen rows of all folds
+    are pooled into one AUC. A candidate must have scored every fold's subjects.
+    """
+    from spinefx.evaluation.real_ct import ScoredVertebra, summarise
+
+    def scored(r: dict) -> ScoredVertebra:
+        fields = {k: v for k, v in r.items() if k != "recipe"}
+        return ScoredVertebra(
+            **{
+                **fields,
+                "vertebra_label": int(r["vertebra_label"]),
+                "genant_grade": int(r["genant_grade"]),
+                "score": float(r["score"]),
+                "flagged": r["flagged"] in (True, "True"),
+            }
+        )
+
+    by_recipe: dict[str, list[ScoredVertebra]] = {}
+    for r in rows:
+        if r["method"] == method and r["recipe"]:
+            by_recipe.setdefault(r["recipe"], []).append(scored(r))
+    fold_of = {s: f for f, members in FOLDS.items() for s in members}
+    candidates = {
+        name: rs
+        for name, rs in by_recipe.items()
+        if {fold_of.get(r.subject_id) for r in rs} >= set(FOLDS)
+    }
+    if len(candidates) < 2:
+        return {}
+
+    def other_auc(name: str, fold: str) -> float:
+        other = [r for r in candidates[name] if fold_of.get(r.subject_id) not in (fold, None)]
+        auc = summarise(other, n_resamples=0)["auc"]
+        return -1.0 if auc != auc else auc
+
+    chosen, pooled = {}, []
+    for fold in FOLDS:
+        best = max(sorted(candidates), key=lambda name: other_auc(name, fold))  # noqa: B023
+        chosen[fold] = {"recipe": best, "other_fold_auc": other_auc(best, fold)}
+        pooled += [r for r in candidates[best] if fold_of.get(r.subject_id) == fold]
+    return {"choice": chosen, "candidates": sorted(candidates), "real_ct": summarise(pooled)}
+
+
+def _write_rows(path: Path, rows: list[tuple[str, dict]], recipes, methods) -> list[dict]:
+    """One CSV row per (recipe, method, vertebra); rows of (recipe, model)s not re-run are kept.
+
+    Returns:
+        The table written.
+    """
     kept = []
     if path.is_file():
         with path.open(encoding="utf-8", newline="") as handle:
-            kept = [r for r in csv.DictReader(handle) if r["recipe"] and r["recipe"] not in recipes]
+            kept = [
+                r
+                for r in csv.DictReader(handle)
+                if r["recipe"] and not (r["recipe"] in recipes and r["method"] in methods)
+            ]
     table = [{"recipe": name, **row} for name, row in rows] + kept
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
+    return table
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ SETUPS = {
 
 
 def _config(setup: str):
-    from spinefx.training.voxel import voxel_preset
+    from spinefx.runs.configs import voxel_preset
 
     name, overrides = SETUPS[setup]["training"]
     return voxel_preset(name, seed=0, **overrides)
@@ -100,7 +100,7 @@ def _prepare(job):
 def _tile_vox() -> int:
     import torch
 
-    from spinefx.evaluation.voxel_inference import DEFAULT_OUTPUT_TILE_VOX
+    from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
 
     # big tiles on a GPU (few launches); the CPU default is tuned for cache size
     return 81 if torch.cuda.is_available() else DEFAULT_OUTPUT_TILE_VOX

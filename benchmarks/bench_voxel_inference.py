@@ -4,7 +4,7 @@ A synthetic 1 mm thoracolumbar scan (T1-L5, ``thoracolumbar`` synthesis preset) 
 by the same 3d model (~234 K parameters, seeded random weights: timing does not depend on
 training) with
 
-* ``ours``: :func:`spinefx.evaluation.voxel_inference.predict_volume`, 27^3 output tiles, the
+* ``ours``: :func:`spinefx.inference.voxel_tiling.predict_volume`, 27^3 output tiles, the
   inference ROI (tiles of air skipped) on and off;
 * ``monai``: ``monai.inferers.sliding_window_inference`` with 27^3 windows, overlap 0, the
   model wrapped so that it returns a same-size window: the window is padded with the border
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "voxel_inference.json"
-TILE = 27  # spinefx.evaluation.voxel_inference.DEFAULT_OUTPUT_TILE_VOX
+TILE = 27  # spinefx.inference.voxel_tiling.DEFAULT_OUTPUT_TILE_VOX
 CROP_Z = 108
 
 
@@ -96,7 +96,7 @@ def child(method: str, workdir: Path, crop_z: int) -> None:
 
     torch.set_num_threads(2)
     from spinefx.datasets.voxel_sampling import prepare_voxel_input
-    from spinefx.evaluation.voxel_inference import predict_volume
+    from spinefx.inference.voxel_tiling import predict_volume
 
     view = prepare_voxel_input(_scan(workdir))
     model = _model()

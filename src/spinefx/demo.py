@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spinefx.atomic import write_text_atomic
+from spinefx.runs.layout import RunPaths
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def _synthesise(root: Path, *, n_scans: int, seed: int, workers: int) -> Path:
 
 
 def _patch_geometry() -> tuple[int, float]:
-    from spinefx.training.patch_config import load_training_config
+    from spinefx.runs.configs import load_training_config
 
     model = load_training_config("cpu").model
     return int(model.patch_size_vox), float(model.spacing_mm)
@@ -228,9 +229,10 @@ def _first_test_scan(prepared: Path) -> tuple[Path, Path | None]:
 
 
 def _train_voxel(data: Path, run_dir: Path, *, seed: int, epochs: int | None) -> None:
-    from spinefx.training.voxel import train_voxel_run, voxel_preset
+    from spinefx.runs.configs import voxel_preset
+    from spinefx.training.voxel import train_voxel_run
 
-    if (run_dir / "checkpoint.pt").is_file():
+    if RunPaths(run_dir).checkpoint.is_file():
         log.info("demo: reusing trained voxel classifier in %s", run_dir)
         return
     overrides = {"data": str(data), "seed": seed}
@@ -241,7 +243,7 @@ def _train_voxel(data: Path, run_dir: Path, *, seed: int, epochs: int | None) ->
 
 def _detect(scan: Path, voxel_run: Path, centroids_path: Path | None, out: Path) -> dict:
     from spinefx import detect_fractures
-    from spinefx.evaluation.voxel_detect import write_detection
+    from spinefx.inference.screening import write_detection
     from spinefx.io import load_centroids, load_scan
 
     image = load_scan(scan)

@@ -71,7 +71,7 @@ def build_tiny_run(run_dir: Path) -> Path:
     from spinefx.interpretation.exports import export_collage
     from spinefx.models import DISSECTED_LAYER, PatchClassifierConfig, build_model
     from spinefx.preprocessing import extract_vertebra_patches, hu_to_unit
-    from spinefx.training import save_checkpoint
+    from spinefx.runs import save_checkpoint
 
     torch.manual_seed(0)
     config = PatchClassifierConfig(

@@ -11,10 +11,11 @@ from spinefx.cli import main
 from spinefx.config import from_dict
 from spinefx.datasets.patch_toy import write_toy_prepared
 from spinefx.evaluation.patch_evaluation import evaluate_run
-from spinefx.evaluation.patch_inference import load_run, predict_vertebrae
 from spinefx.evaluation.patch_table import cross_dataset_table, table_markdown
 from spinefx.image import Image
-from spinefx.training.patch_config import PatchTrainingConfig
+from spinefx.inference.patch_classifier import predict_vertebrae
+from spinefx.runs.configs import PatchTrainingConfig
+from spinefx.runs.trained import clear_cache
 from spinefx.training.patch_training import train_patch_classifier
 
 TINY = {
@@ -39,7 +40,7 @@ def trained(tmp_path_factory):
     out = train_patch_classifier(config, data, root / "run", seed=0, trials=2)
     assert out["seeds"] == [0, 1]  # each trial its own seed, one shared patient split
     assert set(out["best_val_metrics"]["auc"]) == {"mean", "std"}
-    load_run.cache_clear()
+    clear_cache()
     return data, root / "run"
 
 

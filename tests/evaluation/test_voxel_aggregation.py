@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinefx.evaluation.aggregation import (
+from spinefx.evaluation.patient_roc import (
     best_operating_point,
     convex_hull_auc,
-    largest_components,
     roc_convex_hull,
-    vertebra_scores,
 )
-from spinefx.evaluation.localisation import (
+from spinefx.image import Image
+from spinefx.inference.aggregation import largest_components, vertebra_scores
+from spinefx.inference.localisation import (
     assign_levels,
     localisation_errors,
     localise_vertebrae,
 )
-from spinefx.image import Image
 
 
 def test_largest_component_per_probability_threshold():

@@ -75,7 +75,7 @@ def _case(root, prepared, case_id, rng, fractured):
 @pytest.fixture(scope="module")
 def run_and_data(tmp_path_factory):
     from spinefx.models import PatchClassifierConfig, build_model
-    from spinefx.training import save_checkpoint
+    from spinefx.runs import save_checkpoint
 
     tmp = tmp_path_factory.mktemp("dissect")
     rng = np.random.default_rng(0)

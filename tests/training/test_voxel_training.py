@@ -127,7 +127,7 @@ def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
     import pandas as pd
 
     from spinefx.cli import main
-    from spinefx.evaluation.voxel_detect import detect_fractures
+    from spinefx.inference.screening import detect_fractures
     from spinefx.io import save_centroids, save_image
 
     scan, recs = phantom(11, (22,))
@@ -178,7 +178,7 @@ def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
 
 
 def test_patient_decision_follows_the_noise_threshold_of_the_run(run_dir, tmp_path):
-    from spinefx.evaluation.voxel_detect import detect_fractures
+    from spinefx.inference.screening import detect_fractures
 
     scan, recs = phantom(11, (22,))
     centroids = {r.vertebra_label: np.asarray(r.centroid_mm) for r in recs}
@@ -206,7 +206,7 @@ def test_patient_decision_follows_the_noise_threshold_of_the_run(run_dir, tmp_pa
 def test_detect_reports_a_screwed_vertebra_as_not_assessable(run_dir, tmp_path):
     import pandas as pd
 
-    from spinefx.evaluation.voxel_detect import detect_fractures, write_detection
+    from spinefx.inference.screening import detect_fractures, write_detection
 
     scan, recs = phantom(12)
     centroids = {r.vertebra_label: np.asarray(r.centroid_mm) for r in recs}
@@ -303,8 +303,8 @@ def test_segments_are_class_balanced_over_the_whole_sub_epoch(cases):
 
 def test_training_learns_the_fracture_class_on_held_out_phantoms(tmp_path):
     """The flattened body of an unseen phantom scores above every normal one (cube means)."""
-    from spinefx.evaluation.aggregation import vertebra_scores
-    from spinefx.evaluation.voxel_inference import predict_network_view
+    from spinefx.inference.aggregation import vertebra_scores
+    from spinefx.inference.voxel_tiling import predict_network_view
 
     scans = [
         make_voxel_case(f"p{i}", *phantom(i, (22,) if i % 2 else ()), spacing_mm=2.0)

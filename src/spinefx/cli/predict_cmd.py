@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         )
     import pandas as pd
 
-    from spinefx.evaluation.patch_inference import predict_scan, write_predictions
+    from spinefx.inference.patch_classifier import predict_scan, write_predictions
     from spinefx.io import load_centroids, load_scan
 
     scan = load_scan(args.scan)

@@ -1,4 +1,9 @@
-"""``spinefx train``: train the vertebra patch classifier into a run directory."""
+"""``spinefx train --model patch|voxel``: train either network into a run directory.
+
+spinefx train --model patch --data PREPARED --out RUN [--preset cpu|paper] [--trials 5]
+spinefx train --model voxel --data DATASET --out RUN [--preset cpu|paper] [--variant 3d]
+spinefx train --recipe mixed-cpu --data REAL_SAMPLES --out DIR   (both, on the data engine)
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,15 @@ import argparse
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train the patch classifier (Engstler et al. 2022) on prepared patches",
-        description="Train the vertebra patch classifier on the output of `spinefx prepare`. "
-        "Writes config.yaml, splits.json, checkpoint.pt (best val F1), last.ckpt, "
-        "history.csv, metrics.json and log.txt to the run directory.",
+        help="train the patch classifier (Engstler 2022) or the voxel classifier (Nicolaes 2019)",
+        description="Train a network into a run directory (config.yaml, splits.json, "
+        "checkpoint.pt, history.csv, metrics.json). --model patch (default) trains the vertebra "
+        "patch classifier on the output of `spinefx prepare` (best validation F1 kept, "
+        "last.ckpt for --resume); --model voxel trains the whole-scan voxel classifier on a "
+        "dataset (VerSe layout, BIDS-like or manifest CSV; lowest validation loss kept).",
+    )
+    parser.add_argument(
+        "--model", choices=("patch", "voxel"), default="patch", help="which network to train"
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", help="training config YAML (see spinefx/configs/)")
@@ -27,7 +37,10 @@ def register(subparsers) -> None:
         default=[],
         help="with --recipe: a real subject id that must not contribute (repeatable)",
     )
-    parser.add_argument("--data", help="prepared folder (manifest.csv); with --recipe: real data")
+    parser.add_argument(
+        "--data",
+        help="patch: prepared folder (manifest.csv); voxel: dataset; --recipe: real samples",
+    )
     parser.add_argument("--out", required=True, help="run directory to write")
     parser.add_argument("--trials", type=int, default=1, help="seeded trials (paper: 5)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (trial i: seed+i)")
@@ -38,6 +51,8 @@ def register(subparsers) -> None:
     parser.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (Lightning)")
     parser.add_argument("--devices", default="1", help="devices per node (DDP when > 1)")
     parser.add_argument("--num-nodes", type=int, default=1, help="nodes (DDP when > 1)")
+    parser.add_argument("--variant", choices=("3d", "1slice", "5slices"), help="voxel variant")
+    parser.add_argument("--device", help="voxel: torch device, e.g. cuda (default: CUDA if any)")
     parser.set_defaults(func=run)
 
 
@@ -59,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.data:
         from spinefx.errors import InputError
 
-        raise InputError("no training data", fix="pass --data PREPARED_FOLDER (or --recipe)")
-    from spinefx.training.patch_config import load_training_config
+        raise InputError("no training data", fix="pass --data (or --recipe)")
+    if args.model == "voxel":
+        return _train_voxel(args)
+    from spinefx.runs.configs import load_training_config
     from spinefx.training.patch_training import LaunchOptions, train_patch_classifier
 
     config = load_training_config(args.config or args.preset or "cpu")
@@ -84,4 +101,27 @@ def run(args: argparse.Namespace) -> int:
     best = metrics["best_val_metrics"]
     print(f"run directory: {args.out}")
     print("best validation metrics:", json.dumps(best))
+    return 0
+
+
+def voxel_config(args: argparse.Namespace):
+    """The voxel training config of ``--preset``/``--config`` with ``--data/--variant/--seed``."""
+    from spinefx.runs.configs import load_preset
+
+    overrides: dict = {"data": args.data}
+    if args.variant:
+        overrides["model"] = {"variant": args.variant}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    return load_preset("voxel", args.config or args.preset or "cpu", **overrides)
+
+
+def _train_voxel(args: argparse.Namespace) -> int:
+    import json
+
+    from spinefx.training.voxel import train_voxel_run
+
+    metrics = train_voxel_run(voxel_config(args), args.out, device=args.device)
+    print(f"run directory: {args.out}")
+    print(json.dumps(metrics, indent=2))
     return 0

@@ -1,4 +1,6 @@
-"""spinefx.evaluation: prediction, metrics, bootstrap/ROC, plots and reports.
+"""spinefx.evaluation: metrics, bootstrap/ROC, cross-validation, benchmarks on real CT, plots.
+
+Prediction on new scans is :mod:`spinefx.inference`.
 
 Names are imported lazily so ``import spinefx.evaluation`` stays light.
 """
@@ -14,11 +16,6 @@ _EXPORTS = {
     "mean_std": "spinefx.evaluation.metrics",
     "aggregate_trials": "spinefx.evaluation.metrics",
     "plot_roc_pr": "spinefx.evaluation.plots",
-    "PatchRun": "spinefx.evaluation.patch_inference",
-    "VertebraPrediction": "spinefx.evaluation.patch_inference",
-    "load_run": "spinefx.evaluation.patch_inference",
-    "predict_vertebrae": "spinefx.evaluation.patch_inference",
-    "predict_scan": "spinefx.evaluation.patch_inference",
     "evaluate_run": "spinefx.evaluation.patch_evaluation",
     "cross_dataset_table": "spinefx.evaluation.patch_table",
     "table_markdown": "spinefx.evaluation.patch_table",

@@ -16,7 +16,8 @@ The primary cube size is the configured one (paper: 10 voxels); AUCs for the oth
 reported for its cross-validated choice (they are measured on the pooled test folds, so
 picking the best of them would be optimistic).
 
-Operating points: ``operating_point.json`` (used by ``spinefx detect``) holds the patient
+Operating points: ``operating_point.json`` (copied into a trained run by
+``spinefx crossval --apply-to RUN``, where ``detect`` reads it) holds the patient
 ``(t_p, t_n)`` and the vertebra score threshold of maximal Youden's J on the pooled test
 folds: the best estimate for deployment, but its sensitivity/specificity there is
 optimistic. The summary therefore also reports *cross-fitted* rates, where fold k is scored
@@ -34,20 +35,25 @@ import numpy as np
 import pandas as pd
 
 from spinefx.atomic import atomic_path, write_text_atomic
-from spinefx.evaluation.aggregation import (
-    DEFAULT_NOISE_THRESHOLDS_VOX,
-    DEFAULT_PROBABILITY_THRESHOLDS,
+from spinefx.errors import InputError
+from spinefx.evaluation.metrics import auc_statistic, bootstrap, choose_threshold
+from spinefx.evaluation.patient_roc import (
     best_operating_point,
     convex_hull_auc,
     grid_roc_points,
-    largest_components,
     roc_convex_hull,
+)
+from spinefx.inference.aggregation import (
+    DEFAULT_NOISE_THRESHOLDS_VOX,
+    DEFAULT_PROBABILITY_THRESHOLDS,
+    largest_components,
     vertebra_scores,
 )
-from spinefx.evaluation.localisation import localisation_errors, localise_vertebrae
-from spinefx.evaluation.metrics import auc_statistic, bootstrap
-from spinefx.evaluation.voxel_inference import DEFAULT_OUTPUT_TILE_VOX
-from spinefx.training.voxel import VoxelTrainingConfig, split_validation, train_voxel_classifier
+from spinefx.inference.localisation import localisation_errors, localise_vertebrae
+from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
+from spinefx.runs.configs import VoxelTrainingConfig
+from spinefx.runs.layout import OPERATING_POINT
+from spinefx.training.voxel import split_validation, train_voxel_classifier
 from spinefx.training.voxel_data import VoxelCase
 
 log = logging.getLogger(__name__)
@@ -75,7 +81,7 @@ def patient_folds(cases: list[VoxelCase], *, n_folds: int, seed: int) -> list[np
 
 def evaluate_case(model, case: VoxelCase, *, cube_sizes_vox, perturb_sigma_mm, rng, tile_vox):
     """Aggregates of one test scan: patient row, vertebra rows, localisation row."""
-    from spinefx.evaluation.voxel_inference import predict_network_view
+    from spinefx.inference.voxel_tiling import predict_network_view
 
     maps = predict_network_view(model, case.image, output_tile_vox=tile_vox, show_progress=False)
     frac = maps["fractured"]
@@ -163,7 +169,7 @@ def crossvalidate_voxel(
     todo = range(n_folds) if folds is None else sorted(set(folds))
     for k in progress(list(todo), desc="cross-validation folds"):
         if not 0 <= k < n_folds:
-            raise ValueError(f"fold {k} is not one of 0..{n_folds - 1}")
+            raise InputError(f"fold {k} is not one of 0..{n_folds - 1}", fix="check --fold")
         if _fold_results(out, k, cases, test_sets[k], settings) is None:
             run_fold(
                 cases,
@@ -203,6 +209,70 @@ def crossvalidate_voxel(
     return summary
 
 
+def crossvalidate_voxel_dataset(
+    config: VoxelTrainingConfig,
+    out_dir: str | Path,
+    *,
+    n_folds: int = 5,
+    folds: list[int] | None = None,
+    device: str | None = None,
+    apply_to: str | Path | None = None,
+) -> tuple[dict, list[tuple[str, str]]]:
+    """:func:`crossvalidate_voxel` on the dataset ``config.data``; bad scans are skipped.
+
+    Args:
+        apply_to: a trained voxel run (``spinefx train --model voxel``) that gets this
+            cross-validation's operating point (:func:`apply_operating_point`).
+
+    Returns:
+        ``(summary, problems)``; problems are ``(case_id, message)`` of skipped scans.
+    """
+    from spinefx.io import load_dataset
+    from spinefx.training.voxel_data import load_voxel_cases
+
+    if not config.data:
+        raise InputError("no dataset to cross-validate", fix="pass --data DATASET")
+    cases, problems = load_voxel_cases(
+        load_dataset(config.data),
+        include_cervical=config.include_cervical,
+        ellipsoid=config.ellipsoid,
+        spacing_mm=config.model.input_spacing_mm,
+        normalisation=config.model.intensity_normalisation,
+    )
+    summary = crossvalidate_voxel(
+        cases, config, out_dir, n_folds=n_folds, folds=folds, device=device
+    )
+    if apply_to is not None and "operating_point" in summary:
+        apply_operating_point(Path(out_dir) / OPERATING_POINT, apply_to)
+    return summary, problems
+
+
+def apply_operating_point(operating_point_file: str | Path, run_dir: str | Path) -> Path:
+    """Give a trained voxel run the operating point of a cross-validation.
+
+    The run's ``operating_point.json`` is what ``detect``, ``report`` and the app read
+    (:func:`spinefx.runs.load_trained`); it records the file it came from.
+
+    Raises:
+        InputError: no operating point there, or ``run_dir`` is not a voxel-classifier run.
+    """
+    from spinefx.runs import RunPaths, load_trained
+
+    source = Path(operating_point_file)
+    if not source.is_file():
+        raise InputError(
+            "no operating point: the cross-validation has not finished all folds",
+            path=source,
+            fix="run the remaining folds, then apply it",
+        )
+    load_trained(run_dir, expect="voxel")
+    values = json.loads(source.read_text(encoding="utf-8"))
+    values["source"] = str(source.resolve())
+    target = RunPaths(run_dir).operating_point
+    write_text_atomic(target, json.dumps(values, indent=2))
+    return target
+
+
 def run_fold(
     cases: list[VoxelCase],
     test_idx,
@@ -221,7 +291,8 @@ def run_fold(
     rows) to ``fold_dir``; returns that dict.
     """
 
-    from spinefx.training.voxel import load_voxel_model
+    from spinefx.runs.trained import load_trained
+    from spinefx.training.voxel import resolve_device
 
     fold_dir = Path(fold_dir)
     test_set = {int(i) for i in test_idx}
@@ -231,7 +302,7 @@ def run_fold(
         rest, fraction=config.validation_fraction, seed=config.seed + fold
     )
     train_voxel_classifier(config, fold_dir, train_cases=train, val_cases=val, device=device)
-    model, _ = load_voxel_model(fold_dir, device=device)
+    model = load_trained(fold_dir, expect="voxel").model.to(resolve_device(device))
     rng = np.random.default_rng(config.seed + 7 + fold)
     patients, vertebrae, locs = [], [], []
     for case in test:
@@ -334,7 +405,9 @@ def summarise(patients, vertebrae, locs, *, cube_sizes_vox, n_bootstrap: int, se
             "tpr": op.tpr,
         },
         "operating_point_cross_fitted": cross_fitted_patient_point(y_pat, largest, folds),
-        "vertebra_threshold": youden_threshold(valid["fractured"], valid[primary]),
+        "vertebra_threshold": choose_threshold(
+            valid["fractured"], valid[primary], one_class=math.nan
+        ),
         "vertebra_operating_point_cross_fitted": cross_fitted_vertebra_point(valid, primary),
         "vertebra_auc": vert_boot(primary),
         "vertebra_auc_perturbed_3mm": vert_boot("score_perturbed"),
@@ -355,17 +428,6 @@ def summarise(patients, vertebrae, locs, *, cube_sizes_vox, n_bootstrap: int, se
             "mean_nearest_mm": _nanmean(loc["mean_nearest_mm"]),
         },
     }
-
-
-def youden_threshold(y_true, scores) -> float:
-    """Score threshold of maximal sensitivity + specificity - 1 (NaN with one class)."""
-    from sklearn.metrics import roc_curve
-
-    y, s = np.asarray(y_true, int), np.asarray(scores, float)
-    if len(np.unique(y)) < 2:
-        return math.nan
-    fpr, tpr, thr = roc_curve(y, s)
-    return float(min(thr[int(np.argmax(tpr - fpr))], 1.0))
 
 
 def cross_fitted_patient_point(y_true, largest, folds) -> dict:
@@ -396,7 +458,7 @@ def cross_fitted_vertebra_point(frame: pd.DataFrame, column: str) -> dict:
     decided = np.zeros(len(y), bool)
     for k in np.unique(folds):
         rest = folds != k
-        t = youden_threshold(y[rest], s[rest])
+        t = choose_threshold(y[rest], s[rest], one_class=math.nan)
         if math.isnan(t):
             return {"sensitivity": math.nan, "specificity": math.nan}
         decided[~rest] = s[~rest] >= t
@@ -446,7 +508,7 @@ def _write_outputs(out: Path, patients, vertebrae, locs, summary) -> None:
     plt.close(fig)
     op = summary["operating_point"]
     write_text_atomic(
-        out / "operating_point.json",
+        out / OPERATING_POINT,
         json.dumps(
             {
                 "probability_threshold": op["probability_threshold"],

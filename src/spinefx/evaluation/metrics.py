@@ -61,16 +61,19 @@ def binary_metrics(
     }
 
 
-def choose_threshold(y_true: np.ndarray, y_score: np.ndarray, *, method: str = "youden") -> float:
+def choose_threshold(
+    y_true: np.ndarray, y_score: np.ndarray, *, method: str = "youden", one_class: float = 0.5
+) -> float:
     """Threshold maximising Youden's J (sensitivity + specificity - 1) or F1 on given data.
 
-    Returns 0.5 when the data hold one class only.
+    Returns ``one_class`` (0.5; NaN where a caller must see that none exists) when the data
+    hold one class only.
     """
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     y_true = np.asarray(y_true).astype(int)
     if len(np.unique(y_true)) < 2:
-        return 0.5
+        return one_class
     if method == "youden":
         fpr, tpr, thresholds = roc_curve(y_true, y_score)
         best = int(np.argmax(tpr - fpr))

@@ -29,14 +29,12 @@ def run_demo_training(
         ``{"training": metrics.json content, "evaluation": evaluation_test.json content}``.
     """
     from spinefx.evaluation.patch_evaluation import evaluate_run
-    from spinefx.evaluation.patch_inference import load_run
-    from spinefx.training.patch_config import load_training_config
+    from spinefx.runs.configs import load_training_config
     from spinefx.training.patch_training import train_patch_classifier
 
     config = load_training_config(preset)
     if max_epochs is not None:
         config = config.replace(max_epochs=int(max_epochs))
     training = train_patch_classifier(config, prepared_dir, run_dir, seed=seed, trials=trials)
-    load_run.cache_clear()
     evaluation = evaluate_run(run_dir, split="test")
     return {"training": training, "evaluation": evaluation}

@@ -30,17 +30,19 @@ from spinefx.evaluation.metrics import (
     binary_metrics,
     choose_threshold,
 )
-from spinefx.evaluation.patch_inference import PatchRun, load_run, predict_unit_patches
 from spinefx.evaluation.plots import plot_roc_pr
+from spinefx.inference.patch_classifier import predict_unit_patches
 from spinefx.progress import progress
+from spinefx.runs.layout import RunPaths
+from spinefx.runs.trained import TrainedRun, load_trained
 
 log = logging.getLogger(__name__)
 
 
-def _split_rows(run: PatchRun, data_dir: Path, split: str) -> tuple[pd.DataFrame, dict]:
+def _split_rows(run: TrainedRun, data_dir: Path, split: str) -> tuple[pd.DataFrame, dict]:
     from spinefx.training.patch_training import split_vertebrae
 
-    run_info = json.loads((run.trial_dirs[0] / "run.json").read_text())
+    run_info = json.loads(RunPaths(run.trial_dirs[0]).provenance.read_text())
     table, record = split_vertebrae(data_dir, run.config, seed=int(run_info["split_seed"]))
     if split == "all":
         return table, record
@@ -54,7 +56,7 @@ def _split_rows(run: PatchRun, data_dir: Path, split: str) -> tuple[pd.DataFrame
     return rows, record
 
 
-def _predict_rows(run: PatchRun, rows: pd.DataFrame) -> np.ndarray:
+def _predict_rows(run: TrainedRun, rows: pd.DataFrame) -> np.ndarray:
     """``(trials, N)`` probabilities of the manifest rows."""
     from spinefx.datasets.patch_dataset import load_patch
 
@@ -135,9 +137,9 @@ def evaluate_run(
         metric at the config threshold), ``per_trial``, ``by_grade``, ``by_level``,
         ``at_val_youden`` (information only), counts.
     """
-    run = load_run(run_dir)
+    run = load_trained(run_dir, expect="patch")
     run_dir = Path(run_dir)
-    training_data = Path(json.loads((run.trial_dirs[0] / "run.json").read_text())["data_dir"])
+    training_data = Path(json.loads(RunPaths(run.trial_dirs[0]).provenance.read_text())["data_dir"])
     data_dir = training_data if data_dir is None else Path(data_dir)
     rows, record = _split_rows(run, data_dir, split)
     y_true = rows["fractured"].astype(int).to_numpy()
@@ -190,7 +192,7 @@ def evaluate_run(
     return result
 
 
-def _val_thresholds(run: PatchRun, data_dir: Path) -> list[float | None]:
+def _val_thresholds(run: TrainedRun, data_dir: Path) -> list[float | None]:
     """Youden-optimal threshold of each trial on the training data's validation split."""
     try:
         rows, _ = _split_rows(run, data_dir, "val")

@@ -126,14 +126,14 @@ def _network_scores(
     method: str, run_dir: Path, ct, centroids
 ) -> dict[int, tuple[float, bool, str]]:
     if method == "patch":
-        from spinefx.evaluation.patch_inference import predict_vertebrae
+        from spinefx.inference.patch_classifier import predict_vertebrae
 
         out = {}
         for p in predict_vertebrae(run_dir, ct, centroids):
             note = "mostly outside the scan" if p.out_of_view_fraction > 0.5 else ""
             out[p.vertebra_label] = (p.probability, p.fractured, note)
         return out
-    from spinefx.evaluation.voxel_detect import detect_fractures
+    from spinefx.inference.screening import detect_fractures
 
     detection = detect_fractures(ct, run_dir, centroids, show_progress=False)
     cut = detection.operating_point.get("vertebra_threshold", 0.5)

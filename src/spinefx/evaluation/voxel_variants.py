@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from spinefx.atomic import write_text_atomic
-from spinefx.evaluation.aggregation import vertebra_scores
 from spinefx.evaluation.metrics import auc_statistic
-from spinefx.evaluation.voxel_inference import DEFAULT_OUTPUT_TILE_VOX
+from spinefx.inference.aggregation import vertebra_scores
+from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.models.voxel_classifier import VARIANTS
-from spinefx.training.voxel import VoxelTrainingConfig, load_voxel_model, train_voxel_classifier
+from spinefx.runs.configs import VoxelTrainingConfig
+from spinefx.runs.trained import load_trained
+from spinefx.training.voxel import resolve_device, train_voxel_classifier
 from spinefx.training.voxel_data import VoxelCase
 
 
@@ -46,7 +48,7 @@ def compare_variants(
     Returns:
         one row per variant (also written to ``out_dir/variants.json`` and ``variants.md``).
     """
-    from spinefx.evaluation.voxel_inference import predict_network_view
+    from spinefx.inference.voxel_tiling import predict_network_view
     from spinefx.models.voxel_classifier import count_parameters
 
     out = Path(out_dir)
@@ -56,7 +58,7 @@ def compare_variants(
         metrics = train_voxel_classifier(
             cfg, out / variant, train_cases=train_cases, val_cases=val_cases, device=device
         )
-        model, _ = load_voxel_model(out / variant, device=device)
+        model = load_trained(out / variant, expect="voxel").model.to(resolve_device(device))
         y, s = [], []
         for case in val_cases:
             maps = predict_network_view(
@@ -79,9 +81,9 @@ def compare_variants(
         rows.append(
             {
                 "variant": variant,
-                "n_parameters": count_parameters(model),
+                "parameters": count_parameters(model),
                 "best_epoch": metrics["best_epoch"],
-                "epochs_run": metrics["epochs_run"],
+                "epochs_trained": metrics["epochs_trained"],
                 "val_loss": metrics["val_loss"],
                 "dsc_vertebra": metrics["dsc_vertebra"],
                 "dsc_fractured": metrics["dsc_fractured"],
@@ -102,7 +104,7 @@ def variants_table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|\n"
     )
     body = "".join(
-        f"| {r['variant']} | {r['n_parameters']:,} | {r['val_loss']:.3f} | "
+        f"| {r['variant']} | {r['parameters']:,} | {r['val_loss']:.3f} | "
         f"{r['dsc_vertebra']:.3f} | {r['dsc_fractured']:.3f} | {r['vertebra_auc_val']:.3f} |\n"
         for r in rows
     )

@@ -44,16 +44,17 @@ class DissectionResult:
 def load_run_model(run_dir: str | Path) -> tuple[torch.nn.Module, str, float, object]:
     """Model (eval mode), its default dissected layer, decision threshold and config.
 
-    A multi-trial run is dissected through its first trial, the model the app explains.
+    A multi-trial run is dissected through its first trial, the model the app explains
+    (:attr:`spinefx.runs.TrainedRun.model`).
 
     Raises:
         InputError: when the folder holds no spinefx checkpoint.
     """
     from spinefx.models import DISSECTABLE_LAYERS
-    from spinefx.training import load_checkpoint, trial_dirs
+    from spinefx.runs import load_trained
 
-    model_dir = trial_dirs(run_dir)[0]  # the run itself, or its first trial (as the app)
-    model, info = load_checkpoint(model_dir / "checkpoint.pt")
+    run = load_trained(run_dir)
+    model = run.model
     config = getattr(model, "config", None)
     kind = getattr(config, "kind", None)
     if kind not in DISSECTABLE_LAYERS:
@@ -62,7 +63,8 @@ def load_run_model(run_dir: str | Path) -> tuple[torch.nn.Module, str, float, ob
             path=run_dir,
             fix="pass --layer with a module name of the model",
         )
-    return model, DISSECTABLE_LAYERS[kind][0], float(info.get("threshold", 0.5)), config
+    threshold = 0.5 if run.threshold is None else float(run.threshold)
+    return model, DISSECTABLE_LAYERS[kind][0], threshold, config
 
 
 class ManifestPatches(torch.utils.data.Dataset):

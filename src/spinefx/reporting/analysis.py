@@ -48,6 +48,8 @@ class ModelRun:
         layer: the dissected layer name.
         atlas: the run's concept atlas (dissection stage object) or None.
         atlas_path: its file, or None.
+        trained: the loaded run (:class:`spinefx.runs.TrainedRun`); its other trials join
+            the probability by the run's ensemble rule. None for a bare model (tests).
     """
 
     run_dir: Path
@@ -58,6 +60,7 @@ class ModelRun:
     layer: str
     atlas: Any = None
     atlas_path: Path | None = None
+    trained: Any = None
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()  # torch modules with hooks are not re-entrant
@@ -133,6 +136,13 @@ def predict_vertebrae(
             chunk = labels[start : start + batch_size]
             x = np.stack([hu_to_unit(patches[k].data) for k in chunk])[:, None]
             p, acts, weights = forward_with_evidence(run, x, with_gradients=record_layer)
+            if run.trained is not None and len(run.trained.models) > 1:
+                from spinefx.inference.patch_classifier import predict_unit_patches
+
+                others = [
+                    predict_unit_patches(m, x.astype(np.float32)) for m in run.trained.models[1:]
+                ]
+                p = run.trained.ensemble([p, *others])
             probs.extend(float(v) for v in p)
             if record_layer:
                 for i, k in enumerate(chunk):

@@ -24,24 +24,24 @@ ATLAS_CANDIDATES: tuple[str, ...] = ("dissection/atlas.yaml", "atlas.yaml")
 def load_classifier(run_dir: Path) -> dict[str, Any]:
     """Model, input geometry, decision threshold and dissected layer of a classifier run.
 
-    The checkpoint is read by :func:`spinefx.training.load_checkpoint` (``weights_only=True``);
-    for a multi-trial run the first trial's model is used.
+    Loaded by :func:`spinefx.runs.load_trained` (``weights_only=True``): the probability is
+    the run's ensemble over trials, the explanation (activations, Grad-CAM) is the first
+    trial's, the model the concept atlas describes.
 
     Returns:
         keyword arguments for :class:`spinefx.reporting.analysis.ModelRun` (without run_dir).
     """
     from spinefx.models import DISSECTED_LAYER
-    from spinefx.training import load_checkpoint, trial_dirs
+    from spinefx.runs import load_trained
 
-    model_dir = trial_dirs(run_dir)[0]
-    model, info = load_checkpoint(model_dir / "checkpoint.pt")
-    config = model.config
+    run = load_trained(run_dir, expect="patch")
     return {
-        "model": model.eval(),
-        "patch_size_vox": int(config.patch_size_vox),
-        "spacing_mm": float(config.spacing_mm),
-        "decision_threshold": float(info.get("threshold", 0.5)),
+        "model": run.model,
+        "patch_size_vox": run.patch_size_vox,
+        "spacing_mm": run.spacing_mm,
+        "decision_threshold": float(run.threshold),
         "layer": DISSECTED_LAYER,
+        "trained": run,
     }
 
 
@@ -164,7 +164,7 @@ def locate_vertebrae(scan: Any, voxel_run_dir: Path | None) -> dict[int, np.ndar
             "no centroid JSON was given and automatic localisation is off",
             fix="upload the VerSe centroid JSON, or start the app with --voxel-model RUN_DIR",
         )
-    from spinefx.evaluation.voxel_detect import detect_fractures
+    from spinefx.inference.screening import detect_fractures
 
     result = detect_fractures(scan, Path(voxel_run_dir), show_progress=False)
     centroids = {int(v.vertebra_label): np.asarray(v.centroid_mm, float) for v in result.vertebrae}

@@ -1,4 +1,4 @@
-"""Patch-classifier checkpoints: a plain dict of tensors + config, ``weights_only``-loadable.
+"""Checkpoints of both methods: a plain dict of tensors + config, ``weights_only``-loadable.
 
 ``checkpoint.pt`` = ``{"format", "model" (kind + config values), "state_dict", "epoch",
 "seed", "threshold", "val_metrics"}``. Only tensors, strings, numbers, lists and dicts, so

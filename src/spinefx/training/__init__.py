@@ -1,4 +1,6 @@
-"""spinefx.training: training loops (Lightning), checkpoints, run directories.
+"""spinefx.training: training loops of both methods (Lightning for the patch classifier).
+
+Run directories, checkpoints and configs live one stage below, in :mod:`spinefx.runs`.
 
 Names are imported lazily so ``import spinefx.training`` does not import Lightning.
 """
@@ -8,13 +10,8 @@ from __future__ import annotations
 from spinefx.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "PatchTrainingConfig": "spinefx.training.patch_config",
-    "load_training_config": "spinefx.training.patch_config",
     "LaunchOptions": "spinefx.training.patch_training",
     "train_patch_classifier": "spinefx.training.patch_training",
-    "trial_dirs": "spinefx.training.patch_training",
-    "save_checkpoint": "spinefx.training.patch_checkpoint",
-    "load_checkpoint": "spinefx.training.patch_checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from spinefx.models import build_model
-from spinefx.training.patch_checkpoint import CHECKPOINT_NAME, save_checkpoint
-from spinefx.training.patch_config import PatchTrainingConfig
+from spinefx.runs.checkpoint import save_checkpoint
+from spinefx.runs.configs import PatchTrainingConfig
+from spinefx.runs.layout import RunPaths
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class BestCheckpoint(pl.Callback):
             self.best_score, self.best_epoch = score, int(trainer.current_epoch)
             if trainer.is_global_zero:
                 save_checkpoint(
-                    self.run_dir / CHECKPOINT_NAME,
+                    RunPaths(self.run_dir).checkpoint,
                     module.model,
                     module.config.model,
                     epoch=trainer.current_epoch,
@@ -155,7 +156,7 @@ class EpochHistory(pl.Callback):
     """Appends one row per epoch to ``history.csv`` (truncated to the resumed epoch on resume)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / "history.csv"
+        self.path = RunPaths(Path(run_dir)).history
         self._start = time.perf_counter()
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:

@@ -28,7 +28,8 @@ from spinefx.config import save_config
 from spinefx.datasets.patch_manifest import read_patch_manifest, usable_vertebrae
 from spinefx.datasets.splits import assign_splits
 from spinefx.errors import InputError
-from spinefx.training.patch_config import PatchTrainingConfig
+from spinefx.runs.configs import PatchTrainingConfig
+from spinefx.runs.layout import RunPaths
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +180,10 @@ def train_one(
         table, record = split_vertebrae(
             prepared_dir, config, seed=seed if split_seed is None else split_seed
         )
-        save_config(config, run_dir / "config.yaml")
+        save_config(config, RunPaths(run_dir).config)
         write_text_atomic(run_dir / "splits.json", json.dumps(record, indent=2))
         write_text_atomic(
-            run_dir / "run.json",
+            RunPaths(run_dir).provenance,
             json.dumps(
                 {
                     "data_dir": record["data_dir"],
@@ -229,7 +230,7 @@ def train_one(
             default_root_dir=run_dir,
         )
         train_loader, val_loader = make_loaders(table, config, seed=seed, trainer=trainer)
-        last = run_dir / "last.ckpt"
+        last = RunPaths(run_dir).last_state
         ckpt_path = str(last) if resume and last.is_file() else None
         if resume and ckpt_path is None:
             log.warning("%s: no last.ckpt to resume from; training from scratch", run_dir)
@@ -241,7 +242,8 @@ def train_one(
             }
             for name in ("train", "val", "test")
         }
-        metrics = {
+        metrics = {  # the run-record schema shared with the voxel classifier (runs.layout)
+            "kind": config.kind,
             "seed": seed,
             "best_epoch": best.best_epoch,
             "best_val_score": best.best_score,
@@ -267,30 +269,10 @@ def train_one(
 def _best_val_metrics(run_dir: Path) -> dict[str, float]:
     import torch
 
-    from spinefx.training.patch_checkpoint import CHECKPOINT_NAME
-
-    path = run_dir / CHECKPOINT_NAME
+    path = RunPaths(run_dir).checkpoint
     if not path.is_file():
         return {}
     return dict(torch.load(path, map_location="cpu", weights_only=True)["val_metrics"])
-
-
-def trial_dirs(run_dir: str | Path) -> list[Path]:
-    """The trained model folders of a run: ``run_dir`` itself or its ``trial-<i>`` folders."""
-    run_dir = Path(run_dir)
-    if (run_dir / "checkpoint.pt").is_file():
-        return [run_dir]
-    trials = sorted(
-        (p for p in run_dir.glob("trial-*") if (p / "checkpoint.pt").is_file()),
-        key=lambda p: int(p.name.split("-")[1]),
-    )
-    if not trials:
-        raise InputError(
-            "no checkpoint.pt in the run directory or its trial-* folders",
-            path=run_dir,
-            fix="train first: spinefx train --preset cpu --data PREPARED --out RUN_DIR",
-        )
-    return trials
 
 
 def train_patch_classifier(
@@ -322,10 +304,10 @@ def train_patch_classifier(
         trial_dir = run_dir / f"trial-{i}"
         if (
             resume
-            and (trial_dir / "metrics.json").is_file()
-            and not (trial_dir / "last.ckpt").is_file()
+            and RunPaths(trial_dir).metrics.is_file()
+            and not RunPaths(trial_dir).last_state.is_file()
         ):
-            per_trial.append(json.loads((trial_dir / "metrics.json").read_text()))
+            per_trial.append(json.loads(RunPaths(trial_dir).metrics.read_text()))
             continue
         log.info("trial %d/%d (seed %d)", i + 1, trials, seed + i)
         per_trial.append(
@@ -339,12 +321,15 @@ def train_patch_classifier(
                 launch=launch,
             )
         )
-    save_config(config, run_dir / "config.yaml")
-    (run_dir / "splits.json").write_bytes((run_dir / "trial-0" / "splits.json").read_bytes())
+    save_config(config, RunPaths(run_dir).config)
+    RunPaths(run_dir).splits.write_bytes(RunPaths(run_dir / "trial-0").splits.read_bytes())
     aggregate = {
+        "kind": config.kind,
+        "seed": seed,
         "trials": trials,
         "seeds": [m["seed"] for m in per_trial],
         "train_seconds": float(np.sum([m["train_seconds"] for m in per_trial])),
+        "parameters": per_trial[0]["parameters"],
         "best_val_metrics": {
             key: _mean_std([m["best_val_metrics"].get(key, np.nan) for m in per_trial])
             for key in ("f1", "auc", "ap", "accuracy")

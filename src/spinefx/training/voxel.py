@@ -16,101 +16,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from spinefx.atomic import write_text_atomic
 from spinefx.config import save_config
-from spinefx.datasets.voxel_labels import FRACTURED, IGNORE_LABEL, NORMAL, EllipsoidOptions
+from spinefx.datasets.voxel_labels import FRACTURED, IGNORE_LABEL, NORMAL
 from spinefx.errors import InputError
-from spinefx.models.voxel_classifier import VoxelClassifierConfig
+from spinefx.runs.configs import VoxelTrainingConfig
+from spinefx.runs.layout import RunPaths
 from spinefx.training.voxel_data import VoxelCase, sample_segments
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class VoxelTrainingConfig:
-    """Everything that defines a voxel-classifier training run (plus the seed).
-
-    Attributes:
-        model: architecture.
-        data: dataset root or CSV (``spinefx.io.load_dataset``); empty when cases are passed in.
-        epochs: training epochs (paper: 35).
-        subepochs: sampling rounds per epoch (DeepMedic: 20).
-        segments_per_subepoch: training segments per round (DeepMedic: 1000).
-        batch_size: segments per optimiser step (DeepMedic: 10).
-        val_segments: fixed validation segments (class-weighted, no augmentation).
-        learning_rate, rho, eps: RMSprop settings (DeepMedic defaults).
-        l1, l2: weight penalties added to the loss.
-        lr_factor, lr_patience_epochs: learning-rate annealing when validation stalls.
-        class_proportions: share of segment centres per class (background, normal, fractured).
-        augment: options of ``spinefx.datasets.voxel_sampling.draw_augmentation``.
-        validation_fraction: share of training scans held out for early stopping.
-        ellipsoid: label ellipsoid shape.
-        include_cervical: also train on C1-C7.
-        seed: seed of splits, sampling, augmentation and initialisation.
-        time_limit_minutes: stop after the epoch that passes this much training time (0 = no
-            limit); the best checkpoint so far is kept, and ``metrics.json`` records the
-            epochs run. For fixed compute budgets (benchmarks, shared GPUs).
-    """
-
-    model: VoxelClassifierConfig = field(default_factory=VoxelClassifierConfig)
-    data: str = ""
-    epochs: int = 35
-    subepochs: int = 20
-    segments_per_subepoch: int = 1000
-    batch_size: int = 10
-    val_segments: int = 500
-    learning_rate: float = 1e-3
-    rho: float = 0.9
-    eps: float = 1e-4
-    l1: float = 1e-6
-    l2: float = 1e-4
-    lr_factor: float = 0.5
-    lr_patience_epochs: int = 3
-    class_proportions: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
-    augment: dict = field(
-        default_factory=lambda: {"flip_probability": 0.5, "shift_std": 0.1, "noise_std": 0.05}
-    )
-    validation_fraction: float = 0.15
-    ellipsoid: EllipsoidOptions = field(default_factory=EllipsoidOptions)
-    include_cervical: bool = False
-    seed: int = 0
-    time_limit_minutes: float = 0.0
-
-
-#: Named presets: the paper's regime and a small CPU one for tests and demos.
-VOXEL_PRESETS: dict[str, dict] = {
-    "paper": {},
-    # 2 mm voxels and 6,000 training segments (~4 min on 2 CPU cores): on 48 `small`
-    # synthetic scans this reaches a held-out vertebra AUC of ~0.99 (bench_voxel_crossval.py).
-    "cpu": {
-        "epochs": 10,
-        "subepochs": 3,
-        "segments_per_subepoch": 200,
-        "batch_size": 10,
-        "val_segments": 150,
-        "lr_patience_epochs": 1,
-        # fixed CT intensity scaling: per-scan z-scoring (the paper's) shifts bone contrast with
-        # the field of view, and real spine crops hold little air (bench_real_ct.py)
-        "model": {"input_spacing_mm": 2.0, "intensity_normalisation": "ct"},
-    },
-}
-
-
-def voxel_preset(name: str, **overrides) -> VoxelTrainingConfig:
-    """A preset training config (``paper`` or ``cpu``) with keyword overrides."""
-    from spinefx.config import from_dict, to_dict
-
-    if name not in VOXEL_PRESETS:
-        raise InputError(
-            f"unknown voxel preset {name!r}", fix=f"use one of {sorted(VOXEL_PRESETS)}"
-        )
-    values = {**to_dict(VoxelTrainingConfig()), **VOXEL_PRESETS[name], **overrides}
-    return from_dict(VoxelTrainingConfig, values, where=f"voxel preset {name}")
 
 
 def weight_penalty(model, *, l1: float, l2: float):
@@ -186,7 +104,7 @@ def train_voxel_classifier(
     from spinefx.models import build_model
     from spinefx.models.voxel_classifier import count_parameters, training_geometry
     from spinefx.progress import progress
-    from spinefx.training.patch_checkpoint import save_checkpoint
+    from spinefx.runs.checkpoint import save_checkpoint
 
     if not train_cases or not val_cases:
         raise InputError(
@@ -195,9 +113,10 @@ def train_voxel_classifier(
         )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    paths = RunPaths(run_dir)
+    save_config(config, paths.config)
     splits = {"train": [c.case_id for c in train_cases], "val": [c.case_id for c in val_cases]}
-    write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=2))
+    write_text_atomic(paths.splits, json.dumps(splits, indent=2))
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = resolve_device(device)
@@ -239,7 +158,7 @@ def train_voxel_classifier(
         if best is None or row["val_loss"] < best["val_loss"]:
             best = row
             save_checkpoint(
-                run_dir / "checkpoint.pt",
+                paths.checkpoint,
                 model,
                 config.model,
                 epoch=epoch,
@@ -247,21 +166,23 @@ def train_voxel_classifier(
                 threshold=0.5,
                 val_metrics={k: v for k, v in row.items() if k != "epoch"},
             )
-        _write_history(run_dir / "history.csv", history)
+        _write_history(paths.history, history)
         minutes = (time.monotonic() - started) / 60
         if config.time_limit_minutes and minutes >= config.time_limit_minutes:
             log.info("time limit: stopping after epoch %d (%.1f min)", epoch, minutes)
             break
-    metrics = {
+    metrics = {  # the run-record schema shared with the patch classifier (runs.layout)
+        "kind": config.kind,
+        "seed": config.seed,
         "best_epoch": best["epoch"],
-        "epochs_run": len(history),
-        "train_minutes": (time.monotonic() - started) / 60,
+        "epochs_trained": len(history),
+        "train_seconds": round(time.monotonic() - started, 2),
+        "parameters": count_parameters(model),
         **{k: v for k, v in best.items() if k != "epoch"},
-        "n_parameters": count_parameters(model),
         "n_train": len(train_cases),
         "n_val": len(val_cases),
     }
-    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_text_atomic(paths.metrics, json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -329,26 +250,6 @@ def resolve_device(device: str | None = None):
     import torch
 
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def load_voxel_model(run_dir: str | Path, *, device: str | None = "cpu"):
-    """The trained voxel classifier of a run directory (eval mode) and its checkpoint info.
-
-    Args:
-        run_dir: run directory with ``checkpoint.pt``.
-        device: where to put the model; None picks CUDA when available (:func:`resolve_device`).
-    """
-    from spinefx.training.patch_checkpoint import load_checkpoint
-
-    path = Path(run_dir) / "checkpoint.pt"
-    model, info = load_checkpoint(path)
-    if info["model"].get("kind") != "voxel_classifier":
-        raise InputError(
-            f"run holds a {info['model'].get('kind')} model, not a voxel classifier",
-            path=run_dir,
-            fix="pass a run directory made by the voxel classifier training",
-        )
-    return model.to(resolve_device(device)), info
 
 
 def train_voxel_run(

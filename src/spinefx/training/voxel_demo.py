@@ -19,8 +19,9 @@ def train_voxel_demo(
     Returns:
         the run directory (usable by :func:`spinefx.detect_fractures`).
     """
+    from spinefx.runs.configs import voxel_preset
     from spinefx.synthesis import generate_dataset
-    from spinefx.training.voxel import train_voxel_run, voxel_preset
+    from spinefx.training.voxel import train_voxel_run
 
     out = Path(out_dir)
     data = generate_dataset(out / "data", n_scans=n_scans, seed=seed, preset="small")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinefx.evaluation.localisation import (
+from spinefx.inference.localisation import (
     PROFILE_LABELS,
     assign_levels,
     localisation_errors,

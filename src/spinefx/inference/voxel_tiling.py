@@ -153,7 +153,7 @@ def to_original_geometry(maps: dict[str, Image], scan: Image) -> dict[str, Image
     return out
 
 
-def predict_scan(
+def predict_voxel_maps(
     model,
     scan: Image,
     *,
@@ -188,8 +188,3 @@ def predict_scan(
         show_progress=show_progress,
     )
     return to_original_geometry(maps, scan) if original_geometry else maps
-
-
-#: Public alias (``spinefx.predict_voxel_maps``): ``predict_scan`` of the patch classifier is
-#: another function, so the flat API names this one by what it returns.
-predict_voxel_maps = predict_scan

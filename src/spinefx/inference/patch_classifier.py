@@ -1,7 +1,8 @@
-"""Inference with a trained patch-classifier run: load once, predict patches or whole scans.
+"""Inference with a trained patch-classifier run: predict patches or whole scans.
 
-A run's trials form an ensemble for prediction (mean probability over trials); evaluation
-scores each trial separately (mean +- std, as the paper).
+Runs are loaded by :func:`spinefx.runs.load_trained`; a run's trials form an ensemble for
+prediction (its ensemble rule: mean probability over trials); evaluation scores each trial
+separately (mean +- std, as the paper).
 """
 
 from __future__ import annotations
@@ -10,42 +11,15 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spinefx.image import Image
+from spinefx.runs.trained import TrainedRun, load_trained
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PatchRun:
-    """A loaded run: one eval-mode model per trial and the shared config.
-
-    Attributes:
-        run_dir: the run directory.
-        models: ``nn.Module`` per trial, in ``eval()`` mode on CPU.
-        trial_dirs: folder of each trial.
-        config: the :class:`~spinefx.training.patch_config.PatchTrainingConfig`.
-        threshold: decision threshold on the (ensemble) probability.
-    """
-
-    run_dir: Path
-    models: tuple[Any, ...]
-    trial_dirs: tuple[Path, ...]
-    config: Any
-    threshold: float
-
-    @property
-    def patch_size_vox(self) -> int:
-        return self.config.model.patch_size_vox
-
-    @property
-    def spacing_mm(self) -> float:
-        return self.config.model.spacing_mm
 
 
 @dataclass(frozen=True)
@@ -66,39 +40,6 @@ class VertebraPrediction:
     fractured: bool
     out_of_view_fraction: float
     centroid_mm: tuple[float, float, float]
-
-
-def load_run(run_dir: str | Path) -> PatchRun:
-    """Load every trial's ``checkpoint.pt`` and the run config (no data needed).
-
-    Cached per resolved path (``load_run.cache_clear()`` after re-training in-process).
-    """
-    return _load_run_cached(str(Path(run_dir).resolve()))
-
-
-@lru_cache(maxsize=4)
-def _load_run_cached(run_dir: str) -> PatchRun:
-    from spinefx.config import load_config
-    from spinefx.training.patch_checkpoint import load_checkpoint
-    from spinefx.training.patch_config import PatchTrainingConfig
-    from spinefx.training.patch_training import trial_dirs
-
-    dirs = trial_dirs(run_dir)
-    loaded = [load_checkpoint(d / "checkpoint.pt") for d in dirs]
-    config_path = Path(run_dir) / "config.yaml"
-    config = load_config(
-        config_path if config_path.is_file() else dirs[0] / "config.yaml", PatchTrainingConfig
-    )
-    return PatchRun(
-        run_dir=Path(run_dir),
-        models=tuple(m for m, _ in loaded),
-        trial_dirs=tuple(dirs),
-        config=config,
-        threshold=float(loaded[0][1]["threshold"]),
-    )
-
-
-load_run.cache_clear = _load_run_cached.cache_clear  # type: ignore[attr-defined]
 
 
 def predict_unit_patches(model: Any, patches: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
@@ -123,7 +64,7 @@ def predict_unit_patches(model: Any, patches: np.ndarray, *, batch_size: int = 1
 
 
 def predict_vertebrae(
-    run: PatchRun | str | Path,
+    run: TrainedRun | str | Path,
     scan: Image,
     centroids: Mapping[int, np.ndarray],
     *,
@@ -142,7 +83,7 @@ def predict_vertebrae(
     from spinefx.datasets.patch_dataset import hu_patch_to_unit
     from spinefx.preprocessing import extract_vertebra_patches
 
-    run = run if isinstance(run, PatchRun) else load_run(run)
+    run = run if isinstance(run, TrainedRun) else load_trained(run, expect="patch")
     patches = extract_vertebra_patches(
         scan,
         centroids,
@@ -154,13 +95,15 @@ def predict_vertebrae(
     if not labels:
         return []
     stack = np.stack([hu_patch_to_unit(patches[k].data)[None] for k in labels]).astype(np.float32)
-    probs = np.mean([predict_unit_patches(m, stack, batch_size=batch_size) for m in run.models], 0)
+    probs = run.ensemble(
+        [predict_unit_patches(m, stack, batch_size=batch_size) for m in run.models]
+    )
     return [
         VertebraPrediction(
             vertebra_label=int(label),
             level=str(patches[label].meta.get("level", "")),
             probability=float(p),
-            fractured=bool(p >= run.threshold),
+            fractured=bool(run.flag(p)),
             out_of_view_fraction=float(patches[label].meta.get("out_of_view_fraction", 0.0)),
             centroid_mm=tuple(float(v) for v in np.asarray(centroids[label])),
         )

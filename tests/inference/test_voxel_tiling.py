@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spinefx.evaluation.voxel_inference import predict_scan, predict_volume
 from spinefx.image import Image
+from spinefx.inference.voxel_tiling import predict_volume, predict_voxel_maps
 from spinefx.models.voxel_classifier import VoxelClassifierConfig, build_voxel_classifier
 
 
@@ -42,7 +42,7 @@ def test_maps_come_back_on_the_original_grid():
     affine = np.diag([-1.5, 1.0, 2.0, 1.0])  # L-first, anisotropic
     affine[:3, 3] = [30.0, -5.0, 10.0]
     data = np.random.default_rng(1).normal(0, 300, (16, 20, 10)).astype(np.float32)
-    maps = predict_scan(model, Image(data, affine), show_progress=False)
+    maps = predict_voxel_maps(model, Image(data, affine), show_progress=False)
     assert set(maps) == {"background", "normal", "fractured"}
     for img in maps.values():
         assert img.shape == (16, 20, 10)

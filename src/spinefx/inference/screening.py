@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from spinefx.conventions import level_name, spine_rank
-from spinefx.evaluation.aggregation import largest_components, vertebra_scores
-from spinefx.evaluation.localisation import localise_vertebrae
-from spinefx.evaluation.voxel_inference import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.image import Image
+from spinefx.inference.aggregation import largest_components, vertebra_scores
+from spinefx.inference.localisation import localise_vertebrae
+from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.preprocessing.metal import has_metal, metal_mask
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class DetectionResult:
         probability_maps: class name -> probability ``Image`` on the original scan grid.
         network_view: the 1 mm RAS HU image the network saw (for figures).
         fracture_map_1mm: p(fracture) on that 1 mm grid.
+        flag_note: why vertebrae are not flagged ("" when the run has an operating point).
     """
 
     vertebrae: list[VertebraDetection]
@@ -69,13 +70,7 @@ class DetectionResult:
     probability_maps: dict[str, Image] = field(repr=False)
     network_view: Image = field(repr=False)
     fracture_map_1mm: Image = field(repr=False)
-
-
-def _operating_point(run_dir: Path) -> dict:
-    path = run_dir / "operating_point.json"
-    if path.is_file():
-        return {**DEFAULT_OPERATING_POINT, **json.loads(path.read_text(encoding="utf-8"))}
-    return dict(DEFAULT_OPERATING_POINT)
+    flag_note: str = ""
 
 
 def detect_fractures(
@@ -94,7 +89,7 @@ def detect_fractures(
         model_run_dir: run directory of a trained voxel classifier (``checkpoint.pt``).
         centroids: VerSe label -> world RAS+ mm; None = localise automatically from the
             network's vertebra map (levels from the spacing profile, see
-            :mod:`spinefx.evaluation.localisation`).
+            :mod:`spinefx.inference.localisation`).
         cube_size_vox: cube edge of the vertebra-level aggregation (1 mm voxels).
         output_tile_vox: inference tile edge.
         show_progress: progress bar over tiles.
@@ -103,26 +98,32 @@ def detect_fractures(
         :class:`DetectionResult`.
     """
     from spinefx.datasets.voxel_sampling import prepare_voxel_input
-    from spinefx.evaluation.voxel_inference import predict_network_view, to_original_geometry
-    from spinefx.training.voxel import load_voxel_model
+    from spinefx.inference.voxel_tiling import predict_network_view, to_original_geometry
+    from spinefx.runs.trained import load_trained
 
     if not isinstance(scan, Image):
         from spinefx.io import load_scan
 
         scan = load_scan(scan)
     run_dir = Path(model_run_dir)
-    model, _ = load_voxel_model(run_dir)
+    run = load_trained(run_dir, expect="voxel")
+    model = run.model
     view = prepare_voxel_input(
         scan,
         spacing_mm=model.config.input_spacing_mm,
         normalisation=model.config.intensity_normalisation,
     )
-    maps_1mm = predict_network_view(
-        model, view, output_tile_vox=output_tile_vox, show_progress=show_progress
-    )
+    per_trial = [
+        predict_network_view(m, view, output_tile_vox=output_tile_vox, show_progress=show_progress)
+        for m in run.models
+    ]
+    maps_1mm = {  # the run's ensemble rule over trials (one trial: its maps)
+        name: img.with_data(run.ensemble([t[name].data for t in per_trial]).astype(np.float32))
+        for name, img in per_trial[0].items()
+    }
     frac = maps_1mm["fractured"]
     hu = view.with_data(view.data * view.meta["hu_std"] + view.meta["hu_mean"], kind="hu")
-    op = _operating_point(run_dir)
+    op = {**DEFAULT_OPERATING_POINT, **(run.operating_point or {})}
     # fracture voxels around metal are undefined (instrumented vertebrae were never labelled)
     near_metal = metal_mask(scan, like=frac)
     patient_map = np.where(near_metal, 0.0, frac.data) if near_metal.any() else frac.data
@@ -135,8 +136,7 @@ def detect_fractures(
         centroids = localise_vertebrae(vert)
         source = "automatic"
     scores = vertebra_scores(frac, centroids, cube_size_vox=cube_size_vox)
-    cut = op.get("vertebra_threshold")
-    cut = float(cut) if cut is not None and np.isfinite(cut) else None
+    cut = run.threshold if run.threshold is not None and np.isfinite(run.threshold) else None
     vertebrae = []
     for lab in sorted(centroids, key=spine_rank):
         metal = has_metal(scan, centroids[lab])
@@ -161,6 +161,7 @@ def detect_fractures(
         to_original_geometry(maps_1mm, scan),
         hu,
         frac,
+        flag_note=run.operating_point_note,
     )
 
 
@@ -173,7 +174,7 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
     import pandas as pd
 
     from spinefx.atomic import atomic_path, write_text_atomic
-    from spinefx.evaluation.voxel_figures import midsagittal_figure
+    from spinefx.inference.figures import midsagittal_figure
     from spinefx.io import save_image
 
     out = Path(out_dir)
@@ -214,6 +215,8 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
         "patient_score_mm3": result.patient_score,
         "patient_fractured": bool(result.patient_fractured),
         "operating_point": result.operating_point,
+        "vertebrae_flagged": not result.flag_note,
+        "flag_note": result.flag_note,
         "n_vertebrae": len(result.vertebrae),
     }
     paths["patient"] = out / "patient.json"

@@ -1,0 +1,202 @@
+"""Load a trained run of either method: one loader, one ensemble rule, one operating point.
+
+:func:`load_trained` is the only way spinefx turns a run directory into models: prediction,
+screening, reports, the app and dissection all call it, so a multi-trial run means the same
+thing everywhere:
+
+* **ensemble rule**: the fracture probability of a run is the mean of its trials'
+  probabilities (:meth:`TrainedRun.ensemble`); dissection and Grad-CAM explain the first
+  trial (:attr:`TrainedRun.model`), the model whose units the concept atlas describes.
+* **operating point**: ``operating_point.json`` in the run directory (written by
+  ``spinefx crossval --apply-to RUN``) when present; otherwise the patch classifier falls back
+  to its training threshold and the voxel classifier has none (its ``flagged`` column then
+  stays empty and :attr:`TrainedRun.operating_point_note` says why).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spinefx.errors import InputError
+from spinefx.runs.layout import RunPaths, trial_dirs
+
+#: checkpoint model kind -> run kind
+RUN_KINDS = {"patch_classifier": "patch", "voxel_classifier": "voxel"}
+#: what to do with a run of each kind (for wrong-kind errors)
+_USE = {
+    "patch": "spinefx predict RUN SCAN (patch classifier)",
+    "voxel": "spinefx detect SCAN --model RUN (voxel classifier)",
+}
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A loaded run directory of either method.
+
+    Attributes:
+        run_dir: the run directory.
+        kind: ``patch`` (Engstler et al.) or ``voxel`` (Nicolaes et al.).
+        config: the training config (``PatchTrainingConfig`` / ``VoxelTrainingConfig``).
+        models: one eval-mode CPU model per trial.
+        trial_dirs: the folder of each trial (the run itself for a single-trial run).
+        checkpoints: each trial's checkpoint record (epoch, seed, threshold, val metrics).
+        threshold: vertebra decision threshold on the ensemble probability, or None.
+        threshold_source: where ``threshold`` comes from (a file, or ``training config``).
+        operating_point: the cross-validated operating point, or None.
+        operating_point_note: why there is none ("" when there is one).
+    """
+
+    run_dir: Path
+    kind: str
+    config: Any
+    models: tuple[Any, ...] = field(repr=False)
+    trial_dirs: tuple[Path, ...]
+    checkpoints: tuple[dict, ...] = field(repr=False)
+    threshold: float | None
+    threshold_source: str
+    operating_point: dict | None
+    operating_point_note: str = ""
+
+    @property
+    def model(self) -> Any:
+        """The first trial's model: the one dissection, the atlas and Grad-CAM explain."""
+        return self.models[0]
+
+    @property
+    def model_config(self) -> Any:
+        return self.config.model
+
+    @property
+    def patch_size_vox(self) -> int:
+        return int(self.config.model.patch_size_vox)
+
+    @property
+    def spacing_mm(self) -> float:
+        if self.kind == "voxel":
+            return float(self.config.model.input_spacing_mm)
+        return float(self.config.model.spacing_mm)
+
+    @staticmethod
+    def ensemble(per_trial: Sequence[np.ndarray]) -> np.ndarray:
+        """The run's probability from its trials' probabilities: their mean."""
+        return np.mean(np.stack([np.asarray(p, float) for p in per_trial]), axis=0)
+
+    def flag(self, probability: float) -> bool | None:
+        """``probability >= threshold``; None when the run has no threshold."""
+        return None if self.threshold is None else bool(probability >= self.threshold)
+
+
+def run_kind(run_dir: str | Path) -> str:
+    """``patch`` or ``voxel``: the kind of model a run directory holds (no weights loaded)."""
+    import torch
+
+    first = trial_dirs(run_dir)[0]
+    try:
+        payload = torch.load(RunPaths(first).checkpoint, map_location="cpu", weights_only=True)
+        kind = payload["model"]["kind"]
+    except Exception as exc:  # a damaged file of any kind
+        raise InputError(
+            f"cannot read the checkpoint ({exc})", path=RunPaths(first).checkpoint, fix="re-train"
+        ) from exc
+    if kind not in RUN_KINDS:
+        raise InputError(f"unknown model kind {kind!r}", path=run_dir, fix="re-train")
+    return RUN_KINDS[kind]
+
+
+def load_trained(run_dir: str | Path, *, expect: str | None = None) -> TrainedRun:
+    """Load a run directory of either method (cached per path and checkpoint time).
+
+    Args:
+        run_dir: a run written by ``spinefx train`` (or a recipe / the demo).
+        expect: ``patch`` or ``voxel`` when the caller needs that kind.
+
+    Raises:
+        InputError: no run there, a damaged checkpoint, or a run of the other kind.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise InputError(
+            "run directory not found",
+            path=path,
+            fix="pass a folder made by `spinefx train --model patch|voxel`",
+        )
+    dirs = trial_dirs(path)
+    stamp = tuple(RunPaths(d).checkpoint.stat().st_mtime_ns for d in dirs)
+    op = RunPaths(path).operating_point
+    stamp += (op.stat().st_mtime_ns if op.is_file() else 0,)
+    run = _load_cached(str(path.resolve()), stamp)
+    if expect is not None and run.kind != expect:
+        raise InputError(
+            f"this is a {run.kind}-classifier run, not a {expect}-classifier run",
+            path=path,
+            fix=f"use {_USE[run.kind]}, or pass a {expect}-classifier run",
+        )
+    return run
+
+
+@lru_cache(maxsize=8)
+def _load_cached(run_dir: str, stamp: tuple) -> TrainedRun:
+    from spinefx.config import load_config
+    from spinefx.runs.checkpoint import load_checkpoint
+    from spinefx.runs.configs import CONFIG_CLASSES
+
+    path = Path(run_dir)
+    dirs = trial_dirs(path)
+    loaded = [load_checkpoint(RunPaths(d).checkpoint) for d in dirs]
+    kinds = {RUN_KINDS.get(info["model"].get("kind"), "?") for _, info in loaded}
+    if len(kinds) != 1 or "?" in kinds:
+        raise InputError(
+            f"the trials hold models of kinds {sorted(kinds)}", path=path, fix="re-train"
+        )
+    kind = kinds.pop()
+    config_file = RunPaths(path).config
+    config_file = config_file if config_file.is_file() else RunPaths(dirs[0]).config
+    if config_file.is_file():
+        config = load_config(config_file, CONFIG_CLASSES[kind])
+    else:  # weights without a training config (e.g. shipped weights): the model's own config
+        config = CONFIG_CLASSES[kind](model=loaded[0][0].config)
+    op_file = RunPaths(path).operating_point
+    op, note = None, ""
+    if op_file.is_file():
+        try:
+            op = json.loads(op_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"cannot read the operating point ({exc})",
+                path=op_file,
+                fix="delete it or re-run spinefx crossval --apply-to RUN",
+            ) from exc
+    if op is not None and op.get("vertebra_threshold") is not None:
+        threshold, source = float(op["vertebra_threshold"]), str(op_file)
+    elif kind == "patch":
+        threshold, source = float(loaded[0][1].get("threshold", 0.5)), "training config"
+    else:
+        threshold, source = None, ""
+        note = (
+            f"no operating point in {path} (vertebrae are not flagged): run "
+            f"`spinefx crossval --model voxel DATA --out DIR --apply-to {path}`"
+        )
+    return TrainedRun(
+        run_dir=path,
+        kind=kind,
+        config=config,
+        models=tuple(m for m, _ in loaded),
+        trial_dirs=tuple(dirs),
+        checkpoints=tuple(info for _, info in loaded),
+        threshold=threshold,
+        threshold_source=source,
+        operating_point=op,
+        operating_point_note=note,
+    )
+
+
+def clear_cache() -> None:
+    """Forget loaded runs (after re-training into the same folder in-process)."""
+    _load_cached.cache_clear()
