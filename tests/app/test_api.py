@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 
 import yaml
 from PIL import Image as PILImage
@@ -31,7 +32,7 @@ def test_upload_gives_one_row_per_vertebra_with_probabilities(client, phantom_fi
     s = r.json()
     assert [v["level"] for v in s["vertebrae"]] == ["T12", "L1", "L2", "L3", "L4"]
     assert all(0.0 <= v["probability"] <= 1.0 for v in s["vertebrae"])
-    assert all(v["fractured"] == (v["probability"] >= 0.5) for v in s["vertebrae"])
+    assert all(v["flagged"] == (v["probability"] >= 0.5) for v in s["vertebrae"] if v["assessable"])
     assert s["has_atlas"] and s["notes"] == []
     assert _is_png(client.get(f"/api/scans/{s['scan_id']}/overview.png"))
 
@@ -58,21 +59,43 @@ def test_concept_panel_lists_top_units_with_concepts_and_images(client, phantom_
 
 
 def test_expert_edit_is_saved_to_the_atlas_and_keeps_the_previous_version(
-    client, phantom_files, tiny_run
+    tiny_run, phantom_files, tmp_path
 ):
-    atlas = tiny_run / "dissection" / "atlas.yaml"
+    from fastapi.testclient import TestClient
+
+    from spinefx.app import create_app
+    from spinefx.reporting import load_model_run
+
+    run_dir = tmp_path / "run"  # a copy: the session's tiny run (and its atlas) stays unedited
+    shutil.copytree(tiny_run, run_dir)
+    atlas = run_dir / "dissection" / "atlas.yaml"
     before = atlas.read_text()
-    r = client.post("/api/units/4", json={"label": "anterior wedge", "explanation": "front"})
-    assert r.status_code == 200 and r.json()["label"] == "anterior wedge"
-    saved = {u["unit"]: u for u in yaml.safe_load(atlas.read_text())["units"]}
-    assert saved[4]["concept_label"] == "anterior wedge" and saved[4]["explanation"] == "front"
-    assert (tiny_run / "dissection" / "atlas.prev.yaml").read_text() == before
-    sid = _upload(client, *phantom_files).json()["scan_id"]
-    panel = client.get(f"/api/scans/{sid}/vertebrae/20/panel").json()
-    shown = {u["unit"]: u["concept"]["label"] for u in panel["units"]}
-    if 4 in shown:
-        assert shown[4] == "anterior wedge"
-    assert client.post("/api/units/100000", json={"label": "x"}).status_code == 400
+    app = create_app(load_model_run(run_dir), cache_dir=tmp_path / "cache")
+    with TestClient(app) as client:
+        sid = _upload(client, *phantom_files).json()["scan_id"]
+        panel_url = f"/api/scans/{sid}/vertebrae/20/panel"
+        shown = client.get(panel_url).json()["units"]
+        unit = shown[-1]["unit"]  # a unit the panel shows (the least relevant of the top five)
+        assert shown[-1]["concept"]["label"] != "anterior wedge"
+        r = client.post(
+            f"/api/units/{unit}", json={"label": "anterior wedge", "explanation": "front"}
+        )
+        assert r.status_code == 200
+        assert (r.json()["unit"], r.json()["label"], r.json()["explanation"]) == (
+            unit,
+            "anterior wedge",
+            "front",
+        )
+        saved = {u["unit"]: u for u in yaml.safe_load(atlas.read_text())["units"]}
+        assert saved[unit]["concept_label"] == "anterior wedge"
+        assert saved[unit]["explanation"] == "front"
+        assert (run_dir / "dissection" / "atlas.prev.yaml").read_text() == before
+        after = {u["unit"]: u["concept"] for u in client.get(panel_url).json()["units"]}
+        assert after[unit]["label"] == "anterior wedge" and after[unit]["explanation"] == "front"
+        others = {u["unit"]: u["concept"]["label"] for u in shown if u["unit"] != unit}
+        assert {k: after[k]["label"] for k in others} == others  # only the edited unit changed
+        assert client.post("/api/units/100000", json={"label": "x"}).status_code == 400
+    assert (tiny_run / "dissection" / "atlas.yaml").read_text() == before
 
 
 def test_draft_and_reports_are_marked_draft_and_carry_edits(client, phantom_files):
@@ -107,7 +130,9 @@ def test_unreadable_files_show_the_input_error(client, tmp_path, phantom_files):
         "/api/scans",
         files={"scan": (scan.name, scan.read_bytes()), "centroids": ("c.json", b"{broken")},
     )
-    assert r.status_code == 400 and "c" in r.json()["detail"]
+    detail = r.json()["detail"]
+    assert r.status_code == 400 and "centroids.json: not valid JSON" in detail, detail
+    assert "Fix: pass a VerSe centroid JSON file" in detail, detail
 
 
 def test_unknown_scan_is_404(client):
@@ -146,8 +171,6 @@ def test_bundled_synthetic_example_is_generated_once_and_analysed(client):
 
 
 def test_run_without_atlas_degrades_with_a_clear_message(tiny_run, phantom_files, tmp_path):
-    import shutil
-
     from fastapi.testclient import TestClient
 
     from spinefx.app import create_app

@@ -1,7 +1,8 @@
 """End to end in a real browser: upload a synthetic scan, see the table, a concept panel, a draft.
 
 Drives Debian's Chromium through Playwright (no Playwright browser download). Skips with a
-reason when no Chromium is installed. Screenshots go to ``test-artifacts/``.
+reason when no Chromium is installed. Screenshots go to the test's temporary folder, or to
+``SPINEFX_SCREENSHOT_DIR`` when it is set (how the README screenshots are taken).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def expected_levels(scan_path, ctd_path) -> list[str]:
@@ -82,10 +82,20 @@ def live_app(request, tmp_path):
     thread.join(timeout=10)
 
 
-def test_upload_table_concept_panel_and_draft_in_chromium(live_app, synthetic_files):
+@pytest.fixture()
+def screenshot_dir(tmp_path) -> Path:
+    """Where screenshots go: ``SPINEFX_SCREENSHOT_DIR`` if set, else the test's tmp folder."""
+    chosen = os.environ.get("SPINEFX_SCREENSHOT_DIR")
+    folder = Path(chosen) if chosen else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_upload_table_concept_panel_and_draft_in_chromium(
+    live_app, synthetic_files, screenshot_dir
+):
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
-    ARTIFACTS.mkdir(exist_ok=True)
     scan_path, ctd_path = synthetic_files
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
@@ -100,7 +110,7 @@ def test_upload_table_concept_panel_and_draft_in_chromium(live_app, synthetic_fi
         assert [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())] == levels
         probabilities = [float(rows.nth(i).locator(".p").inner_text()) for i in range(len(levels))]
         assert all(0.0 <= p <= 1.0 for p in probabilities)
-        page.screenshot(path=str(ARTIFACTS / "app_overview.png"), full_page=False)
+        page.screenshot(path=str(screenshot_dir / "app_overview.png"), full_page=False)
 
         # open the most suspicious vertebra, as a reader would
         chosen = max(range(len(levels)), key=probabilities.__getitem__)
@@ -123,16 +133,18 @@ def test_upload_table_concept_panel_and_draft_in_chromium(live_app, synthetic_fi
             "document.querySelector('#units img.unit-map').src.includes('plane=axial')"
         )
         page.click("#plane-seg button[data-plane=sagittal]")
-        page.locator("#panel").screenshot(path=str(ARTIFACTS / "app_concept_panel_full.png"))
+        page.locator("#panel").screenshot(path=str(screenshot_dir / "app_concept_panel_full.png"))
         box = page.locator("#panel").bounding_box()  # viewport coordinates
         top = box["y"] + page.evaluate("window.scrollY")
         clip = {**box, "y": top, "height": min(box["height"], 1150)}  # reference + first units
-        page.screenshot(path=str(ARTIFACTS / "app_concept_panel.png"), full_page=True, clip=clip)
+        page.screenshot(
+            path=str(screenshot_dir / "app_concept_panel.png"), full_page=True, clip=clip
+        )
 
         page.wait_for_function(
             "document.querySelector('#findings').value.startsWith('DRAFT')", timeout=30_000
         )
         assert f"{len(levels)} vertebrae assessed" in page.input_value("#findings")
         page.locator("#report").scroll_into_view_if_needed()
-        page.screenshot(path=str(ARTIFACTS / "app_report.png"), full_page=True)
+        page.screenshot(path=str(screenshot_dir / "app_report.png"), full_page=True)
         browser.close()

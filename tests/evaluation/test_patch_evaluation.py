@@ -78,7 +78,7 @@ def test_predict_vertebrae_on_a_scan_with_centroids(trained):
     preds = predict_vertebrae(run, scan, centroids)
     assert [p.level for p in preds] == ["T12", "L1", "L2", "L3"]  # cranial to caudal
     assert all(0.0 <= p.probability <= 1.0 for p in preds)
-    assert all(p.fractured == (p.probability >= 0.5) for p in preds)
+    assert all(p.flagged == (p.probability >= 0.5) for p in preds if p.assessable)
 
 
 def test_predict_cli_requires_centroids(trained, tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -101,14 +102,35 @@ def test_label_masks_are_saved_as_integers_and_float_masks_load_as_integers(tmp_
     assert sorted(np.unique(mask.data)) == [0, 20, 28]
 
 
-def test_save_image_is_atomic_and_leaves_no_partial_file(tmp_path, ct_image, monkeypatch):
-    def boom(*args, **kwargs):
+def _crash_half_way(monkeypatch):
+    """Make ``nib.save`` die in the middle of writing: half the file is on disk, then an error."""
+    real_save = nib.save
+
+    def save_half_then_fail(img, filename, *args, **kwargs):
+        real_save(img, filename, *args, **kwargs)
+        raw = Path(filename).read_bytes()
+        Path(filename).write_bytes(raw[: len(raw) // 2])
         raise OSError("disk full")
 
-    monkeypatch.setattr(nib, "save", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(nib, "save", save_half_then_fail)
+
+
+def test_save_image_crashing_mid_write_leaves_no_file(tmp_path, ct_image, monkeypatch):
+    _crash_half_way(monkeypatch)
+    with pytest.raises(OSError, match="disk full"):
         save_image(ct_image, tmp_path / "ct.nii.gz")
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # neither a partial ct.nii.gz nor a temporary file
+
+
+def test_save_image_crashing_mid_write_keeps_the_previous_file(tmp_path, ct_image, monkeypatch):
+    path = save_image(ct_image, tmp_path / "ct.nii.gz")
+    before = path.read_bytes()
+    _crash_half_way(monkeypatch)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(ct_image.with_data(ct_image.data + 1), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["ct.nii.gz"]
+    assert path.read_bytes() == before
+    np.testing.assert_array_equal(load_scan(path).data, ct_image.data)
 
 
 def test_truncated_nifti_names_the_file_and_the_fix(tmp_path, ct_image):

@@ -69,6 +69,8 @@ def test_generated_fractures_are_what_the_generator_says(tmp_path):
     # the check that the generator's fractures are real: small preset (1.25-1.5 mm voxels),
     # clinical prevalence. Binary masks quantise heights to the voxel size, so a 1.25 mm grid
     # cannot always split 24 % from 26 %; benchmarks/bench_morphometry.py has the full figures.
+    # measured on 102 graded vertebrae (seeds 2024, 0 and 5, 8 cases each): 96 % exact grades,
+    # every miss one grade off and between fractured grades, no fracture graded 0 or normal > 0
     config = preset("small")
     graded = correct = fractured = shape_ok = 0
     for i in range(8):
@@ -83,6 +85,8 @@ def test_generated_fractures_are_what_the_generator_says(tmp_path):
                 continue
             graded += 1
             correct += r.genant_grade == t.genant_grade
+            assert abs(r.genant_grade - t.genant_grade) <= 1, (i, r.level, r.genant_grade, t)
+            assert (r.genant_grade > 0) == (t.genant_grade > 0), (i, r.level, r.genant_grade, t)
             if t.genant_grade > 0:
                 fractured += 1
                 shape_ok += r.shape == t.shape
@@ -135,26 +139,37 @@ def test_cli_prints_a_table_and_writes_json(real_data, tmp_path, capsys):
 
 
 def test_synthetic_dataset_masks_grade_like_the_table(synthetic_dataset: Path):
+    """The written masks of all four fixture scans, fractured vertebrae included.
+
+    Measured on this fixture: all 19 graded vertebrae get their table grade (17 normal, L1 grade
+    1 in scan 2, T3 grade 2 in scan 4). The bounds below are those of 102 generated vertebrae
+    (see the test above): one grade off at most, fractured-vs-normal always right.
+    """
     from spinefx.io import load_centroids, load_mask
 
     rows = list(csv.DictReader((synthetic_dataset / "synthesis_truth.csv").open()))
-    sub = "sub-synth0001"
-    der = synthetic_dataset / "derivatives" / sub
-    mask = load_mask(der / f"{sub}_seg-vert_msk.nii.gz")
-    result = measure_vertebrae(
-        mask,
-        centroids=load_centroids(der / f"{sub}_seg-subreg_ctd.json", mask),
-        subregion_mask=load_mask(der / f"{sub}_seg-subreg_msk.nii.gz", known_labels=None),
-    )
-    truth = {int(r["label"]): r for r in rows if r["case_id"] == sub}
-    graded = [
-        r
-        for r in result
-        if r.genant_grade is not None and truth[r.vertebra_label]["fully_in_view"] == "1"
-    ]
-    assert graded
-    agree = [r.genant_grade == int(truth[r.vertebra_label]["genant_grade"]) for r in graded]
-    assert np.mean(agree) >= 0.75
+    pairs = []  # (measured grade, table grade)
+    for i in range(1, 5):
+        sub = f"sub-synth{i:04d}"
+        der = synthetic_dataset / "derivatives" / sub
+        mask = load_mask(der / f"{sub}_seg-vert_msk.nii.gz")
+        result = measure_vertebrae(
+            mask,
+            centroids=load_centroids(der / f"{sub}_seg-subreg_ctd.json", mask),
+            subregion_mask=load_mask(der / f"{sub}_seg-subreg_msk.nii.gz", known_labels=None),
+        )
+        truth = {int(r["label"]): r for r in rows if r["case_id"] == sub}
+        for r in result:
+            if r.genant_grade is None or truth[r.vertebra_label]["fully_in_view"] != "1":
+                continue
+            pairs.append(
+                (r.genant_grade, int(truth[r.vertebra_label]["genant_grade"]), sub, r.level)
+            )
+    measured, table = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    assert len(pairs) >= 15 and (table > 0).sum() >= 2  # fractured vertebrae are compared too
+    assert np.all(np.abs(measured - table) <= 1), pairs
+    assert np.array_equal(measured > 0, table > 0), pairs
+    assert np.mean(measured == table) >= 0.9, pairs
 
 
 def test_a_body_with_no_voxels_near_its_mid_line_is_measured_not_a_crash():

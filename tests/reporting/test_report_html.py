@@ -13,7 +13,7 @@ from spinefx.reporting import (
     UnitConcept,
     UnitEvidence,
     VertebraExplanation,
-    VertebraPrediction,
+    VertebraResult,
     build_html_report,
     report_metadata,
 )
@@ -28,7 +28,7 @@ META = {
 def _case():
     scan = Image(np.full((16, 16, 24), 100.0, np.float32), np.eye(4), dict(META))
     patch = Image(np.full((8, 8, 8), 300.0, np.float32), np.eye(4))
-    pred = VertebraPrediction(20, 0.8, True, (8.0, 8.0, 12.0))
+    pred = VertebraResult(20, 0.8, True, (8.0, 8.0, 12.0))
     heat = np.zeros((8, 8, 8), np.float32)
     heat[2:5, 2:5, 2:5] = 1.0
     ex = VertebraExplanation(pred, patch, (UnitEvidence(5, 3.0, 0.5, heat),), gradcam=heat)

@@ -7,69 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from spinefx.config import save_config
 from spinefx.errors import InputError
-from spinefx.runs import RunPaths, load_trained, run_kind, save_checkpoint
-from spinefx.runs.configs import load_preset
+from spinefx.runs import RunPaths, load_trained, run_kind
 
 
-def _tiny_patch_config():
-    from spinefx.models import PatchClassifierConfig
-
-    return load_preset("patch", "cpu").replace(
-        model=PatchClassifierConfig(
-            widths=(2, 2, 2, 2),
-            patch_size_vox=16,
-            spacing_mm=6.0,
-            head_conv_widths=(2,),
-            head_mlp_widths=(4,),
-            dropout=0.0,
-        ),
-        threshold=0.3,
-    )
-
-
-def _write_model(folder, config, *, seed: int, threshold: float = 0.5):
-    import torch
-
-    from spinefx.models import build_model
-
-    torch.manual_seed(seed)
-    model = build_model(config.model).eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(
-        RunPaths(folder).checkpoint,
-        model,
-        config.model,
-        epoch=0,
-        seed=seed,
-        threshold=threshold,
-        val_metrics={},
-    )
-    save_config(config, RunPaths(folder).config)
-    return model
-
-
-def patch_run(root, *, trials: int = 1):
-    config = _tiny_patch_config()
-    if trials == 1:
-        _write_model(root, config, seed=0, threshold=config.threshold)
-    else:
-        for i in range(trials):
-            _write_model(RunPaths(root).trial(i).root, config, seed=i, threshold=config.threshold)
-        save_config(config, RunPaths(root).config)
-    return root
-
-
-def voxel_run(root):
-    from spinefx.models.voxel_classifier import VoxelClassifierConfig
-
-    config = load_preset("voxel", "cpu").replace(model=VoxelClassifierConfig(target_params=5000, input_spacing_mm=2.0))
-    _write_model(root, config, seed=0)
-    return root
-
-
-def test_a_patch_run_loads_with_its_config_and_training_threshold(tmp_path):
+def test_a_patch_run_loads_with_its_config_and_training_threshold(tmp_path, patch_run):
     run = load_trained(patch_run(tmp_path / "p"))
     assert run.kind == "patch" and run_kind(run.run_dir) == "patch"
     assert run.patch_size_vox == 16 and run.spacing_mm == 6.0
@@ -77,7 +19,7 @@ def test_a_patch_run_loads_with_its_config_and_training_threshold(tmp_path):
     assert run.flag(0.31) is True and run.flag(0.29) is False
 
 
-def test_trials_are_an_ensemble_by_their_mean_and_explained_by_the_first(tmp_path):
+def test_trials_are_an_ensemble_by_their_mean_and_explained_by_the_first(tmp_path, patch_run):
     import torch
 
     run = load_trained(patch_run(tmp_path / "p", trials=3))
@@ -90,7 +32,9 @@ def test_trials_are_an_ensemble_by_their_mean_and_explained_by_the_first(tmp_pat
     assert run.model is run.models[0]
 
 
-def test_the_operating_point_file_sets_the_threshold_and_is_reread_when_it_changes(tmp_path):
+def test_the_operating_point_file_sets_the_threshold_and_is_reread_when_it_changes(
+    tmp_path, patch_run
+):
     root = patch_run(tmp_path / "p")
     assert load_trained(root).threshold == pytest.approx(0.3)
     RunPaths(root).operating_point.write_text(json.dumps({"vertebra_threshold": 0.7}))
@@ -99,7 +43,7 @@ def test_the_operating_point_file_sets_the_threshold_and_is_reread_when_it_chang
     assert run.threshold_source.endswith("operating_point.json")
 
 
-def test_a_voxel_run_without_operating_point_flags_nothing_and_says_why(tmp_path):
+def test_a_voxel_run_without_operating_point_flags_nothing_and_says_why(tmp_path, voxel_run):
     run = load_trained(voxel_run(tmp_path / "v"))
     assert run.kind == "voxel" and run.threshold is None and run.flag(0.99) is None
     assert "spinefx crossval --model voxel" in run.operating_point_note
@@ -107,10 +51,12 @@ def test_a_voxel_run_without_operating_point_flags_nothing_and_says_why(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("make", "expect", "use"), [(voxel_run, "patch", "detect"), (patch_run, "voxel", "predict")]
+    ("kind", "expect", "use"), [("voxel", "patch", "detect"), ("patch", "voxel", "predict")]
 )
-def test_a_run_of_the_other_kind_is_a_clear_error(tmp_path, make, expect, use):
-    root = make(tmp_path / "run")
+def test_a_run_of_the_other_kind_is_a_clear_error(
+    tmp_path, patch_run, voxel_run, kind, expect, use
+):
+    root = (voxel_run if kind == "voxel" else patch_run)(tmp_path / "run")
     with pytest.raises(InputError, match=f"not a {expect}-classifier run") as err:
         load_trained(root, expect=expect)
     assert f"spinefx {use}" in str(err.value)
@@ -129,14 +75,14 @@ def test_missing_and_empty_run_folders_are_input_errors(tmp_path):
         load_trained(bad)
 
 
-def test_weights_without_training_config_load_with_the_models_config(tmp_path):
+def test_weights_without_training_config_load_with_the_models_config(tmp_path, patch_run):
     root = patch_run(tmp_path / "p")
     RunPaths(root).config.unlink()
     run = load_trained(root)
     assert run.config.model.patch_size_vox == 16
 
 
-def test_apply_operating_point_gives_a_voxel_run_its_threshold(tmp_path):
+def test_apply_operating_point_gives_a_voxel_run_its_threshold(tmp_path, patch_run, voxel_run):
     from spinefx.evaluation.crossval import apply_operating_point
 
     root = voxel_run(tmp_path / "v")

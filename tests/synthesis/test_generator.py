@@ -104,22 +104,49 @@ def test_screws_are_metal_and_flagged_x(tmp_path):
     assert np.asarray(ct.dataobj).max() > 2000
 
 
-def test_fracture_zone_marks_only_fractured_vertebrae(synthetic_dataset):
+#: Fracture-zone labels in the scans of the ``synthetic_dataset`` fixture (seed 0, preset
+#: small): the fractured vertebrae in view (L1 in 2, T3 in 4) and, in 3, a fractured T9 that the
+#: field of view cuts (its body centroid is outside the scan, so it has no truth row).
+FIXTURE_ZONE_LABELS = {1: set(), 2: {20}, 3: {16}, 4: {10}}
+
+
+def test_fracture_zone_marks_exactly_the_fractured_vertebrae(synthetic_dataset):
     truth = list(csv.DictReader((synthetic_dataset / "synthesis_truth.csv").open()))
     for i in range(1, 5):
         sub = f"sub-synth{i:04d}"
-        zone = np.asarray(
-            nib.load(
-                synthetic_dataset / "derivatives" / sub / f"{sub}_seg-fxzone_msk.nii.gz"
-            ).dataobj
-        )
-        fractured = {
-            int(r["label"]) for r in truth if r["case_id"] == sub and int(r["genant_grade"]) > 0
-        }
-        assert set(np.unique(zone)) - {0} <= fractured | {0} | set(range(8, 25))
-        present = set(np.unique(zone)) - {0}
-        normal_in_view = {int(r["label"]) for r in truth if r["case_id"] == sub} - fractured
-        assert not (present & normal_in_view)
+        der = synthetic_dataset / "derivatives" / sub
+        zone = np.asarray(nib.load(der / f"{sub}_seg-fxzone_msk.nii.gz").dataobj)
+        vert = np.asarray(nib.load(der / f"{sub}_seg-vert_msk.nii.gz").dataobj)
+        grades = {int(r["label"]): int(r["genant_grade"]) for r in truth if r["case_id"] == sub}
+        present = set(np.unique(zone).tolist()) - {0}
+        assert present == FIXTURE_ZONE_LABELS[i], sub
+        # in view: every fractured vertebra has a zone and no normal one does
+        assert present & set(grades) == {k for k, g in grades.items() if g > 0}, sub
+        # a zone without a truth row belongs to a vertebra the field of view cuts
+        assert present - set(grades) <= set(np.unique(vert).tolist()), sub
+        for label in present:
+            assert np.all(vert[zone == label] == label), (sub, label)  # inside its vertebra
+
+
+def test_every_fractured_vertebra_has_a_fracture_zone_in_its_body():
+    base = preset("small")
+    fractures = dataclasses.replace(base.fractures, prevalence=0.6, osteoporotic_prevalence=0.6)
+    config = dataclasses.replace(base, fractures=fractures)
+    n_fractured = 0
+    for i in (1, 2):
+        case = generate_case(config, case_rng(7, i))
+        zone, vert = case.fxzone_mask.data, case.vertebra_mask.data
+        body = np.isin(case.subregion_mask.data, (49, 50))
+        for v in case.vertebrae:
+            in_zone = zone == v.vertebra_label
+            if v.genant_grade == 0:
+                assert not in_zone.any(), (i, v.vertebra_label)
+                continue
+            n_fractured += 1
+            # hundreds of voxels at 1.25-1.5 mm even for a mild (grade 1) fracture
+            assert in_zone.sum() > 300, (i, v.vertebra_label, v.genant_grade)
+            assert np.all(vert[in_zone] == v.vertebra_label) and np.all(body[in_zone])
+    assert n_fractured >= 4  # grades 1, 2 and 3 among them (seed 7, cases 1 and 2)
 
 
 def test_fracture_sampling_prevalence_and_height_loss_ranges():

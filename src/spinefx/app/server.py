@@ -238,7 +238,9 @@ def _scan_summary(scan_id: str, ws: ScanWorkspace) -> dict:
                 "label": p.vertebra_label,
                 "level": p.level,
                 "probability": round(p.probability, 4),
-                "fractured": p.fractured,
+                "flagged": p.flagged,
+                "assessable": p.assessable,
+                "note": p.note,
             }
             for p in a.predictions
         ],

@@ -58,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
     state = "FRACTURE" if result.patient_fractured else "no fracture"
     print(f"patient: {state} (largest fracture component {result.patient_score:.0f} mm^3)")
     for v in result.vertebrae:
-        flag = {True: "  FLAGGED", False: "", None: ""}[v.flagged] or (
-            f"  {v.note}" if v.note else ""
-        )
+        flag = "  FLAGGED" if v.flagged else ("" if v.assessable else f"  {v.note}")
         print(f"  {v.level:>4}  p(fracture) = {v.probability:.3f}  ({v.centroid_source}){flag}")
     if result.flag_note:
         print(f"note: {result.flag_note}")

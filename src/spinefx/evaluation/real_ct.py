@@ -125,22 +125,21 @@ def score_morphometry(subjects: Iterable) -> list[ScoredVertebra]:
 def _network_scores(
     method: str, run_dir: Path, ct, centroids
 ) -> dict[int, tuple[float, bool, str]]:
+    """label -> (probability, flagged, note); a note marks a vertebra not assessable."""
     if method == "patch":
         from spinefx.inference.patch_classifier import predict_vertebrae
 
-        out = {}
-        for p in predict_vertebrae(run_dir, ct, centroids):
-            note = "mostly outside the scan" if p.out_of_view_fraction > 0.5 else ""
-            out[p.vertebra_label] = (p.probability, p.fractured, note)
-        return out
-    from spinefx.inference.screening import detect_fractures
+        results = predict_vertebrae(run_dir, ct, centroids)
+    else:
+        from spinefx.inference.screening import detect_fractures
 
-    detection = detect_fractures(ct, run_dir, centroids, show_progress=False)
-    cut = detection.operating_point.get("vertebra_threshold", 0.5)
-    return {
-        v.vertebra_label: (v.probability, bool(v.probability >= float(cut)), v.note)
-        for v in detection.vertebrae
-    }
+        results = detect_fractures(ct, run_dir, centroids, show_progress=False).vertebrae
+    out = {}
+    for v in results:
+        # the benchmark scores every run at its threshold, 0.5 when it has no operating point
+        flagged = v.flagged if v.flagged is not None else bool(v.probability >= 0.5)
+        out[v.vertebra_label] = (v.probability, flagged, "" if v.assessable else v.note)
+    return out
 
 
 def score_network(

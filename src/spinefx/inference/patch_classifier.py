@@ -10,36 +10,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spinefx.image import Image
+from spinefx.records import VertebraResult
 from spinefx.runs.trained import TrainedRun, load_trained
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class VertebraPrediction:
-    """The fracture prediction of one vertebra of a scan.
-
-    Attributes:
-        vertebra_label: VerSe label id; level: its name.
-        probability: mean fracture probability over the run's trials.
-        fractured: ``probability >= threshold``.
-        out_of_view_fraction: share of the patch outside the scan (high = unreliable).
-        centroid_mm: the centroid used (world RAS+ mm).
-    """
-
-    vertebra_label: int
-    level: str
-    probability: float
-    fractured: bool
-    out_of_view_fraction: float
-    centroid_mm: tuple[float, float, float]
+#: a vertebra whose patch lies more than this much outside the scan is not assessable: the
+#: network would answer "no fracture" about bone it never saw
+MAX_OUT_OF_VIEW_FRACTION = 0.5
 
 
 def predict_unit_patches(model: Any, patches: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
@@ -69,7 +54,7 @@ def predict_vertebrae(
     centroids: Mapping[int, np.ndarray],
     *,
     batch_size: int = 16,
-) -> list[VertebraPrediction]:
+) -> list[VertebraResult]:
     """Predict every (non-cervical) vertebra of a scan.
 
     Args:
@@ -98,35 +83,32 @@ def predict_vertebrae(
     probs = run.ensemble(
         [predict_unit_patches(m, stack, batch_size=batch_size) for m in run.models]
     )
-    return [
-        VertebraPrediction(
-            vertebra_label=int(label),
-            level=str(patches[label].meta.get("level", "")),
-            probability=float(p),
-            fractured=bool(run.flag(p)),
-            out_of_view_fraction=float(patches[label].meta.get("out_of_view_fraction", 0.0)),
-            centroid_mm=tuple(float(v) for v in np.asarray(centroids[label])),
+    out = []
+    for label, p in zip(labels, probs, strict=True):
+        oov = float(patches[label].meta.get("out_of_view_fraction", 0.0))
+        assessable = oov <= MAX_OUT_OF_VIEW_FRACTION
+        out.append(
+            VertebraResult(
+                vertebra_label=int(label),
+                probability=float(p),
+                flagged=run.flag(p) if assessable else None,
+                centroid_mm=tuple(float(v) for v in np.asarray(centroids[label])),
+                method="patch",
+                assessable=assessable,
+                note=""
+                if assessable
+                else f"{oov:.0%} of the patch outside the scan: not assessable",
+                out_of_view_fraction=oov,
+            )
         )
-        for label, p in zip(labels, probs, strict=True)
-    ]
+    return out
 
 
 def predict_scan(
     run_dir: str | Path, scan: Image, centroids: Mapping[int, np.ndarray]
 ) -> list[dict[str, Any]]:
-    """:func:`predict_vertebrae` as plain rows (for CSV / JSON output)."""
-    rows = []
-    for p in predict_vertebrae(run_dir, scan, centroids):
-        rows.append(
-            {
-                "vertebra_label": p.vertebra_label,
-                "level": p.level,
-                "probability": round(p.probability, 6),
-                "prediction": int(p.fractured),
-                "out_of_view_fraction": round(p.out_of_view_fraction, 4),
-            }
-        )
-    return rows
+    """:func:`predict_vertebrae` as plain rows (for CSV / JSON output, ``RESULT_COLUMNS``)."""
+    return [p.row() for p in predict_vertebrae(run_dir, scan, centroids)]
 
 
 def write_predictions(rows: Sequence[Mapping[str, Any]], path: str | Path, **meta: Any) -> None:

@@ -15,37 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from spinefx.conventions import level_name, spine_rank
+from spinefx.conventions import spine_rank
 from spinefx.image import Image
 from spinefx.inference.aggregation import largest_components, vertebra_scores
 from spinefx.inference.localisation import localise_vertebrae
 from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.preprocessing.metal import has_metal, metal_mask
+from spinefx.records import RESULT_COLUMNS, VertebraResult
 
 log = logging.getLogger(__name__)
 
 #: Patient operating point used when the run directory does not hold one (t_p, t_n voxels).
 DEFAULT_OPERATING_POINT = {"probability_threshold": 0.5, "noise_threshold_vox": 400}
-
-
-@dataclass
-class VertebraDetection:
-    """One vertebra's result: VerSe label, level, score, centroid (world mm), its source.
-
-    ``flagged`` is ``probability >= vertebra_threshold`` of the run's cross-validated
-    operating point (None when the run has none, or when the vertebra is not assessable).
-    ``assessable`` is False for vertebrae with metal (screws): the network never learned
-    them (see :mod:`spinefx.preprocessing.metal`); ``note`` says why.
-    """
-
-    vertebra_label: int
-    level: str
-    probability: float
-    centroid_mm: tuple[float, float, float]
-    centroid_source: str
-    flagged: bool | None = None
-    assessable: bool = True
-    note: str = ""
 
 
 @dataclass
@@ -63,7 +44,7 @@ class DetectionResult:
         flag_note: why vertebrae are not flagged ("" when the run has an operating point).
     """
 
-    vertebrae: list[VertebraDetection]
+    vertebrae: list[VertebraResult]
     patient_score: float
     patient_fractured: bool
     operating_point: dict
@@ -141,16 +122,23 @@ def detect_fractures(
     for lab in sorted(centroids, key=spine_rank):
         metal = has_metal(scan, centroids[lab])
         score = scores[lab]
+        scored = np.isfinite(score)
+        if metal:
+            note = "metal (screws): not assessable"
+        elif not scored:
+            note = "outside the scan: not assessable"
+        else:
+            note = run.operating_point_note and "not flagged: no operating point"
         vertebrae.append(
-            VertebraDetection(
-                int(lab),
-                level_name(lab),
-                score,
-                tuple(float(v) for v in centroids[lab]),  # type: ignore[arg-type]
-                source,
-                None if metal or cut is None or not np.isfinite(score) else bool(score >= cut),
-                assessable=not metal,
-                note="metal (screws): not assessable" if metal else "",
+            VertebraResult(
+                vertebra_label=int(lab),
+                probability=score,
+                flagged=None if metal or cut is None or not scored else bool(score >= cut),
+                centroid_mm=tuple(float(v) for v in centroids[lab]),  # type: ignore[arg-type]
+                method="voxel",
+                assessable=not metal and scored,
+                note=note,
+                centroid_source=source,
             )
         )
     return DetectionResult(
@@ -180,35 +168,7 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    table = pd.DataFrame(
-        [
-            {
-                "vertebra_label": v.vertebra_label,
-                "level": v.level,
-                "probability": round(v.probability, 4),
-                "x_mm": v.centroid_mm[0],
-                "y_mm": v.centroid_mm[1],
-                "z_mm": v.centroid_mm[2],
-                "centroid_source": v.centroid_source,
-                "flagged": v.flagged,
-                "assessable": v.assessable,
-                "note": v.note,
-            }
-            for v in result.vertebrae
-        ],
-        columns=[
-            "vertebra_label",
-            "level",
-            "probability",
-            "x_mm",
-            "y_mm",
-            "z_mm",
-            "centroid_source",
-            "flagged",
-            "assessable",
-            "note",
-        ],
-    )
+    table = pd.DataFrame([v.row() for v in result.vertebrae], columns=list(RESULT_COLUMNS))
     paths["vertebrae"] = out / "vertebrae.csv"
     write_text_atomic(paths["vertebrae"], table.to_csv(index=False))
     summary = {

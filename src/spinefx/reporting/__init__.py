@@ -11,9 +11,10 @@ Public names:
     build_html_report: the self-contained HTML report.
     report_metadata: allow-listed scan metadata for reports.
     open_workspace, write_scan_report: scan file -> workspace -> written report.
-    ScanAnalysis, VertebraPrediction, VertebraExplanation, UnitEvidence, UnitConcept: value types.
+    ScanAnalysis, VertebraExplanation, UnitEvidence, UnitConcept: value types.
 """
 
+from spinefx.records import VertebraResult
 from spinefx.reporting.analysis import ModelRun, ScanWorkspace, load_model_run
 from spinefx.reporting.findings import DRAFT_BANNER, draft_findings
 from spinefx.reporting.html_report import build_html_report
@@ -24,7 +25,6 @@ from spinefx.reporting.types import (
     UnitConcept,
     UnitEvidence,
     VertebraExplanation,
-    VertebraPrediction,
 )
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "UnitConcept",
     "UnitEvidence",
     "VertebraExplanation",
-    "VertebraPrediction",
+    "VertebraResult",
     "build_html_report",
     "draft_findings",
     "load_model_run",

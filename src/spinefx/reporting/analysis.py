@@ -24,7 +24,7 @@ from spinefx.reporting.types import (
     ScanAnalysis,
     UnitConcept,
     VertebraExplanation,
-    VertebraPrediction,
+    VertebraResult,
 )
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def predict_vertebrae(
     *,
     record_layer: bool = False,
     batch_size: int = 8,
-) -> tuple[tuple[VertebraPrediction, ...], dict[int, LayerRecord]]:
+) -> tuple[tuple[VertebraResult, ...], dict[int, LayerRecord]]:
     """Fracture probability and decision for every patch, in batches.
 
     Args:
@@ -147,16 +147,27 @@ def predict_vertebrae(
             if record_layer:
                 for i, k in enumerate(chunk):
                     records[k] = LayerRecord(acts[i].copy(), weights[i].copy())
-    predictions = tuple(
-        VertebraPrediction(
-            vertebra_label=int(k),
-            probability=float(p),
-            fractured=bool(p >= run.decision_threshold),
-            centroid_mm=tuple(float(v) for v in np.asarray(centroids[k])[:3]),
+    from spinefx.inference.patch_classifier import MAX_OUT_OF_VIEW_FRACTION
+
+    predictions = []
+    for k, p in zip(labels, probs, strict=True):
+        oov = float(patches[k].meta.get("out_of_view_fraction", 0.0))
+        assessable = oov <= MAX_OUT_OF_VIEW_FRACTION
+        predictions.append(
+            VertebraResult(
+                vertebra_label=int(k),
+                probability=float(p),
+                flagged=bool(p >= run.decision_threshold) if assessable else None,
+                centroid_mm=tuple(float(v) for v in np.asarray(centroids[k])[:3]),
+                method="patch",
+                assessable=assessable,
+                note=""
+                if assessable
+                else f"{oov:.0%} of the patch outside the scan: not assessable",
+                out_of_view_fraction=oov,
+            )
         )
-        for k, p in zip(labels, probs, strict=True)
-    )
-    return predictions, records
+    return tuple(predictions), records
 
 
 class ScanWorkspace:
@@ -225,7 +236,7 @@ class ScanWorkspace:
             self._overview = render_scan_overview(
                 self.analysis.scan,
                 {p.vertebra_label: p.centroid_mm for p in preds},
-                fractured={p.vertebra_label: p.fractured for p in preds},
+                fractured={p.vertebra_label: bool(p.flagged) for p in preds},
             )
         return self._overview
 
@@ -278,7 +289,7 @@ class ScanWorkspace:
         if self.run.atlas is None:
             return {}
         preds = self.analysis.predictions
-        chosen = [p for p in preds if p.fractured] or [max(preds, key=lambda p: p.probability)]
+        chosen = [p for p in preds if p.flagged] or [max(preds, key=lambda p: p.probability)]
         return {p.vertebra_label: self.explanation(p.vertebra_label) for p in chosen}
 
     def concepts(self) -> dict[int, UnitConcept]:

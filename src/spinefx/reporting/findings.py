@@ -44,10 +44,16 @@ def draft_findings(
         lines.append(f"Findings ({analysis.name}): no vertebrae could be assessed in this scan.")
         return "\n".join(lines)
     thr = analysis.decision_threshold
-    flagged = [p for p in preds if p.fractured]
-    normal = [p for p in preds if not p.fractured]
+    flagged = [p for p in preds if p.flagged]
+    normal = [p for p in preds if p.flagged is False]
+    unassessed = [p for p in preds if not p.assessable]
     span = preds[0].level if len(preds) == 1 else f"{preds[0].level} to {preds[-1].level}"
-    para = [f"Findings ({analysis.name}): {len(preds)} vertebrae assessed ({span})."]
+    para = [
+        f"Findings ({analysis.name}): {len(preds) - len(unassessed)} vertebrae assessed ({span})."
+    ]
+    if unassessed:
+        listed = "; ".join(f"{p.level}: {p.note}" for p in unassessed)
+        para.append(f"Not assessable: {listed}.")
     if flagged:
         listed = ", ".join(f"{p.level} (probability {p.probability:.2f})" for p in flagged)
         noun = "a vertebral fracture" if len(flagged) == 1 else "vertebral fractures"

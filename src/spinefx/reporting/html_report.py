@@ -51,7 +51,7 @@ def build_html_report(
         p.vertebra_label: p.centroid_mm for p in analysis.predictions if p.centroid_mm is not None
     }
     overview = render_scan_overview(
-        scan, centroids, fractured={p.vertebra_label: p.fractured for p in analysis.predictions}
+        scan, centroids, fractured={p.vertebra_label: bool(p.flagged) for p in analysis.predictions}
     )
     scan_info = {
         "Scan": analysis.name,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spinefx.conventions import level_name
 from spinefx.image import Image
+from spinefx.records import VertebraResult
 
 
 @dataclass(frozen=True)
@@ -76,27 +76,6 @@ class UnitEvidence:
 
 
 @dataclass(frozen=True)
-class VertebraPrediction:
-    """The classifier's output for one vertebra.
-
-    Attributes:
-        vertebra_label: VerSe label id.
-        probability: fracture probability in [0, 1].
-        fractured: the decision (probability at or above the run's decision threshold).
-        centroid_mm: centroid in world RAS+ mm.
-    """
-
-    vertebra_label: int
-    probability: float
-    fractured: bool
-    centroid_mm: tuple[float, float, float] | None = None
-
-    @property
-    def level(self) -> str:
-        return level_name(self.vertebra_label)
-
-
-@dataclass(frozen=True)
 class VertebraExplanation:
     """Why the classifier decided what it did for one vertebra.
 
@@ -108,7 +87,7 @@ class VertebraExplanation:
         layer: name of the dissected layer.
     """
 
-    prediction: VertebraPrediction
+    prediction: VertebraResult
     patch: Image
     units: tuple[UnitEvidence, ...]
     gradcam: np.ndarray | None = None
@@ -130,12 +109,12 @@ class ScanAnalysis:
 
     name: str
     scan: Image
-    predictions: tuple[VertebraPrediction, ...]
+    predictions: tuple[VertebraResult, ...]
     decision_threshold: float = 0.5
     notes: tuple[str, ...] = ()
     centroid_source: str = ""
 
-    def prediction(self, vertebra_label: int) -> VertebraPrediction | None:
+    def prediction(self, vertebra_label: int) -> VertebraResult | None:
         for p in self.predictions:
             if p.vertebra_label == int(vertebra_label):
                 return p

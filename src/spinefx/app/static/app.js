@@ -63,22 +63,23 @@ function showScan(s) {
   body.replaceChildren();
   for (const v of s.vertebrae) {
     const tr = document.createElement("tr");
-    tr.className = v.fractured ? "fx" : "ok";
+    tr.className = !v.assessable ? "na" : v.flagged ? "fx" : "ok";
     tr.dataset.label = v.label;
     const pct = Math.round(v.probability * 100);
     tr.innerHTML = `<td></td><td class="prob"><span class="bar"><i style="width:${pct}%"></i></span><span class="p"></span></td><td><span class="badge"></span></td>`;
     tr.cells[0].textContent = v.level;
     $(".p", tr).textContent = v.probability.toFixed(2);
     const badge = $(".badge", tr);
-    badge.classList.add(v.fractured ? "fx" : "ok");
-    badge.textContent = v.fractured ? "fracture" : "no fracture";
+    badge.classList.add(!v.assessable ? "na" : v.flagged ? "fx" : "ok");
+    badge.textContent = !v.assessable ? "not assessable" : v.flagged ? "fracture" : "no fracture";
+    if (!v.assessable) badge.title = v.note;
     tr.addEventListener("click", () => selectVertebra(v.label));
     body.appendChild(tr);
   }
   $("#overview").src = `/api/scans/${s.scan_id}/overview.png`;
   $("#panel").hidden = true;
   loadDraft();
-  const first = s.vertebrae.filter((v) => v.fractured)[0] || s.vertebrae.slice().sort((a, b) => b.probability - a.probability)[0];
+  const first = s.vertebrae.filter((v) => v.flagged)[0] || s.vertebrae.slice().sort((a, b) => b.probability - a.probability)[0];
   if (first && s.has_atlas) selectVertebra(first.label);
 }
 
@@ -94,7 +95,7 @@ async function selectVertebra(label) {
     state.panel = p;
     $("#panel-body").hidden = false;
     $("#panel-title").textContent =
-      `${p.level}: probability ${p.probability.toFixed(2)} (${p.fractured ? "fracture" : "no fracture"}), layer ${p.layer}`;
+      `${p.level}: probability ${p.probability.toFixed(2)} (${!p.assessable ? "not assessable" : p.flagged ? "fracture" : "no fracture"}), layer ${p.layer}`;
     renderUnits(p);
     setPlane(state.plane);
   } catch (err) {

@@ -1,0 +1,65 @@
+"""Both methods return the same per-vertebra result, and say when a vertebra is not assessable."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spinefx.image import Image
+from spinefx.records import RESULT_COLUMNS, VertebraResult
+
+
+def _scan() -> Image:
+    rng = np.random.default_rng(0)
+    data = rng.normal(40.0, 30.0, (60, 60, 80)).astype(np.float32)
+    data[20:40, 25:45, :] = 700.0  # a bone column
+    data[:, :, :2] = -1000.0
+    return Image(data, np.diag([2.0, 2.0, 2.0, 1.0]))
+
+
+def test_a_result_row_has_the_shared_columns():
+    row = VertebraResult(20, 0.7, True, (1.0, 2.0, 3.0), method="voxel").row()
+    assert tuple(row) == RESULT_COLUMNS
+    assert row["level"] == "L1" and row["flagged"] is True and row["x_mm"] == 1.0
+
+
+def test_a_patch_mostly_outside_the_scan_is_not_assessable_rather_than_no_fracture(
+    tmp_path, patch_run
+):
+    from spinefx.inference.patch_classifier import predict_vertebrae
+
+    scan = _scan()
+    inside = scan.voxel_to_world(np.array([30.0, 35.0, 40.0]))
+    outside = inside + np.array([0.0, 0.0, 200.0])  # 200 mm beyond the top of a 160 mm scan
+    results = predict_vertebrae(patch_run(tmp_path / "p"), scan, {20: inside, 21: outside})
+    by_label = {r.vertebra_label: r for r in results}
+    assert {r.method for r in results} == {"patch"}
+    assert by_label[20].assessable and by_label[20].flagged is not None
+    assert not by_label[21].assessable and by_label[21].flagged is None
+    assert "outside the scan" in by_label[21].note
+    assert by_label[21].out_of_view_fraction > 0.5
+
+
+def test_a_voxel_vertebra_outside_the_scan_is_not_assessable(tmp_path, voxel_run):
+    from spinefx.inference.screening import detect_fractures
+
+    scan = _scan()
+    inside = scan.voxel_to_world(np.array([30.0, 35.0, 40.0]))
+    far = inside + np.array([0.0, 0.0, 400.0])
+    result = detect_fractures(
+        scan, voxel_run(tmp_path / "v"), {20: inside, 21: far}, show_progress=False
+    )
+    by_label = {r.vertebra_label: r for r in result.vertebrae}
+    assert {r.method for r in result.vertebrae} == {"voxel"}
+    assert by_label[20].assessable and math.isfinite(by_label[20].probability)
+    assert by_label[20].flagged is None  # no operating point: not flagged, and said so
+    assert "no operating point" in result.flag_note
+    assert not by_label[21].assessable and by_label[21].flagged is None
+    assert "outside the scan" in by_label[21].note
+
+
+@pytest.mark.parametrize("flagged", [True, False, None])
+def test_flagged_survives_the_row(flagged):
+    assert VertebraResult(20, 0.5, flagged).row()["flagged"] is flagged
