@@ -68,7 +68,7 @@ _EXPORTS: dict[str, str] = {
     "load_preset": "spinefx.runs",
     "predict_vertebrae": "spinefx.inference",
     "predict_scan": "spinefx.inference",
-    "VertebraPrediction": "spinefx.inference",
+    "VertebraResult": "spinefx.records",
     "run_demo_training": "spinefx.evaluation",
     # voxel classifier (issue 5)
     "VoxelClassifierConfig": "spinefx.models.voxel_classifier",

@@ -15,6 +15,7 @@ from spinefx.datasets.patch_toy import write_toy_prepared
 from spinefx.evaluation.metrics import binary_metrics
 from spinefx.runs.checkpoint import load_checkpoint
 from spinefx.runs.configs import PatchTrainingConfig, load_training_config
+from spinefx.runs.layout import RUN_RECORD_KEYS
 from spinefx.training.patch_module import validation_scores
 from spinefx.training.patch_training import make_loaders, split_vertebrae, train_patch_classifier
 
@@ -65,6 +66,7 @@ def test_train_writes_run_dir_and_a_weights_only_checkpoint(toy, tmp_path):
     payload = torch.load(run / "checkpoint.pt", weights_only=True)
     assert payload["model"]["kind"] == "patch_classifier"
     assert metrics["excluded"]["foreign_material"] == 1 and metrics["excluded"]["ungraded"] == 1
+    assert set(RUN_RECORD_KEYS) <= set(metrics) and metrics["kind"] == "patch"
     splits = json.loads((run / "splits.json").read_text())
     assert not set(splits["train"]["cases"]) & set(splits["test"]["cases"])
 
@@ -135,3 +137,34 @@ def test_an_epoch_smaller_than_one_batch_still_trains(toy, tmp_path):
     )
     assert (run / "checkpoint.pt").is_file()
     assert metrics["epochs_trained"] == 1
+
+
+def test_lightning_lines_appear_once_and_adverts_not_at_all():
+    import io
+    import logging
+
+    import lightning.pytorch  # noqa: F401  (installs Lightning's console handler)
+
+    from spinefx.training.patch_training import _quiet_lightning
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream)
+    root.addHandler(handler)
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    own = logging.StreamHandler(stream)
+    lightning_logger.addHandler(own)
+    level = lightning_logger.level
+    lightning_logger.setLevel(logging.INFO)
+    try:
+        _quiet_lightning()
+        rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        rank_zero.info("GPU available: False, used: False")
+        rank_zero.info("💡 Tip: For seamless cloud logging, try installing litlogger")
+    finally:
+        root.removeHandler(handler)
+        lightning_logger.removeHandler(own)
+        lightning_logger.setLevel(level)
+    text = stream.getvalue()
+    assert text.count("GPU available") == 1, text
+    assert "Tip" not in text

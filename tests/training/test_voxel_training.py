@@ -10,7 +10,7 @@ import torch
 
 from spinefx.image import Image
 from spinefx.records import VertebraRecord
-from spinefx.runs import load_trained, voxel_preset
+from spinefx.runs import RUN_RECORD_KEYS, load_trained, voxel_preset
 from spinefx.training.voxel import (
     train_voxel_classifier,
     weight_penalty,
@@ -82,6 +82,7 @@ def test_run_directory_is_complete_and_loads_weights_only(run_dir):
     assert len(history) == 3 and history[0].startswith("epoch,train_loss,lr,val_loss")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["parameters"] == pytest.approx(20_000, rel=0.1)
+    assert set(RUN_RECORD_KEYS) <= set(metrics) and metrics["kind"] == "voxel"
 
 
 def test_training_is_seeded(tmp_path, cases):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from spinefx.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "VertebraPrediction": "spinefx.inference.patch_classifier",
+    "patch_result": "spinefx.inference.patch_classifier",
     "predict_vertebrae": "spinefx.inference.patch_classifier",
     "predict_scan": "spinefx.inference.patch_classifier",
     "predict_unit_patches": "spinefx.inference.patch_classifier",

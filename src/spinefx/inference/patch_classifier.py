@@ -83,25 +83,49 @@ def predict_vertebrae(
     probs = run.ensemble(
         [predict_unit_patches(m, stack, batch_size=batch_size) for m in run.models]
     )
-    out = []
-    for label, p in zip(labels, probs, strict=True):
-        oov = float(patches[label].meta.get("out_of_view_fraction", 0.0))
-        assessable = oov <= MAX_OUT_OF_VIEW_FRACTION
-        out.append(
-            VertebraResult(
-                vertebra_label=int(label),
-                probability=float(p),
-                flagged=run.flag(p) if assessable else None,
-                centroid_mm=tuple(float(v) for v in np.asarray(centroids[label])),
-                method="patch",
-                assessable=assessable,
-                note=""
-                if assessable
-                else f"{oov:.0%} of the patch outside the scan: not assessable",
-                out_of_view_fraction=oov,
-            )
+    return [
+        patch_result(
+            int(label),
+            float(p),
+            centroids[label],
+            out_of_view_fraction=float(patches[label].meta.get("out_of_view_fraction", 0.0)),
+            threshold=run.threshold,
         )
-    return out
+        for label, p in zip(labels, probs, strict=True)
+    ]
+
+
+def patch_result(
+    vertebra_label: int,
+    probability: float,
+    centroid_mm,
+    *,
+    out_of_view_fraction: float,
+    threshold: float | None,
+) -> VertebraResult:
+    """The patch classifier's result for one vertebra (used by prediction, report and app).
+
+    A patch more than :data:`MAX_OUT_OF_VIEW_FRACTION` outside the scan is not assessable
+    (``flagged`` None, with the reason in ``note``); otherwise ``flagged`` is
+    ``probability >= threshold`` (None without a threshold).
+    """
+    assessable = out_of_view_fraction <= MAX_OUT_OF_VIEW_FRACTION
+    flagged = None if not assessable or threshold is None else bool(probability >= threshold)
+    note = (
+        ""
+        if assessable
+        else f"{out_of_view_fraction:.0%} of the patch outside the scan: not assessable"
+    )
+    return VertebraResult(
+        vertebra_label=int(vertebra_label),
+        probability=float(probability),
+        flagged=flagged,
+        centroid_mm=tuple(float(v) for v in np.asarray(centroid_mm, float)[:3]),
+        method="patch",
+        assessable=assessable,
+        note=note,
+        out_of_view_fraction=float(out_of_view_fraction),
+    )
 
 
 def predict_scan(

@@ -147,26 +147,18 @@ def predict_vertebrae(
             if record_layer:
                 for i, k in enumerate(chunk):
                     records[k] = LayerRecord(acts[i].copy(), weights[i].copy())
-    from spinefx.inference.patch_classifier import MAX_OUT_OF_VIEW_FRACTION
+    from spinefx.inference.patch_classifier import patch_result
 
-    predictions = []
-    for k, p in zip(labels, probs, strict=True):
-        oov = float(patches[k].meta.get("out_of_view_fraction", 0.0))
-        assessable = oov <= MAX_OUT_OF_VIEW_FRACTION
-        predictions.append(
-            VertebraResult(
-                vertebra_label=int(k),
-                probability=float(p),
-                flagged=bool(p >= run.decision_threshold) if assessable else None,
-                centroid_mm=tuple(float(v) for v in np.asarray(centroids[k])[:3]),
-                method="patch",
-                assessable=assessable,
-                note=""
-                if assessable
-                else f"{oov:.0%} of the patch outside the scan: not assessable",
-                out_of_view_fraction=oov,
-            )
+    predictions = [
+        patch_result(
+            int(k),
+            float(p),
+            centroids[k],
+            out_of_view_fraction=float(patches[k].meta.get("out_of_view_fraction", 0.0)),
+            threshold=run.decision_threshold,
         )
+        for k, p in zip(labels, probs, strict=True)
+    ]
     return tuple(predictions), records
 
 

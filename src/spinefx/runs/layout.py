@@ -11,6 +11,8 @@ A run directory is the single source of truth of one trained model (both methods
     last.ckpt             training state for ``--resume`` (patch classifier)
     operating_point.json  decision thresholds chosen by cross-validation (optional)
     trial-<i>/            one sub-run per trial of a multi-trial run (each with the files above)
+    log.txt               the training log (patch classifier)
+    errors.csv            scans skipped by training, with the reason (voxel classifier)
     dissection/           network dissection outputs (concept atlas)
 
 Everything that reads or writes a run names its files through :class:`RunPaths`.
@@ -32,8 +34,11 @@ PROVENANCE = "run.json"
 LAST_STATE = "last.ckpt"
 OPERATING_POINT = "operating_point.json"
 DISSECTION = "dissection"
+LOG = "log.txt"
+ERRORS = "errors.csv"
 
-#: keys every run's ``metrics.json`` holds, for both methods (one run-record schema)
+#: keys every run's ``metrics.json`` holds, for both methods (one run-record schema); in a
+#: multi-trial run ``best_epoch`` and ``epochs_trained`` are lists, one value per trial
 RUN_RECORD_KEYS = ("kind", "seed", "best_epoch", "epochs_trained", "train_seconds", "parameters")
 
 
@@ -77,6 +82,15 @@ class RunPaths:
     @property
     def operating_point(self) -> Path:
         return self.root / OPERATING_POINT
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG
+
+    @property
+    def errors(self) -> Path:
+        """Scans a training run skipped, with the reason (``case_id,problem``)."""
+        return self.root / ERRORS
 
     @property
     def dissection(self) -> Path:

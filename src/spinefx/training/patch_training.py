@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,35 @@ def make_loaders(table: pd.DataFrame, config: PatchTrainingConfig, *, seed: int,
     return train_loader, val_loader
 
 
+class _NoAdverts(logging.Filter):
+    """Drops third-party adverts ("💡 Tip: ... try installing ...") from Lightning's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).lstrip().startswith("💡")
+
+
+_NO_ADVERTS = _NoAdverts()
+#: warnings of our dependencies about their own internals, not actionable for a user
+_DEPENDENCY_NOISE = (r".*isinstance\(treespec, LeafSpec\).*", r".*does not have many workers.*")
+
+
+def _quiet_lightning() -> None:
+    """Lightning's lines once (through spinefx's logging when the application set it up), no
+    adverts. Written here because Lightning installs its own console handler on import."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        for h in list(logger.handlers):
+            h.addFilter(_NO_ADVERTS)
+            if (
+                logging.getLogger().handlers
+                and isinstance(h, logging.StreamHandler)
+                and not (isinstance(h, logging.FileHandler))
+            ):
+                logger.removeHandler(h)  # the root handler prints it; twice otherwise
+        if _NO_ADVERTS not in logger.filters:
+            logger.addFilter(_NO_ADVERTS)
+
+
 def _log_to_file(path: Path) -> logging.Handler:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -160,6 +190,8 @@ def train_one(
         launch: accelerator / devices / nodes for Lightning.
     """
     import lightning.pytorch as pl
+
+    _quiet_lightning()
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from spinefx.models import count_parameters
@@ -174,14 +206,18 @@ def train_one(
     launch = launch or LaunchOptions()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = _log_to_file(run_dir / "log.txt")
+    handler = _log_to_file(RunPaths(run_dir).log)
     started = time.perf_counter()
+    quiet = warnings.catch_warnings()
+    quiet.__enter__()
+    for pattern in _DEPENDENCY_NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
     try:
         table, record = split_vertebrae(
             prepared_dir, config, seed=seed if split_seed is None else split_seed
         )
         save_config(config, RunPaths(run_dir).config)
-        write_text_atomic(run_dir / "splits.json", json.dumps(record, indent=2))
+        write_text_atomic(RunPaths(run_dir).splits, json.dumps(record, indent=2))
         write_text_atomic(
             RunPaths(run_dir).provenance,
             json.dumps(
@@ -258,9 +294,10 @@ def train_one(
             "best_val_metrics": _best_val_metrics(run_dir),
         }
         if trainer.is_global_zero:
-            write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+            write_text_atomic(RunPaths(run_dir).metrics, json.dumps(metrics, indent=2))
         return metrics
     finally:
+        quiet.__exit__(None, None, None)
         for name in ("spinefx", "lightning"):
             logging.getLogger(name).removeHandler(handler)
         handler.close()
@@ -328,6 +365,8 @@ def train_patch_classifier(
         "seed": seed,
         "trials": trials,
         "seeds": [m["seed"] for m in per_trial],
+        "best_epoch": [m["best_epoch"] for m in per_trial],
+        "epochs_trained": [m["epochs_trained"] for m in per_trial],
         "train_seconds": float(np.sum([m["train_seconds"] for m in per_trial])),
         "parameters": per_trial[0]["parameters"],
         "best_val_metrics": {
@@ -336,7 +375,7 @@ def train_patch_classifier(
         },
         "per_trial": per_trial,
     }
-    write_text_atomic(run_dir / "metrics.json", json.dumps(aggregate, indent=2))
+    write_text_atomic(RunPaths(run_dir).metrics, json.dumps(aggregate, indent=2))
     return aggregate
 
 

@@ -291,6 +291,6 @@ def train_voxel_run(
     if problems:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         lines = ["case_id,problem"] + [f'{c},"{m}"' for c, m in problems]
-        write_text_atomic(Path(run_dir) / "errors.csv", "\n".join(lines) + "\n")
+        write_text_atomic(RunPaths(run_dir).errors, "\n".join(lines) + "\n")
     train, val = split_validation(cases, fraction=config.validation_fraction, seed=config.seed)
     return train_voxel_classifier(config, run_dir, train_cases=train, val_cases=val, device=device)
