@@ -98,7 +98,7 @@ def synthetic_scores(method: str, run_dir: Path, raw: Path, prepared: Path) -> d
             centroids = load_centroids(case.centroids_path, image, outside="keep")
             found = {
                 v.vertebra_label: v
-                for v in detect_fractures(image, run_dir, centroids, show_progress=False).vertebrae
+                for v in detect_fractures(run_dir, image, centroids, show_progress=False).vertebrae
             }
             for v in case.vertebrae:
                 d = found.get(v.vertebra_label)

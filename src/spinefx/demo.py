@@ -248,7 +248,7 @@ def _detect(scan: Path, voxel_run: Path, centroids_path: Path | None, out: Path)
 
     image = load_scan(scan)
     centroids = load_centroids(centroids_path, image) if centroids_path else None
-    detection = detect_fractures(image, voxel_run, centroids)
+    detection = detect_fractures(voxel_run, image, centroids)
     write_detection(detection, out)
     return {
         "scan": scan.name,

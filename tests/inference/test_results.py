@@ -49,7 +49,7 @@ def test_a_voxel_vertebra_outside_the_scan_is_not_assessable(tmp_path, voxel_run
     inside = scan.voxel_to_world(np.array([30.0, 35.0, 40.0]))
     far = inside + np.array([0.0, 0.0, 400.0])
     result = detect_fractures(
-        scan, voxel_run(tmp_path / "v"), {20: inside, 21: far}, show_progress=False
+        voxel_run(tmp_path / "v"), scan, {20: inside, 21: far}, show_progress=False
     )
     by_label = {r.vertebra_label: r for r in result.vertebrae}
     assert {r.method for r in result.vertebrae} == {"voxel"}

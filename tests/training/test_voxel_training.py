@@ -133,7 +133,7 @@ def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
 
     scan, recs = phantom(11, (22,))
     centroids = {r.vertebra_label: np.asarray(r.centroid_mm) for r in recs}
-    result = detect_fractures(scan, run_dir, centroids, show_progress=False)
+    result = detect_fractures(run_dir, scan, centroids, show_progress=False)
     assert [v.level for v in result.vertebrae] == ["L2", "L3", "L4", "L5"]
     assert all(0.0 <= v.probability <= 1.0 for v in result.vertebrae)
     assert result.probability_maps["fractured"].shape == scan.shape
@@ -185,8 +185,8 @@ def test_patient_decision_follows_the_noise_threshold_of_the_run(run_dir, tmp_pa
     centroids = {r.vertebra_label: np.asarray(r.centroid_mm) for r in recs}
     op = {"probability_threshold": 0.2, "vertebra_threshold": 0.5}
     at_one = detect_fractures(
-        scan,
         _run_copy(run_dir, tmp_path / "a", {**op, "noise_threshold_vox": 1}),
+        scan,
         centroids,
         show_progress=False,
     )
@@ -195,8 +195,8 @@ def test_patient_decision_follows_the_noise_threshold_of_the_run(run_dir, tmp_pa
     assert at_one.patient_fractured
     for noise, fractured in ((largest_vox, True), (largest_vox + 1, False)):
         result = detect_fractures(
-            scan,
             _run_copy(run_dir, tmp_path / f"n{noise}", {**op, "noise_threshold_vox": noise}),
+            scan,
             centroids,
             show_progress=False,
         )
@@ -216,7 +216,7 @@ def test_detect_reports_a_screwed_vertebra_as_not_assessable(run_dir, tmp_path):
     data[ijk[0], ijk[1] - 1 : ijk[1] + 2, ijk[2] - 2 : ijk[2] + 3] = 3000.0  # a screw in L3
     screwed = scan.with_data(data)
     # without an operating point nothing is flagged; the scores tell where to put a threshold
-    plain = detect_fractures(screwed, run_dir, centroids, show_progress=False)
+    plain = detect_fractures(run_dir, screwed, centroids, show_progress=False)
     assert all(v.flagged is None for v in plain.vertebrae)
     scores = {v.level: v.probability for v in plain.vertebrae if v.assessable}
     assert set(scores) == {"L2", "L4", "L5"}
@@ -225,7 +225,7 @@ def test_detect_reports_a_screwed_vertebra_as_not_assessable(run_dir, tmp_path):
     cut = (low + high) / 2  # above the lowest score, below the other two
     op = {"probability_threshold": 0.5, "noise_threshold_vox": 1, "vertebra_threshold": cut}
     result = detect_fractures(
-        screwed, _run_copy(run_dir, tmp_path / "run", op), centroids, show_progress=False
+        _run_copy(run_dir, tmp_path / "run", op), screwed, centroids, show_progress=False
     )
     by_level = {v.level: v for v in result.vertebrae}
     assert not by_level["L3"].assessable and by_level["L3"].flagged is None

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     scan = load_scan(args.scan)
     centroids = load_centroids(args.centroids, scan, outside="keep") if args.centroids else None
-    result = detect_fractures(scan, args.model, centroids, cube_size_vox=args.cube_size)
+    result = detect_fractures(args.model, scan, centroids, cube_size_vox=args.cube_size)
     paths = write_detection(result, args.out)
     if result.vertebrae:
         located = {v.vertebra_label: v.centroid_mm for v in result.vertebrae}

@@ -133,7 +133,7 @@ def _network_scores(
     else:
         from spinefx.inference.screening import detect_fractures
 
-        results = detect_fractures(ct, run_dir, centroids, show_progress=False).vertebrae
+        results = detect_fractures(run_dir, ct, centroids, show_progress=False).vertebrae
     out = {}
     for v in results:
         # the benchmark scores every run at its threshold, 0.5 when it has no operating point

@@ -1,6 +1,6 @@
 """End-to-end fracture screening of one scan with a trained voxel classifier.
 
-``detect_fractures(scan, run_dir, centroids=None)`` runs tiled inference on the 1 mm RAS view
+``detect_fractures(run, scan, centroids=None)`` runs tiled inference on the 1 mm RAS view
 of the scan, aggregates the fracture map to the patient (largest connected component at the
 operating point) and to each vertebra (Gaussian-weighted cube mean around given or
 automatically localised centroids), and returns probability maps in the scan's own geometry.
@@ -22,6 +22,7 @@ from spinefx.inference.localisation import localise_vertebrae
 from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.preprocessing.metal import has_metal, metal_mask
 from spinefx.records import RESULT_COLUMNS, VertebraResult
+from spinefx.runs.trained import TrainedRun, load_trained
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class DetectionResult:
 
 
 def detect_fractures(
+    run: TrainedRun | str | Path,
     scan: Image | str | Path,
-    model_run_dir: str | Path,
     centroids: dict[int, np.ndarray] | None = None,
     *,
     cube_size_vox: int = 10,
@@ -66,8 +67,9 @@ def detect_fractures(
     """Screen one CT for vertebral fractures with a trained voxel classifier.
 
     Args:
+        run: a loaded voxel-classifier run (:func:`spinefx.runs.load_trained`) or its folder
+            (the same argument order as the patch classifier's ``predict_vertebrae``).
         scan: CT ``Image`` in HU, or a NIfTI file / DICOM folder path.
-        model_run_dir: run directory of a trained voxel classifier (``checkpoint.pt``).
         centroids: VerSe label -> world RAS+ mm; None = localise automatically from the
             network's vertebra map (levels from the spacing profile, see
             :mod:`spinefx.inference.localisation`).
@@ -80,14 +82,13 @@ def detect_fractures(
     """
     from spinefx.datasets.voxel_sampling import prepare_voxel_input
     from spinefx.inference.voxel_tiling import predict_network_view, to_original_geometry
-    from spinefx.runs.trained import load_trained
 
     if not isinstance(scan, Image):
         from spinefx.io import load_scan
 
         scan = load_scan(scan)
-    run_dir = Path(model_run_dir)
-    run = load_trained(run_dir, expect="voxel")
+    if not isinstance(run, TrainedRun) or run.kind != "voxel":
+        run = load_trained(run.run_dir if isinstance(run, TrainedRun) else run, expect="voxel")
     model = run.model
     view = prepare_voxel_input(
         scan,

@@ -166,7 +166,7 @@ def locate_vertebrae(scan: Any, voxel_run_dir: Path | None) -> dict[int, np.ndar
         )
     from spinefx.inference.screening import detect_fractures
 
-    result = detect_fractures(scan, Path(voxel_run_dir), show_progress=False)
+    result = detect_fractures(Path(voxel_run_dir), scan, show_progress=False)
     centroids = {int(v.vertebra_label): np.asarray(v.centroid_mm, float) for v in result.vertebrae}
     if not centroids:
         raise InputError(
