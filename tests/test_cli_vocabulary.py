@@ -70,3 +70,19 @@ def test_train_and_crossval_are_commands_of_both_models(capsys):
             main([command, "--help"])
         text = capsys.readouterr().out
         assert "--model" in text and "patch" in text and "voxel" in text
+
+
+def test_detect_that_finds_no_vertebra_is_an_error_unless_allowed(
+    tmp_path, capsys, monkeypatch, voxel_run
+):
+    import spinefx.inference.screening as screening
+
+    scan, _ = _scan(tmp_path)
+    run = voxel_run(tmp_path / "voxel")
+    monkeypatch.setattr(screening, "localise_vertebrae", lambda *a, **k: {})
+    argv = ["--no-progress", "detect", str(scan), "--model", str(run), "--out", str(tmp_path / "o")]
+    assert main(argv) == 1
+    assert "no vertebra found" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "patient.json").exists()
+    assert main([*argv, "--allow-empty"]) == 0
+    assert (tmp_path / "o" / "patient.json").exists()

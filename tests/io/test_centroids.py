@@ -139,11 +139,62 @@ def test_centroid_outside_the_scan_names_label_and_file(tmp_path):
     reference = Image(np.zeros((10, 20, 30), np.uint8), np.eye(4))
     path = tmp_path / "c.json"
     path.write_text(
-        json.dumps([{"direction": ["R", "A", "S"]}, {"label": 20, "X": 4, "Y": 70, "Z": 2}])
+        json.dumps(
+            [
+                {"direction": ["R", "A", "S"]},
+                {"label": 20, "X": 4, "Y": 40, "Z": 2},
+                {"label": 21, "X": 4, "Y": 10, "Z": 10},
+            ]
+        )
     )
     message = _error(path, reference)
     assert "label 20 (L1)" in message and "outside" in message
-    assert load_centroids(path, reference, outside="keep")[20][1] == 70
+    # a vertebra cut by the field of view is kept (its prediction is then "not assessable")
+    assert load_centroids(path, reference, outside="keep")[20][1] == 40
+
+
+def _write(path, entries):
+    path.write_text(json.dumps([{"direction": ["R", "A", "S"]}, *entries]))
+    return path
+
+
+def _keep_error(path, reference) -> str:
+    with pytest.raises(InputError) as err:
+        load_centroids(path, reference, outside="keep")
+    return str(err.value)
+
+
+def test_centroids_that_cannot_belong_to_the_scan_or_one_spine_are_refused(tmp_path):
+    reference = Image(np.zeros((60, 60, 200), np.uint8), np.eye(4))
+    column = [{"label": k, "X": 30, "Y": 30, "Z": 20 + 35 * i} for i, k in enumerate((20, 21, 22))]
+    assert sorted(load_centroids(_write(tmp_path / "ok.json", column), reference, outside="keep"))
+    another_scan = [{**e, "Z": e["Z"] + 400} for e in column]
+    message = _keep_error(_write(tmp_path / "other.json", another_scan), reference)
+    assert "all 3 centroids lie outside" in message and "other.json" in message
+    far = [*column[:2], {**column[2], "Z": 350}]
+    assert "far outside" in _keep_error(_write(tmp_path / "far.json", far), reference)
+    swapped = [{**column[0], "label": 21}, {**column[1], "label": 20}, column[2]]
+    message = _keep_error(_write(tmp_path / "swap.json", swapped), reference)
+    assert "out of order" in message
+    crowded = [{**e, "Z": 20 + 3 * i} for i, e in enumerate(column)]
+    assert "mm apart per level" in _keep_error(_write(tmp_path / "tight.json", crowded), reference)
+
+
+def test_a_real_centroid_file_of_another_scan_is_refused(real_data):
+    json_path, _ = REAL_JSON_WITH_MASK["verse004"]
+    ct = load_scan(
+        real_data
+        / "ctfu/rawdata/sub-ctfu00001/ses-20080508/sub-ctfu00001_ses-20080508_ce-no_ct.nii.gz"
+    )
+    with pytest.raises(InputError) as err:
+        load_centroids(real_data / json_path, ct, outside="keep")
+    assert "sub-verse004_seg-subreg_ctd.json" in str(err.value)
+
+
+@pytest.mark.parametrize("name", sorted(REAL_JSON_WITH_MASK))
+def test_real_centroid_files_pass_the_geometry_check_on_their_own_scan(real_data, name):
+    json_path, mask_path = REAL_JSON_WITH_MASK[name]
+    assert load_centroids(real_data / json_path, load_mask(real_data / mask_path), outside="keep")
 
 
 def test_unknown_label_malformed_entries_and_bad_json(tmp_path):

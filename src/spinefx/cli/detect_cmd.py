@@ -24,6 +24,11 @@ def register(subparsers) -> None:
     parser.add_argument("--centroids", help="VerSe centroid JSON (default: localise automatically)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--cube-size", type=int, default=10, help="vertebra cube edge, voxels")
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 when no vertebra is found (default: an error, exit 1)",
+    )
     # the training modes moved to `spinefx train` / `spinefx crossval` (clear error if used)
     parser.add_argument("--train", help=argparse.SUPPRESS)
     parser.add_argument("--crossval", help=argparse.SUPPRESS)
@@ -51,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     scan = load_scan(args.scan)
     centroids = load_centroids(args.centroids, scan, outside="keep") if args.centroids else None
     result = detect_fractures(args.model, scan, centroids, cube_size_vox=args.cube_size)
+    if not result.vertebrae and not args.allow_empty:
+        raise InputError(
+            "no vertebra found in this scan: no patient result",
+            path=args.scan,
+            fix="pass --centroids FILE.json (VerSe centroid JSON) for the vertebrae in view, "
+            "check that the scan shows the spine, or pass --allow-empty",
+        )
     paths = write_detection(result, args.out)
     if result.vertebrae:
         located = {v.vertebra_label: v.centroid_mm for v in result.vertebrae}

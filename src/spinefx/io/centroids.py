@@ -145,7 +145,103 @@ def load_centroids(
                 "split) and that its direction entry matches the indices",
             )
         centroids[label] = world
+    if outside == "keep":
+        check_centroid_geometry(centroids, reference, path=path)
     return centroids
+
+
+#: a centroid this far outside the scan grid cannot be of a vertebra in the scan, mm
+MAX_OUTSIDE_MM = 100.0
+#: plausible centre-to-centre distance per level between vertebrae, mm (C2-C3 ~15, L4-L5 ~40)
+LEVEL_SPACING_MM = (8.0, 65.0)
+#: a centroid "lies on bone" when the 90th HU percentile within this radius reaches BONE_HU
+#: (trabecular bone with its cortex; osteoporotic bodies still reach it at the endplates)
+BONE_RADIUS_MM, BONE_HU = 8.0, 150.0
+
+
+def _on_bone(reference: Image, world: np.ndarray) -> bool:
+    ijk = np.rint(reference.world_to_voxel(np.asarray(world, float))).astype(int)
+    r = np.ceil(BONE_RADIUS_MM / np.asarray(reference.spacing_mm, float)).astype(int)
+    lo, hi = np.maximum(ijk - r, 0), np.minimum(ijk + r + 1, reference.shape)
+    if np.any(hi <= lo):
+        return False
+    block = np.asarray(reference.data[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], float)
+    return bool(np.percentile(block, 90) >= BONE_HU)
+
+
+def _outside_mm(reference: Image, world: np.ndarray) -> float:
+    ijk = reference.world_to_voxel(np.asarray(world, float))
+    lo, hi = -0.5, np.asarray(reference.shape, float) - 0.5
+    beyond = np.maximum(lo - ijk, 0.0) + np.maximum(ijk - hi, 0.0)
+    return float(np.linalg.norm(beyond * np.asarray(reference.spacing_mm, float)))
+
+
+def check_centroid_geometry(
+    centroids: Mapping[int, np.ndarray], reference: Image, *, path: str | Path
+) -> None:
+    """Refuse centroids that cannot belong to this scan or to one spine.
+
+    Centroids a little outside the grid are fine (a vertebra cut by the field of view is
+    reported as not assessable); refused are: every centroid outside the grid, one far
+    outside (:data:`MAX_OUTSIDE_MM`), levels whose order along the spine is impossible, and
+    neighbours whose spacing per level is outside :data:`LEVEL_SPACING_MM`.
+
+    Raises:
+        InputError: naming the file, the levels and the fix.
+    """
+    from spinefx.conventions import SPINE_ORDER, spine_rank
+
+    if not centroids:
+        return
+    fix = (
+        "check that the centroid file belongs to this scan (same subject, series and "
+        "orientation) and that its labels are VerSe ids; or pass a vertebra mask"
+    )
+    outside = {k: _outside_mm(reference, v) for k, v in centroids.items()}
+    if all(d > 0 for d in outside.values()):
+        raise InputError(
+            f"all {len(centroids)} centroids lie outside the scan grid {reference.shape} "
+            f"(nearest {min(outside.values()):.0f} mm away)",
+            path=path,
+            fix=fix,
+        )
+    far = {k: d for k, d in outside.items() if d > MAX_OUTSIDE_MM}
+    if far:
+        listed = ", ".join(f"{VERTEBRA_LEVELS.get(k, k)} {d:.0f} mm" for k, d in far.items())
+        raise InputError(f"centroids far outside the scan: {listed}", path=path, fix=fix)
+    spine = sorted((k for k in centroids if k in SPINE_ORDER), key=spine_rank)
+    points = np.array([np.asarray(centroids[k], float) for k in spine])
+    if len(points) >= 3:
+        axis = np.linalg.svd(points - points.mean(0), full_matrices=False)[2][0]
+        along = (points - points[0]) @ axis
+        steps = np.diff(along) * np.sign(along[-1] - along[0] or 1.0)
+        if np.any(steps <= 0):
+            bad = int(np.argmax(steps <= 0))
+            raise InputError(
+                f"the levels are out of order along the spine at "
+                f"{VERTEBRA_LEVELS.get(spine[bad], spine[bad])}-"
+                f"{VERTEBRA_LEVELS.get(spine[bad + 1], spine[bad + 1])}",
+                path=path,
+                fix=fix,
+            )
+    for a, b, pa, pb in zip(spine, spine[1:], points, points[1:], strict=False):
+        per_level = float(np.linalg.norm(pb - pa)) / max(spine_rank(b) - spine_rank(a), 1)
+        low, high = LEVEL_SPACING_MM
+        if not low <= per_level <= high:
+            raise InputError(
+                f"{VERTEBRA_LEVELS.get(a, a)} and {VERTEBRA_LEVELS.get(b, b)} are "
+                f"{per_level:.0f} mm apart per level (plausible: {low:.0f}-{high:.0f} mm)",
+                path=path,
+                fix=fix,
+            )
+    if float(np.min(reference.data)) < -200.0:  # a CT in HU (masks hold labels >= 0)
+        on_bone = sum(_on_bone(reference, v) for v in centroids.values())
+        if on_bone < 0.5 * len(centroids):
+            raise InputError(
+                f"only {on_bone} of {len(centroids)} centroids lie on bone in this scan",
+                path=path,
+                fix=fix,
+            )
 
 
 def save_centroids(
