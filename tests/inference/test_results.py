@@ -63,3 +63,34 @@ def test_a_voxel_vertebra_outside_the_scan_is_not_assessable(tmp_path, voxel_run
 @pytest.mark.parametrize("flagged", [True, False, None])
 def test_flagged_survives_the_row(flagged):
     assert VertebraResult(20, 0.5, flagged).row()["flagged"] is flagged
+
+
+def test_vertebrae_with_screws_are_not_assessable_in_the_patch_classifier(
+    real_data, patch_run, tmp_path
+):
+    from spinefx.inference.patch_classifier import predict_vertebrae
+    from spinefx.io import load_centroids
+    from spinefx.synthesis.real_sources import find_real_subjects, load_real_pair
+
+    scans = [
+        sc
+        for s in find_real_subjects(real_data)
+        if s.collection == "ctfu"
+        for sc in s.ct_scans
+        if sc.foreign_material
+    ]
+    assert scans, "the ctfu samples hold instrumented vertebrae"
+    scan = scans[0]
+    ct, _ = load_real_pair(scan)
+    json_path = next(scan.mask_path.parent.glob("*_ctd.json"))
+    centroids = load_centroids(json_path, ct, outside="keep")
+    results = {
+        r.vertebra_label: r for r in predict_vertebrae(patch_run(tmp_path / "p"), ct, centroids)
+    }
+    screwed = set(scan.foreign_material) & set(results)
+    assert screwed
+    for label in screwed:
+        assert not results[label].assessable and results[label].flagged is None
+        assert "metal" in results[label].note
+    clean = [r for k, r in results.items() if k not in scan.foreign_material]
+    assert all(r.assessable for r in clean if r.out_of_view_fraction <= 0.5)

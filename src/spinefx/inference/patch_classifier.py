@@ -67,6 +67,7 @@ def predict_vertebrae(
     """
     from spinefx.datasets.patch_dataset import hu_patch_to_unit
     from spinefx.preprocessing import extract_vertebra_patches
+    from spinefx.preprocessing.metal import has_metal
 
     run = run if isinstance(run, TrainedRun) else load_trained(run, expect="patch")
     patches = extract_vertebra_patches(
@@ -90,6 +91,7 @@ def predict_vertebrae(
             centroids[label],
             out_of_view_fraction=float(patches[label].meta.get("out_of_view_fraction", 0.0)),
             threshold=run.threshold,
+            metal=has_metal(scan, centroids[label]),
         )
         for label, p in zip(labels, probs, strict=True)
     ]
@@ -102,20 +104,25 @@ def patch_result(
     *,
     out_of_view_fraction: float,
     threshold: float | None,
+    metal: bool = False,
 ) -> VertebraResult:
     """The patch classifier's result for one vertebra (used by prediction, report and app).
 
-    A patch more than :data:`MAX_OUT_OF_VIEW_FRACTION` outside the scan is not assessable
-    (``flagged`` None, with the reason in ``note``); otherwise ``flagged`` is
-    ``probability >= threshold`` (None without a threshold).
+    A vertebra with metal (screws: the network never learned instrumented vertebrae, see
+    :mod:`spinefx.preprocessing.metal`) or whose patch lies more than
+    :data:`MAX_OUT_OF_VIEW_FRACTION` outside the scan is not assessable (``flagged`` None,
+    the reason in ``note``); otherwise ``flagged`` is ``probability >= threshold`` (None
+    without a threshold).
     """
-    assessable = out_of_view_fraction <= MAX_OUT_OF_VIEW_FRACTION
+    in_view = out_of_view_fraction <= MAX_OUT_OF_VIEW_FRACTION
+    assessable = in_view and not metal
     flagged = None if not assessable or threshold is None else bool(probability >= threshold)
-    note = (
-        ""
-        if assessable
-        else f"{out_of_view_fraction:.0%} of the patch outside the scan: not assessable"
-    )
+    if metal:
+        note = "metal (screws): not assessable"
+    elif not in_view:
+        note = f"{out_of_view_fraction:.0%} of the patch outside the scan: not assessable"
+    else:
+        note = ""
     return VertebraResult(
         vertebra_label=int(vertebra_label),
         probability=float(probability),
