@@ -149,3 +149,36 @@ def test_profile_beats_the_caudal_anchor_on_synthetic_scans(tmp_path):
     assert profile >= 0.3
     assert caudal <= 0.2
     assert profile - caudal >= 0.3
+
+
+def _column(n: int, pitch_mm: float = 30.0, *, outlier_mm: float = 0.0):
+    from spinefx.conventions import SPINE_ORDER
+
+    labels = SPINE_ORDER[SPINE_ORDER.index(16) : SPINE_ORDER.index(16) + n]
+    return {
+        k: np.array([outlier_mm * (i == n // 2), 5.0 * np.sin(i / 3), i * -pitch_mm])
+        for i, k in enumerate(labels)
+    }
+
+
+def test_a_plausible_automatic_localisation_passes():
+    from spinefx.inference.localisation import check_localisation
+
+    check_localisation(_column(8))
+
+
+@pytest.mark.parametrize(
+    ("centroids", "message"),
+    [
+        (_column(12, pitch_mm=8.0), "gaps"),  # 12 "levels" in 90 mm
+        (_column(4, pitch_mm=90.0), "gaps"),
+        (_column(8, outlier_mm=35.0), "off the spine line"),  # e.g. a marker on a rib
+    ],
+)
+def test_implausible_automatic_localisations_are_refused(centroids, message):
+    from spinefx.errors import InputError
+    from spinefx.inference.localisation import check_localisation
+
+    with pytest.raises(InputError, match=message) as err:
+        check_localisation(centroids)
+    assert "--centroids" in str(err.value)

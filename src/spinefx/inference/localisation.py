@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinefx.conventions import SPINE_ORDER, normal_vertebra_size, spine_rank
+from spinefx.conventions import SPINE_ORDER, level_name, normal_vertebra_size, spine_rank
 from spinefx.image import Image
 
 #: VerSe labels of the reference profile, cranial to caudal (T1..L5).
@@ -179,6 +179,57 @@ def localise_vertebrae(
     pts = vertebra_probability.voxel_to_world(np.array(com, float))
     order = spine_order(pts)
     return assign_levels(pts[order], anchor_label=anchor_label, anchor=anchor)
+
+
+#: automatic localisation is refused when neighbouring bodies are closer or farther than this,
+#: mm (vertebral bodies: ~15 mm in the neck, ~40 mm at L4-L5)
+AUTO_SPACING_MM = (12.0, 60.0)
+#: ... or when a body lies farther than this from a smooth curve through all of them, mm
+AUTO_OFF_LINE_MM = 20.0
+
+
+def check_localisation(centroids: dict[int, np.ndarray]) -> None:
+    """Refuse an automatic localisation that cannot be one spine.
+
+    Checked: the spacing of neighbouring bodies (:data:`AUTO_SPACING_MM`: too many "levels"
+    for the scanned length give short gaps, missed or spurious ones long gaps), and bodies off
+    the spine line (farther than :data:`AUTO_OFF_LINE_MM` from a quadratic curve along the
+    first principal axis: markers on spinous processes, ribs or bowel).
+
+    Raises:
+        InputError: saying what is implausible and to pass centroids or a mask.
+    """
+    from spinefx.errors import InputError
+
+    fix = "pass --centroids FILE.json (VerSe centroid JSON) for the vertebrae in view"
+    labels = sorted(centroids, key=spine_rank)
+    pts = np.array([np.asarray(centroids[k], float) for k in labels])
+    if len(pts) < 2:
+        return
+    gaps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    low, high = AUTO_SPACING_MM
+    if gaps.min() < low or gaps.max() > high:
+        raise InputError(
+            f"automatic localisation is implausible: {len(pts)} bodies with gaps of "
+            f"{gaps.min():.0f}-{gaps.max():.0f} mm between neighbours (vertebral bodies: "
+            f"{low:.0f}-{high:.0f} mm)",
+            fix=fix,
+        )
+    if len(pts) >= 4:
+        centred = pts - pts.mean(0)
+        axes = np.linalg.svd(centred, full_matrices=False)[2]
+        t = centred @ axes[0]
+        side = centred @ axes[1:].T  # (n, 2) off-axis coordinates
+        design = np.stack([np.ones_like(t), t, t**2], axis=1)
+        coef, *_ = np.linalg.lstsq(design, side, rcond=None)
+        off = np.linalg.norm(side - design @ coef, axis=1)
+        if off.max() > AUTO_OFF_LINE_MM:
+            worst = labels[int(np.argmax(off))]
+            raise InputError(
+                f"automatic localisation is implausible: the body labelled "
+                f"{level_name(worst)} lies {off.max():.0f} mm off the spine line",
+                fix=fix,
+            )
 
 
 def spine_order(points_mm: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 from spinefx.conventions import spine_rank
 from spinefx.image import Image
 from spinefx.inference.aggregation import largest_components, vertebra_scores
-from spinefx.inference.localisation import localise_vertebrae
+from spinefx.inference.localisation import check_localisation, localise_vertebrae
 from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.preprocessing.metal import has_metal, metal_mask
 from spinefx.records import RESULT_COLUMNS, VertebraResult
@@ -116,6 +116,7 @@ def detect_fractures(
     if centroids is None:
         vert = frac.with_data(maps_1mm["normal"].data + frac.data)
         centroids = localise_vertebrae(vert)
+        check_localisation(centroids)
         source = "automatic"
     scores = vertebra_scores(frac, centroids, cube_size_vox=cube_size_vox)
     cut = run.threshold if run.threshold is not None and np.isfinite(run.threshold) else None
