@@ -27,7 +27,9 @@ def test_report_on_a_real_lumbar_ct(real_data, tiny_run, tmp_path):
     )
     text = text_path.read_text()
     assert text.startswith("DRAFT")
-    assert "4 vertebrae assessed (L2 to L5)" in text  # centroid labels 21-24
+    # centroid labels 21-24; the two vertebrae with pedicle screws are not assessable
+    assert "2 vertebrae assessed (L2 to L5)" in text, text
+    assert text.count("metal (screws): not assessable") == 2, text
     html = html_path.read_text()
     assert (
         "Orientation</td><td>PIR" in html and "sub-ctfu00001_ses-20080508_ce-no_ct.nii.gz" in html
