@@ -139,7 +139,7 @@ def test_an_epoch_smaller_than_one_batch_still_trains(toy, tmp_path):
     assert metrics["epochs_trained"] == 1
 
 
-def test_lightning_lines_appear_once_and_adverts_not_at_all():
+def test_lightning_lines_appear_once_and_adverts_not_at_all(capsys):
     import io
     import logging
 
@@ -151,20 +151,20 @@ def test_lightning_lines_appear_once_and_adverts_not_at_all():
     root = logging.getLogger()
     handler = logging.StreamHandler(stream)
     root.addHandler(handler)
-    lightning_logger = logging.getLogger("lightning.pytorch")
-    own = logging.StreamHandler(stream)
-    lightning_logger.addHandler(own)
-    level = lightning_logger.level
-    lightning_logger.setLevel(logging.INFO)
     try:
         _quiet_lightning()
         rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
         rank_zero.info("GPU available: False, used: False")
         rank_zero.info("💡 Tip: For seamless cloud logging, try installing litlogger")
+        own_consoles = [
+            h
+            for name in ("lightning", "lightning.pytorch", "lightning.fabric")
+            for h in logging.getLogger(name).handlers
+            if type(h) is logging.StreamHandler
+        ]
+        assert not own_consoles  # with the application's logging, Lightning's own console goes
     finally:
         root.removeHandler(handler)
-        lightning_logger.removeHandler(own)
-        lightning_logger.setLevel(level)
-    text = stream.getvalue()
+    text = stream.getvalue() + capsys.readouterr().err
     assert text.count("GPU available") == 1, text
     assert "Tip" not in text

@@ -140,7 +140,8 @@ _DEPENDENCY_NOISE = (r".*isinstance\(treespec, LeafSpec\).*", r".*does not have 
 def _quiet_lightning() -> None:
     """Lightning's lines once (through spinefx's logging when the application set it up), no
     adverts. Written here because Lightning installs its own console handler on import."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+    names = ("lightning", "lightning.pytorch", "lightning.fabric")
+    for name in (*names, "lightning.pytorch.utilities.rank_zero"):
         logger = logging.getLogger(name)
         for h in list(logger.handlers):
             h.addFilter(_NO_ADVERTS)
