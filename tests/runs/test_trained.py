@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from spinefx.errors import InputError
-from spinefx.runs import RunPaths, load_trained, run_kind
+from spinefx.runs import RunPaths, load_trained
 
 
 def test_a_patch_run_loads_with_its_config_and_training_threshold(tmp_path, patch_run):
     run = load_trained(patch_run(tmp_path / "p"))
-    assert run.kind == "patch" and run_kind(run.run_dir) == "patch"
+    assert run.kind == "patch"
     assert run.patch_size_vox == 16 and run.spacing_mm == 6.0
     assert run.threshold == pytest.approx(0.3) and run.threshold_source == "training config"
     assert run.flag(0.31) is True and run.flag(0.29) is False
@@ -101,3 +101,36 @@ def test_apply_operating_point_gives_a_voxel_run_its_threshold(tmp_path, patch_r
         apply_operating_point(source, patch_run(tmp_path / "p"))
     with pytest.raises(InputError, match="not finished"):
         apply_operating_point(tmp_path / "cv" / "missing.json", root)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"vertebra_threshold": 0.3',
+        "[0.3]",
+        '{"vertebra_threshold": "high"}',
+        '{"vertebra_threshold": 2}',
+        '{"noise_threshold_vox": -5}',
+    ],
+)
+def test_a_damaged_operating_point_is_a_clear_error_in_load_and_apply(tmp_path, voxel_run, content):
+    from spinefx.evaluation.crossval import apply_operating_point
+
+    root = voxel_run(tmp_path / "v")
+    RunPaths(root).operating_point.write_text(content)
+    with pytest.raises(InputError, match="operating point|must be"):
+        load_trained(root)
+    source = tmp_path / "cv.json"
+    source.write_text(content)
+    RunPaths(root).operating_point.unlink()
+    with pytest.raises(InputError, match="operating point|must be"):
+        apply_operating_point(source, root)
+
+
+def test_a_nan_vertebra_threshold_means_none(tmp_path, voxel_run):
+    root = voxel_run(tmp_path / "v")
+    RunPaths(root).operating_point.write_text(
+        '{"probability_threshold": 0.5, "vertebra_threshold": NaN}'
+    )
+    run = load_trained(root)
+    assert run.threshold is None and run.operating_point["probability_threshold"] == 0.5

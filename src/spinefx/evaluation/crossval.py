@@ -257,6 +257,7 @@ def apply_operating_point(operating_point_file: str | Path, run_dir: str | Path)
         InputError: no operating point there, or ``run_dir`` is not a voxel-classifier run.
     """
     from spinefx.runs import RunPaths, load_trained
+    from spinefx.runs.trained import read_operating_point
 
     source = Path(operating_point_file)
     if not source.is_file():
@@ -266,7 +267,7 @@ def apply_operating_point(operating_point_file: str | Path, run_dir: str | Path)
             fix="run the remaining folds, then apply it",
         )
     load_trained(run_dir, expect="voxel")
-    values = json.loads(source.read_text(encoding="utf-8"))
+    values = read_operating_point(source)
     values["source"] = str(source.resolve())
     target = RunPaths(run_dir).operating_point
     write_text_atomic(target, json.dumps(values, indent=2))

@@ -67,7 +67,6 @@ def predict_vertebrae(
     """
     from spinefx.datasets.patch_dataset import hu_patch_to_unit
     from spinefx.preprocessing import extract_vertebra_patches
-    from spinefx.preprocessing.metal import has_metal
 
     run = run if isinstance(run, TrainedRun) else load_trained(run, expect="patch")
     patches = extract_vertebra_patches(
@@ -84,16 +83,31 @@ def predict_vertebrae(
     probs = run.ensemble(
         [predict_unit_patches(m, stack, batch_size=batch_size) for m in run.models]
     )
+    return patch_results(scan, patches, centroids, probs, threshold=run.threshold)
+
+
+def patch_results(
+    scan: Image | None,
+    patches: Mapping[int, Image],
+    centroids: Mapping[int, np.ndarray],
+    probabilities: Sequence[float],
+    *,
+    threshold: float | None,
+) -> list[VertebraResult]:
+    """:func:`patch_result` of every patch (in ``patches`` order), with the metal check on
+    ``scan`` (None: no metal check, e.g. for patches without their scan)."""
+    from spinefx.preprocessing.metal import has_metal
+
     return [
         patch_result(
             int(label),
             float(p),
             centroids[label],
             out_of_view_fraction=float(patches[label].meta.get("out_of_view_fraction", 0.0)),
-            threshold=run.threshold,
-            metal=has_metal(scan, centroids[label]),
+            threshold=threshold,
+            metal=scan is not None and has_metal(scan, centroids[label]),
         )
-        for label, p in zip(labels, probs, strict=True)
+        for label, p in zip(patches, probabilities, strict=True)
     ]
 
 

@@ -111,7 +111,7 @@ def predict_vertebrae(
     *,
     record_layer: bool = False,
     batch_size: int = 8,
-    metal: Mapping[int, bool] | None = None,
+    scan: Image | None = None,
 ) -> tuple[tuple[VertebraResult, ...], dict[int, LayerRecord]]:
     """Fracture probability and decision for every patch, in batches.
 
@@ -122,7 +122,7 @@ def predict_vertebrae(
         record_layer: also keep each vertebra's dissected-layer activations and Grad-CAM
             weights (one backward pass per batch), so concept panels need no network pass.
         batch_size: patches per forward pass.
-        metal: vertebra label → carries metal (then not assessable).
+        scan: the CT the patches come from, for the metal check (metal: not assessable).
 
     Returns:
         ``(predictions, records)``; ``records`` is empty unless ``record_layer``.
@@ -149,19 +149,9 @@ def predict_vertebrae(
             if record_layer:
                 for i, k in enumerate(chunk):
                     records[k] = LayerRecord(acts[i].copy(), weights[i].copy())
-    from spinefx.inference.patch_classifier import patch_result
+    from spinefx.inference.patch_classifier import patch_results
 
-    predictions = [
-        patch_result(
-            int(k),
-            float(p),
-            centroids[k],
-            out_of_view_fraction=float(patches[k].meta.get("out_of_view_fraction", 0.0)),
-            threshold=run.decision_threshold,
-            metal=bool((metal or {}).get(k, False)),
-        )
-        for k, p in zip(labels, probs, strict=True)
-    ]
+    predictions = patch_results(scan, patches, centroids, probs, threshold=run.decision_threshold)
     return tuple(predictions), records
 
 
@@ -207,14 +197,8 @@ class ScanWorkspace:
                 fix="the classifier covers T1-L6; check the centroid labels",
             )
         notes = () if run.atlas is not None else (NO_ATLAS_NOTE,)
-        from spinefx.preprocessing.metal import has_metal
-
         predictions, self._records = predict_vertebrae(
-            run,
-            self.patches,
-            centroids,
-            record_layer=run.atlas is not None,
-            metal={k: has_metal(scan, centroids[k]) for k in self.patches},
+            run, self.patches, centroids, record_layer=run.atlas is not None, scan=scan
         )
         self.analysis = ScanAnalysis(
             name=name,

@@ -22,7 +22,7 @@ _EXPORTS = {
     "voxel_preset": "spinefx.runs.configs",
     "TrainedRun": "spinefx.runs.trained",
     "load_trained": "spinefx.runs.trained",
-    "run_kind": "spinefx.runs.trained",
+    "read_operating_point": "spinefx.runs.trained",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -46,7 +46,6 @@ class TrainedRun:
         config: the training config (``PatchTrainingConfig`` / ``VoxelTrainingConfig``).
         models: one eval-mode CPU model per trial.
         trial_dirs: the folder of each trial (the run itself for a single-trial run).
-        checkpoints: each trial's checkpoint record (epoch, seed, threshold, val metrics).
         threshold: vertebra decision threshold on the ensemble probability, or None.
         threshold_source: where ``threshold`` comes from (a file, or ``training config``).
         operating_point: the cross-validated operating point, or None.
@@ -58,7 +57,6 @@ class TrainedRun:
     config: Any
     models: tuple[Any, ...] = field(repr=False)
     trial_dirs: tuple[Path, ...]
-    checkpoints: tuple[dict, ...] = field(repr=False)
     threshold: float | None
     threshold_source: str
     operating_point: dict | None
@@ -68,10 +66,6 @@ class TrainedRun:
     def model(self) -> Any:
         """The first trial's model: the one dissection, the atlas and Grad-CAM explain."""
         return self.models[0]
-
-    @property
-    def model_config(self) -> Any:
-        return self.config.model
 
     @property
     def patch_size_vox(self) -> int:
@@ -91,23 +85,6 @@ class TrainedRun:
     def flag(self, probability: float) -> bool | None:
         """``probability >= threshold``; None when the run has no threshold."""
         return None if self.threshold is None else bool(probability >= self.threshold)
-
-
-def run_kind(run_dir: str | Path) -> str:
-    """``patch`` or ``voxel``: the kind of model a run directory holds (no weights loaded)."""
-    import torch
-
-    first = trial_dirs(run_dir)[0]
-    try:
-        payload = torch.load(RunPaths(first).checkpoint, map_location="cpu", weights_only=True)
-        kind = payload["model"]["kind"]
-    except Exception as exc:  # a damaged file of any kind
-        raise InputError(
-            f"cannot read the checkpoint ({exc})", path=RunPaths(first).checkpoint, fix="re-train"
-        ) from exc
-    if kind not in RUN_KINDS:
-        raise InputError(f"unknown model kind {kind!r}", path=run_dir, fix="re-train")
-    return RUN_KINDS[kind]
 
 
 def load_trained(run_dir: str | Path, *, expect: str | None = None) -> TrainedRun:
@@ -163,16 +140,8 @@ def _load_cached(run_dir: str, stamp: tuple) -> TrainedRun:
     else:  # weights without a training config (e.g. shipped weights): the model's own config
         config = CONFIG_CLASSES[kind](model=loaded[0][0].config)
     op_file = RunPaths(path).operating_point
-    op, note = None, ""
-    if op_file.is_file():
-        try:
-            op = json.loads(op_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(
-                f"cannot read the operating point ({exc})",
-                path=op_file,
-                fix="delete it or re-run spinefx crossval --apply-to RUN",
-            ) from exc
+    op = read_operating_point(op_file) if op_file.is_file() else None
+    note = ""
     if op is not None and op.get("vertebra_threshold") is not None:
         threshold, source = float(op["vertebra_threshold"]), str(op_file)
     elif kind == "patch":
@@ -189,12 +158,44 @@ def _load_cached(run_dir: str, stamp: tuple) -> TrainedRun:
         config=config,
         models=tuple(m for m, _ in loaded),
         trial_dirs=tuple(dirs),
-        checkpoints=tuple(info for _, info in loaded),
         threshold=threshold,
         threshold_source=source,
         operating_point=op,
         operating_point_note=note,
     )
+
+
+def read_operating_point(path: str | Path) -> dict:
+    """An ``operating_point.json`` (cross-validation output or a run's copy), validated.
+
+    Raises:
+        InputError: unreadable or truncated JSON, not a mapping, or a threshold that is not a
+            number in [0, 1] (``vertebra_threshold`` may be null or NaN: then None).
+    """
+    import math
+
+    path = Path(path)
+    fix = "re-run spinefx crossval (and --apply-to RUN), or delete the file"
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the operating point ({exc})", path=path, fix=fix) from exc
+    if not isinstance(values, dict):
+        raise InputError("the operating point is not a JSON object", path=path, fix=fix)
+    if isinstance(values.get("vertebra_threshold"), float) and math.isnan(
+        values["vertebra_threshold"]
+    ):
+        values["vertebra_threshold"] = None  # cross-validation without both classes: none
+    for key in ("probability_threshold", "vertebra_threshold"):
+        value = values.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or not (math.isfinite(value) and 0 <= value <= 1):
+            raise InputError(f"{key} must be a number in [0, 1], got {value!r}", path=path, fix=fix)
+    noise = values.get("noise_threshold_vox")
+    if noise is not None and (not isinstance(noise, int | float) or noise < 0):
+        raise InputError(f"noise_threshold_vox must be >= 0, got {noise!r}", path=path, fix=fix)
+    return values
 
 
 def clear_cache() -> None:
