@@ -74,6 +74,11 @@ _MIXES: dict[str, tuple[dict[str, float], int]] = {
     "real_heavy": (_mix(procedural=1, real_fracture=3), 2),
 }
 
+#: recipes whose real inputs are limited to subjects whose licence allows shipping weights
+#: (``real_sources.LICENCES``): ``default`` is ``real_heavy`` on shippable data only, the recipe
+#: of the weights that ship with spinefx (``spinefx.weights``). Chosen before it was scored.
+_SHIPPABLE: dict[str, str] = {"default": "real_heavy"}
+
 RECIPES: dict[str, Recipe] = {
     f"{name}-{scale}": Recipe(
         name=f"{name}-{scale}",
@@ -84,6 +89,17 @@ RECIPES: dict[str, Recipe] = {
     for scale, n in (("cpu", CPU_SCANS), ("paper", PAPER_SCANS))
     for name, (mix, factor) in _MIXES.items()
 }
+RECIPES.update(
+    {
+        f"{name}-{scale}": dataclasses.replace(
+            RECIPES[f"{base}-{scale}"],
+            name=f"{name}-{scale}",
+            engine=dataclasses.replace(RECIPES[f"{base}-{scale}"].engine, shippable_only=True),
+        )
+        for scale in ("cpu", "paper")
+        for name, base in _SHIPPABLE.items()
+    }
+)
 
 
 def get_recipe(name: str) -> Recipe:
