@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
+REAL_DATA ?= ../shared/data/real
 
-.PHONY: setup demo test lint bench clean browser
+.PHONY: setup demo test lint bench clean browser weights
 
 setup: $(STAMP)
 
@@ -24,6 +25,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q --timeout=900
+
+# Rebuild the shipped default weights from seeds (default-cpu recipe; ~30 min on 2 cores)
+weights: $(STAMP)
+	$(BIN)/spinefx weights build --data $(REAL_DATA) --work build/default-weights
+	$(BIN)/spinefx weights verify
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

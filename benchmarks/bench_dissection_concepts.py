@@ -10,7 +10,9 @@ confidence interval of the difference. Each step is cached in ``--work``.
 
     nice -n 10 .venv/bin/python benchmarks/bench_dissection_concepts.py
 
-Writes ``benchmarks/results/dissection_concepts.json``.
+Writes ``benchmarks/results/dissection_concepts.json``. ``--run RUN --out NAME.json``
+dissects a given patch-classifier run instead of training one (e.g. the shipped default model,
+``src/spinefx/weights/patch_classifier``); it must have the cpu preset's geometry (32^3 at 3 mm).
 """
 
 from __future__ import annotations
@@ -83,9 +85,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--preset", default="small", help="synthesis preset")
     parser.add_argument("--draws", type=int, default=10_000)
+    parser.add_argument("--run", type=Path, help="dissect this run (no training)")
+    parser.add_argument("--out", default=RESULTS.name, help="results file name")
     args = parser.parse_args()
     w = args.work
+    results = RESULTS.with_name(args.out)
     run = w / f"run-e{args.max_epochs}-p{args.patience}"
+    dissection_dir = run / "dissection"
+    if args.run:  # a given run (read-only: the dissection goes into the work folder)
+        run, dissection_dir = args.run, w / f"dissection-{args.run.name}"
     timings = {
         "synth_s": _step(
             "synth",
@@ -118,7 +126,9 @@ def main() -> None:
                 "3.0",
             ],
         ),
-        "train_s": _step(
+        "train_s": 0.0
+        if args.run
+        else _step(
             "train",
             run / "metrics.json",
             [
@@ -149,7 +159,7 @@ def main() -> None:
     result = dissect_run(
         run,
         w / "prepared",
-        run / "dissection",
+        dissection_dir,
         split="all",
         export_units=10,
         concept_samples=10,
@@ -175,6 +185,7 @@ def main() -> None:
             "synth_preset": args.preset,
             "seed": args.seed,
             "model": "patch classifier cpu preset (32^3 at 3 mm, 64 units dissected)",
+            "run": str(args.run) if args.run else "trained by this benchmark",
             "max_epochs": args.max_epochs,
             "patience": args.patience,
             "layer": atlas["layer"],
@@ -226,14 +237,14 @@ def main() -> None:
     out["results_gt_positive_ranking"] = compare_top_vs_random(
         _unit_scores(atlas, CONCEPTS), ranks_gt, top=10, rng=rng, n_draws=args.draws
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(out, indent=2) + "\n")
     for name, r in out["results"].items():
         print(
             f"{name:30s} top-10 {r['top_mean_iou']:.4f}  random {r['random_mean_iou']:.4f}  "
             f"p = {r['permutation_p_value']:.4f}  diff CI {r['difference_bootstrap_95ci']}"
         )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

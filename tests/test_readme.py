@@ -26,8 +26,12 @@ def test_the_readme_api_example_runs(tmp_path, monkeypatch, capsys, patch_run, v
     centroids = {v.vertebra_label: v.centroid_mm for v in case.vertebrae}
     save_image(case.ct, tmp_path / "ct.nii.gz")
     save_centroids(centroids, tmp_path / "ct_ctd.json", reference=case.ct)
-    patch_run(tmp_path / "runs" / "patch")
-    voxel_run(tmp_path / "runs" / "voxel")
+    from spinefx.runs.shipped import ENV_VAR, KIND_FOLDERS
+
+    weights = tmp_path / "weights"  # stands in for the shipped weights folder
+    patch_run(weights / KIND_FOLDERS["patch"])
+    voxel_run(weights / KIND_FOLDERS["voxel"])
+    monkeypatch.setenv(ENV_VAR, str(weights))
     monkeypatch.chdir(tmp_path)
     exec(compile(_example(), str(README), "exec"), {})
     out = capsys.readouterr().out

@@ -64,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "train_patch_classifier": "spinefx.training",
     "evaluate_run": "spinefx.evaluation",
     "load_trained": "spinefx.runs",
+    "shipped_run_dir": "spinefx.runs.shipped",
     "TrainedRun": "spinefx.runs",
     "load_preset": "spinefx.runs",
     "predict_vertebrae": "spinefx.inference",

@@ -1,9 +1,13 @@
 """The end-to-end demo on the embedded synthetic dataset: what ``make demo`` runs.
 
-One call chains every stage through its public API: synthesise scans → prepare spine-aligned
-patches (+ a preview PNG) → train and evaluate the patch classifier (cpu preset) → dissect its
-last encoder layer → train a small voxel classifier and screen one test scan with it → write
-a draft report for that scan. Each stage writes into ``out_dir`` and is skipped when its
+One call chains every stage through its public API. First what a user with a CT does, with the
+weights that ship with spinefx (:mod:`spinefx.runs.shipped`): synthesise scans → screen one
+test scan with the shipped voxel classifier (``detect``) → write a draft report for it with the
+shipped patch classifier (``report``); ``spinefx app`` serves the same models. Then, unless
+``train=False`` (``spinefx demo --skip-training``), what a user who trains does: prepare
+spine-aligned patches (+ a preview PNG) → train and evaluate the patch classifier (cpu preset)
+→ dissect its last encoder layer → train a small voxel classifier → screen and report the same
+scan with the models just trained. Each stage writes into ``out_dir`` and is skipped when its
 output is already complete, so an interrupted demo resumes where it stopped.
 """
 
@@ -47,6 +51,7 @@ def run_demo(
     voxel_epochs: int | None = None,
     with_voxel: bool = True,
     workers: int = 2,
+    train: bool = True,
 ) -> DemoResult:
     """Run the whole pipeline on freshly generated synthetic spine CT.
 
@@ -54,14 +59,17 @@ def run_demo(
         out_dir: output folder (created; re-running resumes).
         n_scans: synthetic scans (split by the generator into training/validation/test).
         seed: seed of data and training.
-        patch_epochs: max epochs of the patch classifier (None = the cpu preset's).
-        voxel_epochs: epochs of the voxel classifier (None = its cpu preset's).
-        with_voxel: also train the voxel classifier and run ``detect`` on a test scan.
+        patch_epochs: max epochs of the patch classifier (None = the demo's 6).
+        voxel_epochs: epochs of the voxel classifier (None = the demo's 3).
+        with_voxel: also train the voxel classifier and run ``detect`` with it.
         workers: processes for synthesis and patch preparation.
+        train: run the training stages (False: the shipped models only).
 
     Returns:
         :class:`DemoResult`; ``out_dir/demo_summary.json`` holds the same.
     """
+    from spinefx.runs.shipped import shipped_run_dir
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out)
@@ -78,40 +86,39 @@ def run_demo(
         "synthesise", _synthesise, out / "data", n_scans=n_scans, seed=seed, workers=workers
     )
     result.paths["data"] = data
-    prepared, preview, counts = stage("prepare", _prepare, data, out / "patches", workers=workers)
-    result.paths.update(patches=prepared, preview=preview)
-    result.summary["prepare"] = counts
-
-    patch_run = out / "runs" / "patch_classifier"
-    evaluation = stage(
-        "train_patch_classifier",
-        _train_patch,
-        prepared,
-        patch_run,
-        seed=seed,
-        max_epochs=patch_epochs,
+    test_scan, test_centroids = _first_test_scan(data)
+    shipped = {kind: shipped_run_dir(kind) for kind in ("patch", "voxel")}
+    result.summary["detect_shipped"] = stage(
+        "detect (shipped model)",
+        _detect,
+        test_scan,
+        shipped["voxel"],
+        test_centroids,
+        out / "detect",
     )
-    result.paths["patch_run"] = patch_run
-    result.summary["patch_classifier_test"] = _headline(evaluation)
-
-    dissection = stage("dissect", _dissect, patch_run, prepared)
-    result.paths["dissection_index"] = dissection
-    test_scan, test_centroids = _first_test_scan(prepared)
-
-    voxel_run = None
-    if with_voxel:
-        voxel_run = out / "runs" / "voxel_classifier"
-        stage(
-            "train_voxel_classifier", _train_voxel, data, voxel_run, seed=seed, epochs=voxel_epochs
+    result.paths["detect"] = out / "detect"
+    result.paths["report"] = stage(
+        "report (shipped model)",
+        _report,
+        test_scan,
+        shipped["patch"],
+        test_centroids,
+        out / "report" / "report.html",
+    )
+    if train:
+        _train_stages(
+            stage,
+            result,
+            out,
+            data,
+            test_scan,
+            test_centroids,
+            seed=seed,
+            patch_epochs=patch_epochs,
+            voxel_epochs=voxel_epochs,
+            with_voxel=with_voxel,
+            workers=workers,
         )
-        detection = stage("detect", _detect, test_scan, voxel_run, test_centroids, out / "detect")
-        result.paths.update(voxel_run=voxel_run, detect=out / "detect")
-        result.summary["detect"] = detection
-
-    report = stage(
-        "report", _report, test_scan, patch_run, test_centroids, out / "report" / "report.html"
-    )
-    result.paths["report"] = report
     summary = {
         "paths": {k: str(v) for k, v in result.paths.items()},
         "summary": result.summary,
@@ -119,6 +126,71 @@ def run_demo(
     }
     write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2, default=str))
     return result
+
+
+#: demo training length: the cpu presets shortened so `make demo` ends in minutes (the
+#: shipped models are the ones to use; these show the training path end to end)
+DEMO_PATCH_EPOCHS = 6
+DEMO_VOXEL_EPOCHS = 3
+
+
+def _train_stages(
+    stage,
+    result,
+    out,
+    data,
+    test_scan,
+    test_centroids,
+    *,
+    seed,
+    patch_epochs,
+    voxel_epochs,
+    with_voxel,
+    workers,
+) -> None:
+    """Prepare, train, evaluate and dissect both networks; screen the test scan with them."""
+    prepared, preview, counts = stage("prepare", _prepare, data, out / "patches", workers=workers)
+    result.paths.update(patches=prepared, preview=preview)
+    result.summary["prepare"] = counts
+    patch_run = out / "runs" / "patch_classifier"
+    evaluation = stage(
+        "train_patch_classifier",
+        _train_patch,
+        prepared,
+        patch_run,
+        seed=seed,
+        max_epochs=patch_epochs or DEMO_PATCH_EPOCHS,
+    )
+    result.paths["patch_run"] = patch_run
+    result.summary["patch_classifier_test"] = _headline(evaluation)
+    result.paths["dissection_index"] = stage("dissect", _dissect, patch_run, prepared)
+    if with_voxel:
+        voxel_run = out / "runs" / "voxel_classifier"
+        stage(
+            "train_voxel_classifier",
+            _train_voxel,
+            data,
+            voxel_run,
+            seed=seed,
+            epochs=voxel_epochs or DEMO_VOXEL_EPOCHS,
+        )
+        result.summary["detect_trained"] = stage(
+            "detect (trained model)",
+            _detect,
+            test_scan,
+            voxel_run,
+            test_centroids,
+            out / "trained" / "detect",
+        )
+        result.paths.update(voxel_run=voxel_run, detect_trained=out / "trained" / "detect")
+    result.paths["report_trained"] = stage(
+        "report (trained model)",
+        _report,
+        test_scan,
+        patch_run,
+        test_centroids,
+        out / "trained" / "report" / "report.html",
+    )
 
 
 def _synthesise(root: Path, *, n_scans: int, seed: int, workers: int) -> Path:
@@ -213,19 +285,13 @@ def _dissect(run_dir: Path, prepared: Path) -> Path:
     return dissect_run(run_dir, prepared).index_path
 
 
-def _first_test_scan(prepared: Path) -> tuple[Path, Path | None]:
-    import pandas as pd
-
+def _first_test_scan(data: Path) -> tuple[Path, Path | None]:
+    """The first test-split scan of the generated dataset (any scan when none is test)."""
     from spinefx.io import load_dataset
 
-    manifest = pd.read_csv(prepared / "manifest.csv")
-    test = manifest[manifest["split"] == "test"]
-    row = (test if len(test) else manifest).iloc[0]
-    scan = Path(str(row["scan_path"]))
-    for case in load_dataset(scan.parents[2]):
-        if case.case_id == row["case_id"]:
-            return scan, case.centroids_path
-    return scan, None
+    cases = [c for c in load_dataset(data) if c.scan_path is not None]
+    chosen = next((c for c in cases if c.split == "test"), cases[0])
+    return Path(chosen.scan_path), chosen.centroids_path
 
 
 def _train_voxel(data: Path, run_dir: Path, *, seed: int, epochs: int | None) -> None:

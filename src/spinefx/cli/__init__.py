@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spinefx.cli.dissect_cmd",
     "spinefx.cli.report_cmd",
     "spinefx.cli.app_cmd",
+    "spinefx.cli.weights_cmd",
     "spinefx.cli.demo_cmd",
 )
 

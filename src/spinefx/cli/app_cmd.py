@@ -15,11 +15,21 @@ def register(subparsers) -> None:
         description="Start the concept visualisation web app for a trained patch-classifier run. "
         "It binds to 127.0.0.1 unless --host says otherwise.",
     )
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="patch classifier run directory")
+    p.add_argument(
+        "run_dir",
+        type=Path,
+        nargs="?",
+        metavar="RUN_DIR",
+        help="patch classifier run directory (default: the shipped weights)",
+    )
     p.add_argument("--atlas", type=Path, help="concept atlas file (default: the run's own)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
-    p.add_argument("--voxel-model", type=Path, help="voxel classifier run for localisation")
+    p.add_argument(
+        "--voxel-model",
+        type=Path,
+        help="voxel classifier run for localisation (default: the shipped weights)",
+    )
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="upload limit (MB)")
     p.add_argument("--cache-dir", type=Path, help="folder for the bundled synthetic examples")
     p.set_defaults(func=run)
@@ -32,13 +42,14 @@ def run(args: argparse.Namespace) -> int:
 
     from spinefx.app import create_app
     from spinefx.reporting import load_model_run
+    from spinefx.runs.shipped import resolve_run, shipped_or_none
 
     log = logging.getLogger("spinefx.app")
-    model_run = load_model_run(args.run_dir, atlas_path=args.atlas)
+    model_run = load_model_run(resolve_run(args.run_dir, "patch"), atlas_path=args.atlas)
     local = args.host in LOCAL_HOSTS
     app = create_app(
         model_run,
-        voxel_run_dir=args.voxel_model,
+        voxel_run_dir=args.voxel_model or shipped_or_none("voxel"),
         max_upload_mb=args.max_upload_mb,
         cache_dir=args.cache_dir,
         allowed_hosts=[*LOCAL_HOSTS, "[::1]"] if local else None,

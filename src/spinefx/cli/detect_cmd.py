@@ -20,7 +20,11 @@ def register(subparsers) -> None:
         "run's operating point (spinefx crossval --model voxel ... --apply-to RUN).",
     )
     parser.add_argument("scan", nargs="?", help="CT scan: NIfTI file or DICOM folder")
-    parser.add_argument("--model", help="run directory of a trained voxel classifier")
+    parser.add_argument(
+        "--model",
+        help="run directory of a trained voxel classifier (default: the shipped weights; "
+        "see `spinefx weights show`)",
+    )
     parser.add_argument("--centroids", help="VerSe centroid JSON (default: localise automatically)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--cube-size", type=int, default=10, help="vertebra cube edge, voxels")
@@ -45,17 +49,20 @@ def run(args: argparse.Namespace) -> int:
             fix=f"use spinefx {mode} --model voxel --data {args.train or args.crossval} "
             f"--out {args.out}",
         )
-    if not args.scan or not args.model:
+    if not args.scan:
         raise InputError(
-            "detect needs a SCAN and --model RUN_DIR",
-            fix="spinefx detect SCAN --model RUN_DIR --out DIR (train: spinefx train --model voxel)",
+            "detect needs a SCAN",
+            fix="spinefx detect SCAN [--model RUN_DIR] --out DIR",
         )
     from spinefx.inference.screening import detect_fractures, write_detection
     from spinefx.io import load_centroids, load_scan, save_centroids
+    from spinefx.runs.shipped import resolve_run
+
+    model = resolve_run(args.model, "voxel")
 
     scan = load_scan(args.scan)
     centroids = load_centroids(args.centroids, scan, outside="keep") if args.centroids else None
-    result = detect_fractures(args.model, scan, centroids, cube_size_vox=args.cube_size)
+    result = detect_fractures(model, scan, centroids, cube_size_vox=args.cube_size)
     if not result.vertebrae and not args.allow_empty:
         raise InputError(
             "no vertebra found in this scan: no patient result",
@@ -72,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     for v in result.vertebrae:
         flag = "  FLAGGED" if v.flagged else ("" if v.assessable else f"  {v.note}")
         print(f"  {v.level:>4}  p(fracture) = {v.probability:.3f}  ({v.centroid_source}){flag}")
-    if result.flag_note:
-        print(f"note: {result.flag_note}")
+    for note in (result.flag_note, result.model.get("training_note", "")):
+        if note:
+            print(f"note: {note}")
     print(f"outputs in {args.out}: {', '.join(p.name for p in paths.values())}")
     return 0

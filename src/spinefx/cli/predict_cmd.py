@@ -1,4 +1,8 @@
-"""``spinefx predict RUN_DIR SCAN --centroids JSON``: per-vertebra fracture probabilities."""
+"""``spinefx predict SCAN --centroids JSON [--model RUN]``: per-vertebra fracture probabilities.
+
+Without ``--model`` the shipped default patch classifier answers (``spinefx weights show``);
+the older form ``spinefx predict RUN_DIR SCAN`` still works.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,13 @@ def register(subparsers) -> None:
         "each vertebral centroid and print (or write) level, probability, prediction and "
         "out-of-view fraction per vertebra.",
     )
-    parser.add_argument("run_dir", help="run directory made by spinefx train")
     parser.add_argument("scan", help="CT scan: NIfTI file or DICOM folder")
+    parser.add_argument("second", nargs="?", metavar="SCAN", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--model",
+        help="patch-classifier run directory made by spinefx train (default: the shipped "
+        "weights; see `spinefx weights show`)",
+    )
     parser.add_argument(
         "--centroids",
         help="VerSe centroid JSON of the scan (required: vertebrae must be located first, "
@@ -26,6 +35,13 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spinefx.errors import InputError
+    from spinefx.runs.shipped import resolve_run
+
+    if args.second:  # the older form: predict RUN_DIR SCAN
+        if args.model:
+            raise InputError("two models given", fix="pass the run either first or as --model")
+        args.model, args.scan = args.scan, args.second
+    run_dir = resolve_run(args.model, "patch")
 
     if not args.centroids:
         raise InputError(
@@ -38,11 +54,17 @@ def run(args: argparse.Namespace) -> int:
 
     from spinefx.inference.patch_classifier import predict_scan, write_predictions
     from spinefx.io import load_centroids, load_scan
+    from spinefx.runs import load_trained
+    from spinefx.runs.shipped import model_identity
 
     scan = load_scan(args.scan)
     centroids = load_centroids(args.centroids, scan, outside="keep")
-    rows = predict_scan(args.run_dir, scan, centroids)
+    rows = predict_scan(run_dir, scan, centroids)
+    model = model_identity(load_trained(run_dir))
     if args.out:
-        write_predictions(rows, args.out, scan=str(args.scan), run_dir=str(args.run_dir))
+        write_predictions(rows, args.out, scan=str(args.scan), run_dir=str(run_dir), model=model)
     print(pd.DataFrame(rows).to_string(index=False))
+    note = model["training_note"]
+    if note:
+        print(f"note: {note}")
     return 0

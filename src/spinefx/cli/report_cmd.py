@@ -14,9 +14,16 @@ def register(subparsers) -> None:
         "concept atlas and write a DRAFT report for a radiologist to edit.",
     )
     p.add_argument("scan", type=Path, metavar="SCAN", help="NIfTI file or DICOM folder")
-    p.add_argument("--model", type=Path, required=True, help="patch classifier run directory")
+    p.add_argument(
+        "--model", type=Path, help="patch classifier run directory (default: the shipped weights)"
+    )
     p.add_argument("--centroids", type=Path, help="VerSe centroid JSON of the scan")
-    p.add_argument("--voxel-model", type=Path, help="voxel classifier run for localisation")
+    p.add_argument(
+        "--voxel-model",
+        type=Path,
+        help="voxel classifier run for localisation without --centroids (default: the shipped "
+        "weights)",
+    )
     p.add_argument("--atlas", type=Path, help="concept atlas file (default: the run's own)")
     p.add_argument("--out", type=Path, required=True, help="output .html (a .txt is written too)")
     p.add_argument(
@@ -29,13 +36,15 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spinefx.reporting import write_scan_report
+    from spinefx.runs.shipped import resolve_run, shipped_or_none
 
+    voxel = args.voxel_model or (None if args.centroids else shipped_or_none("voxel"))
     html_path, text_path = write_scan_report(
         args.scan,
-        model_run_dir=args.model,
+        model_run_dir=resolve_run(args.model, "patch"),
         out_path=args.out,
         centroids_path=args.centroids,
-        voxel_run_dir=args.voxel_model,
+        voxel_run_dir=voxel,
         atlas_path=args.atlas,
         include_identifiers=args.include_identifiers,
     )

@@ -39,7 +39,7 @@ from spinefx.runs.trained import TrainedRun, load_trained
 log = logging.getLogger(__name__)
 
 
-def _split_rows(run: TrainedRun, data_dir: Path, split: str) -> tuple[pd.DataFrame, dict]:
+def split_rows(run: TrainedRun, data_dir: Path, split: str) -> tuple[pd.DataFrame, dict]:
     from spinefx.training.patch_training import split_vertebrae
 
     run_info = json.loads(RunPaths(run.trial_dirs[0]).provenance.read_text())
@@ -56,7 +56,7 @@ def _split_rows(run: TrainedRun, data_dir: Path, split: str) -> tuple[pd.DataFra
     return rows, record
 
 
-def _predict_rows(run: TrainedRun, rows: pd.DataFrame) -> np.ndarray:
+def predict_rows(run: TrainedRun, rows: pd.DataFrame) -> np.ndarray:
     """``(trials, N)`` probabilities of the manifest rows."""
     from spinefx.datasets.patch_dataset import load_patch
 
@@ -141,11 +141,11 @@ def evaluate_run(
     run_dir = Path(run_dir)
     training_data = Path(json.loads(RunPaths(run.trial_dirs[0]).provenance.read_text())["data_dir"])
     data_dir = training_data if data_dir is None else Path(data_dir)
-    rows, record = _split_rows(run, data_dir, split)
+    rows, record = split_rows(run, data_dir, split)
     y_true = rows["fractured"].astype(int).to_numpy()
     grades = rows["genant_grade"].astype(int).to_numpy()
     levels = rows["level"].astype(str).to_numpy()
-    probs = _predict_rows(run, rows)
+    probs = predict_rows(run, rows)
     same_val = split == "val" and data_dir.resolve() == training_data.resolve()
     val_thresholds = [None] * len(probs) if same_val else _val_thresholds(run, training_data)
 
@@ -195,11 +195,11 @@ def evaluate_run(
 def _val_thresholds(run: TrainedRun, data_dir: Path) -> list[float | None]:
     """Youden-optimal threshold of each trial on the training data's validation split."""
     try:
-        rows, _ = _split_rows(run, data_dir, "val")
+        rows, _ = split_rows(run, data_dir, "val")
     except InputError:
         return [None] * len(run.models)
     y = rows["fractured"].astype(int).to_numpy()
-    return [choose_threshold(y, p, method="youden") for p in _predict_rows(run, rows)]
+    return [choose_threshold(y, p, method="youden") for p in predict_rows(run, rows)]
 
 
 def _clean(value: Any) -> Any:

@@ -22,6 +22,7 @@ from spinefx.inference.localisation import check_localisation, localise_vertebra
 from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.preprocessing.metal import has_metal, metal_mask
 from spinefx.records import RESULT_COLUMNS, VertebraResult
+from spinefx.runs.shipped import model_identity
 from spinefx.runs.trained import TrainedRun, load_trained
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class DetectionResult:
         network_view: the 1 mm RAS HU image the network saw (for figures).
         fracture_map_1mm: p(fracture) on that 1 mm grid.
         flag_note: why vertebrae are not flagged ("" when the run has an operating point).
+        model: which model answered (:func:`model_identity`): run, weights checksum,
+            whether they are the shipped default, what it was trained on.
     """
 
     vertebrae: list[VertebraResult]
@@ -53,6 +56,7 @@ class DetectionResult:
     network_view: Image = field(repr=False)
     fracture_map_1mm: Image = field(repr=False)
     flag_note: str = ""
+    model: dict = field(default_factory=dict)
 
 
 def detect_fractures(
@@ -152,6 +156,7 @@ def detect_fractures(
         hu,
         frac,
         flag_note=run.operating_point_note,
+        model=model_identity(run),
     )
 
 
@@ -180,6 +185,7 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
         "vertebrae_flagged": not result.flag_note,
         "flag_note": result.flag_note,
         "n_vertebrae": len(result.vertebrae),
+        "model": result.model,
     }
     paths["patient"] = out / "patient.json"
     write_text_atomic(paths["patient"], json.dumps(summary, indent=2))

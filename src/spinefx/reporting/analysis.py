@@ -197,6 +197,8 @@ class ScanWorkspace:
                 fix="the classifier covers T1-L6; check the centroid labels",
             )
         notes = () if run.atlas is not None else (NO_ATLAS_NOTE,)
+        training_note = run.trained.training_note if run.trained is not None else ""
+        notes += (training_note,) if training_note else ()
         predictions, self._records = predict_vertebrae(
             run, self.patches, centroids, record_layer=run.atlas is not None, scan=scan
         )

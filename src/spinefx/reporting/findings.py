@@ -88,6 +88,8 @@ def draft_findings(
             "network units with the highest relevance r_k for that vertebra (network dissection).",
         ]
     )
+    if analysis.notes:
+        lines.extend(["", *(f"Note: {note}" for note in analysis.notes)])
     return "\n".join(lines)
 
 

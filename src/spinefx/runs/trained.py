@@ -31,7 +31,7 @@ from spinefx.runs.layout import RunPaths, trial_dirs
 RUN_KINDS = {"patch_classifier": "patch", "voxel_classifier": "voxel"}
 #: what to do with a run of each kind (for wrong-kind errors)
 _USE = {
-    "patch": "spinefx predict RUN SCAN (patch classifier)",
+    "patch": "spinefx predict SCAN --model RUN (patch classifier)",
     "voxel": "spinefx detect SCAN --model RUN (voxel classifier)",
 }
 
@@ -50,6 +50,8 @@ class TrainedRun:
         threshold_source: where ``threshold`` comes from (a file, or ``training config``).
         operating_point: the cross-validated operating point, or None.
         operating_point_note: why there is none ("" when there is one).
+        training_data: origin of the training data recorded in ``run.json``
+            (:func:`spinefx.datasets.provenance.training_data_origin`), or None.
     """
 
     run_dir: Path
@@ -61,6 +63,14 @@ class TrainedRun:
     threshold_source: str
     operating_point: dict | None
     operating_point_note: str = ""
+    training_data: dict | None = None
+
+    @property
+    def training_note(self) -> str:
+        """ "Trained only on simulated data ..." for such a model, else ""; every report says it."""
+        from spinefx.datasets.provenance import describe_origin
+
+        return describe_origin(self.training_data)
 
     @property
     def model(self) -> Any:
@@ -162,7 +172,18 @@ def _load_cached(run_dir: str, stamp: tuple) -> TrainedRun:
         threshold_source=source,
         operating_point=op,
         operating_point_note=note,
+        training_data=_recorded_origin(dirs[0]),
     )
+
+
+def _recorded_origin(run_dir: Path) -> dict | None:
+    """``training_data`` of the run's ``run.json`` (None when absent or unreadable)."""
+    try:
+        values = json.loads(RunPaths(run_dir).provenance.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    origin = values.get("training_data") if isinstance(values, dict) else None
+    return origin if isinstance(origin, dict) else None
 
 
 def read_operating_point(path: str | Path) -> dict:

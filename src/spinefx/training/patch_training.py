@@ -27,6 +27,7 @@ import pandas as pd
 from spinefx.atomic import write_text_atomic
 from spinefx.config import save_config
 from spinefx.datasets.patch_manifest import read_patch_manifest, usable_vertebrae
+from spinefx.datasets.provenance import training_data_origin
 from spinefx.datasets.splits import assign_splits
 from spinefx.errors import InputError
 from spinefx.runs.configs import PatchTrainingConfig
@@ -227,6 +228,7 @@ def train_one(
                     "seed": seed,
                     "split_seed": seed if split_seed is None else split_seed,
                     "launch": launch.__dict__,
+                    "training_data": training_data_origin(prepared_dir),
                 },
                 indent=2,
             ),

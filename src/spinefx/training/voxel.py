@@ -22,6 +22,7 @@ import numpy as np
 
 from spinefx.atomic import write_text_atomic
 from spinefx.config import save_config
+from spinefx.datasets.provenance import origin_of_scans
 from spinefx.datasets.voxel_labels import FRACTURED, IGNORE_LABEL, NORMAL
 from spinefx.errors import InputError
 from spinefx.runs.configs import VoxelTrainingConfig
@@ -279,6 +280,10 @@ def train_voxel_run(
         from spinefx.io import load_dataset
 
         cases = load_dataset(config.data)
+    scans = [Path(c.scan_path) for c in cases if getattr(c, "scan_path", None)]
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    provenance = {"data": config.data, "seed": config.seed, "training_data": origin_of_scans(scans)}
+    write_text_atomic(RunPaths(run_dir).provenance, json.dumps(provenance, indent=2))
     problems: list[tuple[str, str]] = []
     if cases and not isinstance(cases[0], VoxelCase):
         cases, problems = load_voxel_cases(
