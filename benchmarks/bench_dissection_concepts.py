@@ -53,29 +53,6 @@ def _unit_scores(atlas: dict, concepts) -> np.ndarray:
     )
 
 
-def compare_top_vs_random(scores: np.ndarray, ranks: np.ndarray, *, top: int, rng, n_draws: int):
-    """Mean score of the ``top`` best-ranked units vs random ``top``-unit sets."""
-    chosen = np.argsort(ranks)[:top]
-    observed = float(scores[chosen].mean())
-    draws = np.array(
-        [scores[rng.choice(len(scores), top, replace=False)].mean() for _ in range(n_draws)]
-    )
-    boot_top = np.array([scores[rng.choice(chosen, top)].mean() for _ in range(n_draws)])
-    boot_all = np.array([scores[rng.choice(len(scores), top)].mean() for _ in range(n_draws)])
-    diff = boot_top - boot_all
-    return {
-        "top_units": [int(k) for k in chosen],
-        "top_mean_iou": observed,
-        "random_mean_iou": float(draws.mean()),
-        "all_units_mean_iou": float(scores.mean()),
-        "permutation_p_value": float((1 + np.sum(draws >= observed)) / (1 + n_draws)),
-        "difference_bootstrap_95ci": [
-            float(np.quantile(diff, 0.025)),
-            float(np.quantile(diff, 0.975)),
-        ],
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, default=Path("/tmp/spinefx-bench-dissection"))
@@ -152,7 +129,7 @@ def main() -> None:
         ),
     }
     from spinefx.interpretation import dissect_run
-    from spinefx.interpretation.concepts import unit_concept_ious
+    from spinefx.interpretation.concepts import compare_top_vs_random, unit_concept_ious
     from spinefx.interpretation.dissection import rank_units, sample_groups, unit_correlations
 
     start = time.time()

@@ -166,7 +166,10 @@ def iter_activations(
     with LayerRecorder(model, layer) as recorder, torch.no_grad():
         for batch in loader:
             inputs, labels, metas = split_batch(batch)
-            output = model(inputs.to(device, dtype=torch.float32))
+            if isinstance(inputs, (tuple, list)):  # a model of several inputs (voxel classifier)
+                output = model(*(x.to(device, dtype=torch.float32) for x in inputs))
+            else:
+                output = model(inputs.to(device, dtype=torch.float32))
             if recorder.output is None:
                 raise InputError(
                     f"layer {layer!r} produced no output during the forward pass",
@@ -187,9 +190,19 @@ def iter_activations(
                 scores=prob.float(),
                 metas=metas,
                 first_index=index,
-                input_shape=tuple(int(s) for s in inputs.shape[2:]),
+                input_shape=_concept_grid_shape(inputs, metas),
             )
             index += len(labels)
+
+
+def _concept_grid_shape(inputs, metas: list[dict]) -> tuple[int, ...]:
+    """The grid the layer's activations cover: ``meta["grid_shape"]`` when the samples name one
+    (a model whose activations cover only part of its input, e.g. the voxel classifier's output
+    block), else the input's spatial shape."""
+    if metas and metas[0].get("grid_shape") is not None:
+        return tuple(int(s) for s in metas[0]["grid_shape"])
+    first = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+    return tuple(int(s) for s in first.shape[2:])
 
 
 def as_numpy_affine(meta: dict, *, where: str = "sample") -> np.ndarray | None:

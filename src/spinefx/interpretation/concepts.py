@@ -256,3 +256,27 @@ def unit_concept_ious(
     for (k, name), u in union.items():
         out[k][name] = inter[(k, name)] / u if u else 0.0
     return out
+
+
+def compare_top_vs_random(scores: np.ndarray, ranks: np.ndarray, *, top: int, rng, n_draws: int):
+    """Mean score of the ``top`` best-ranked units vs random ``top``-unit sets (a permutation
+    p-value and a bootstrap interval of the difference)."""
+    chosen = np.argsort(ranks)[:top]
+    observed = float(scores[chosen].mean())
+    draws = np.array(
+        [scores[rng.choice(len(scores), top, replace=False)].mean() for _ in range(n_draws)]
+    )
+    boot_top = np.array([scores[rng.choice(chosen, top)].mean() for _ in range(n_draws)])
+    boot_all = np.array([scores[rng.choice(len(scores), top)].mean() for _ in range(n_draws)])
+    diff = boot_top - boot_all
+    return {
+        "top_units": [int(k) for k in chosen],
+        "top_mean_iou": observed,
+        "random_mean_iou": float(draws.mean()),
+        "all_units_mean_iou": float(scores.mean()),
+        "permutation_p_value": float((1 + np.sum(draws >= observed)) / (1 + n_draws)),
+        "difference_bootstrap_95ci": [
+            float(np.quantile(diff, 0.025)),
+            float(np.quantile(diff, 0.975)),
+        ],
+    }
