@@ -101,7 +101,6 @@ def build_shipped_weights(
             fix="use a shippable recipe such as default-cpu",
         )
     work = Path(work_dir)
-    start = time.perf_counter()
     record = train_recipe(chosen, work, real_root=real_root, seed=seed)
     runs = {kind: Path(record["runs"][kind]) for kind in KIND_FOLDERS}
     data = {"patch": work / "patches", "voxel": work / "data" / "manifest.csv"}
@@ -115,10 +114,7 @@ def build_shipped_weights(
         seed=seed,
         training_data=training_sources(work / "data"),
         benchmark=benchmark_figures(benchmark, recipe) if benchmark else {},
-        minutes={
-            **record.get("minutes", {}),
-            "total": round((time.perf_counter() - start) / 60, 2),
-        },
+        minutes=record.get("minutes", {}),
     )
     return manifest
 
@@ -186,6 +182,11 @@ def _copy_run(run: Path, out: Path, *, recipe: str) -> None:
         "training_data": provenance.get("training_data"),
     }
     write_text_atomic(RunPaths(out).provenance, json.dumps(shipped, indent=2))
+    op = RunPaths(out).operating_point
+    if op.is_file():  # name the data the point was chosen on, not this machine's folder
+        values = json.loads(op.read_text(encoding="utf-8"))
+        values["source"] = f"validation split of the {recipe} training data"
+        write_text_atomic(op, json.dumps(values, indent=2))
     config = RunPaths(out).config
     if config.is_file():  # the training data path is local to the machine that built it
         lines = [
@@ -252,8 +253,8 @@ def code_version() -> str:
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+    dirty = subprocess.run(  # code only: results files and the weights themselves do not count
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", "..", ":!../weights"],
         cwd=Path(__file__).resolve().parent,
         capture_output=True,
         text=True,
