@@ -30,15 +30,22 @@ def _package(tmp_path, patch_run, voxel_run):
 def test_the_shipped_weights_are_intact_and_reproduce_their_recorded_outputs():
     """The committed weights load, match MANIFEST.json and reproduce reference_outputs.json."""
     from spinefx.evaluation.shipping import reference_outputs
+    from spinefx.runs import load_trained
 
     root = shipped.weights_dir()
     assert (root / shipped.MANIFEST).is_file(), f"no shipped weights in {root}: run make weights"
     assert shipped.verify_shipped() == []
     manifest = shipped.read_manifest()
     assert manifest["recipe"] == "default-cpu"
-    assert manifest["training_data"]["real_subjects"], "the recipe builds on real CT"
-    for subject in manifest["training_data"]["real_subjects"]:
+    data = manifest["training_data"]
+    for subject in data["real_subjects"]:  # none today: the default recipe is procedural
         assert "NC" not in subject["licence"] and "no data licence" not in subject["licence"]
+    assert {"ctfu", "verse_predicted_masks"} <= set(data["left_out"])
+    for kind in ("patch", "voxel"):
+        run = load_trained(shipped.shipped_run_dir(kind))
+        assert run.threshold is not None, "the shipped runs have an operating point"
+        assert run.training_note.startswith("Trained only on simulated data")
+        assert str(shipped.weights_dir()) not in run.operating_point["source"]
     recorded = json.loads((root / shipped.REFERENCE).read_text())
     now = reference_outputs(shipped.shipped_run_dir("patch"), shipped.shipped_run_dir("voxel"))
     for kind in ("patch", "voxel"):

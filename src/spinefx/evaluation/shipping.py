@@ -62,7 +62,7 @@ def reference_outputs(patch_run: str | Path, voxel_run: str | Path) -> dict:
 
     ct, centroids = reference_scan()
     patch = predict_vertebrae(patch_run, ct, centroids)
-    voxel = detect_fractures(voxel_run, ct, centroids)
+    voxel = detect_fractures(voxel_run, ct, centroids, show_progress=False)
     return {
         "scan": REFERENCE_SCAN,
         "patch": {str(v.vertebra_label): round(float(v.probability), 6) for v in patch},
