@@ -6,7 +6,9 @@
    the training-data engine on data whose licence allows shipping weights only;
 2. choose each run's operating point on its own validation split (simulated data; no real
    subject that the real-CT benchmark scores is involved: :mod:`~spinefx.evaluation.calibration`);
-3. copy the two runs (weights, configs, run records; no local paths) into the weights folder;
+3. dissect the patch classifier on its training data (the concept atlas and collages that the
+   report and the app explain with), and copy the two runs (weights, configs, run records,
+   atlas; no local paths) into the weights folder;
 4. record both runs' outputs on a fixed generated scan (``reference_outputs.json``): the test
    that the shipped weights load and reproduce them;
 5. write ``MANIFEST.json``: recipe, seed, code version, the training data and its licences,
@@ -107,6 +109,11 @@ def build_shipped_weights(
     for kind, run in runs.items():
         if not RunPaths(run).operating_point.is_file():
             validation_operating_point(run, data[kind], seed=seed)
+    atlas = RunPaths(runs["patch"]).dissection / "atlas.yaml"
+    if not atlas.is_file():  # the concept atlas the app and the report explain with
+        from spinefx.interpretation import dissect_run
+
+        dissect_run(runs["patch"], data["patch"], split="all", export_units=10)
     manifest = package_weights(
         runs,
         target or weights_dir(),
@@ -174,6 +181,12 @@ def _copy_run(run: Path, out: Path, *, recipe: str) -> None:
     for name in _RUN_FILES:
         if (run / name).is_file():
             shutil.copy2(run / name, out / name)
+    dissection = RunPaths(run).dissection
+    if (dissection / "atlas.yaml").is_file():  # the atlas and its collages, not the NIfTI exports
+        for path in [dissection / "atlas.yaml", *sorted(dissection.glob("units/*/*.png"))]:
+            target = RunPaths(out).dissection / path.relative_to(dissection)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
     source = RunPaths(run).provenance
     provenance = json.loads(source.read_text(encoding="utf-8")) if source.is_file() else {}
     shipped = {
