@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from spinefx.evaluation.real_ct import ScoredVertebra, body_centroids, summarise
+from spinefx.evaluation.real_ct import ScoredVertebra, summarise
+from spinefx.morphometry.centroids import body_centroids
 
 
 def _row(subject: str, grade: int, score: float, flagged: bool, level: str = "L1"):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from spinefx.cli.mask_args import add_mask_arguments, centroids_from_arguments
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +28,7 @@ def register(subparsers) -> None:
         "see `spinefx weights show`)",
     )
     parser.add_argument("--centroids", help="VerSe centroid JSON (default: localise automatically)")
+    add_mask_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--cube-size", type=int, default=10, help="vertebra cube edge, voxels")
     parser.add_argument(
@@ -55,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
             fix="spinefx detect SCAN [--model RUN_DIR] --out DIR",
         )
     from spinefx.inference.screening import detect_fractures, write_detection
-    from spinefx.io import load_centroids, load_scan, save_centroids
+    from spinefx.io import load_scan, save_centroids
     from spinefx.runs.shipped import resolve_run
 
     model = resolve_run(args.model, "voxel")
 
     scan = load_scan(args.scan)
-    centroids = load_centroids(args.centroids, scan, outside="keep") if args.centroids else None
+    centroids = centroids_from_arguments(args, scan)
     result = detect_fractures(model, scan, centroids, cube_size_vox=args.cube_size)
     if not result.vertebrae and not args.allow_empty:
         raise InputError(

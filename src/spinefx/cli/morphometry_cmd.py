@@ -14,7 +14,17 @@ def register(subparsers) -> None:
             "vertebra mask and estimate each vertebra's Genant grade and shape."
         ),
     )
-    p.add_argument("mask", help="vertebra label mask (NIfTI, VerSe labels)")
+    p.add_argument(
+        "mask",
+        help="vertebra label mask: VerSe ids, a TotalSegmentator file (v1/v2 `total`, "
+        "`vertebrae_body`) or a TotalSegmentator output folder",
+    )
+    p.add_argument(
+        "--mask-numbering",
+        choices=("auto", "verse", "totalseg_v1", "totalseg_v2"),
+        default="auto",
+        help="label numbering of the mask (default: detected from the anatomy)",
+    )
     p.add_argument("--centroids", help="VerSe centroid JSON of the same scan (optional)")
     p.add_argument("--subregion-mask", help="VerSe sub-region mask (49-50 = body; optional)")
     p.add_argument("--json", dest="json_out", help="also write the table as JSON to this file")
@@ -25,13 +35,21 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from spinefx.atomic import write_text_atomic
+    from spinefx.errors import InputError
     from spinefx.io import load_centroids, load_mask
+    from spinefx.io.vertebra_masks import load_vertebra_mask
     from spinefx.morphometry import format_table, measure_vertebrae
 
-    mask = load_mask(args.mask)
+    mask = load_vertebra_mask(args.mask, numbering=args.mask_numbering).image
     centroids = load_centroids(args.centroids, mask) if args.centroids else None
     subregion = load_mask(args.subregion_mask, known_labels=None) if args.subregion_mask else None
     rows = measure_vertebrae(mask, centroids=centroids, subregion_mask=subregion)
+    if not rows:
+        raise InputError(
+            "no vertebra of this mask could be measured",
+            path=args.mask,
+            fix="check that the mask holds whole vertebral bodies (thoracic or lumbar)",
+        )
     print(format_table(rows))
     if args.json_out:
         records = [

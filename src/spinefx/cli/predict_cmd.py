@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from spinefx.cli.mask_args import add_mask_arguments, centroids_from_arguments
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -29,6 +31,7 @@ def register(subparsers) -> None:
         help="VerSe centroid JSON of the scan (required: vertebrae must be located first, "
         "e.g. with `spinefx detect` or from a VerSe _seg-subreg_ctd.json)",
     )
+    add_mask_arguments(parser)
     parser.add_argument("--out", help="write the table to FILE.csv or FILE.json")
     parser.set_defaults(func=run)
 
@@ -43,22 +46,23 @@ def run(args: argparse.Namespace) -> int:
         args.model, args.scan = args.scan, args.second
     run_dir = resolve_run(args.model, "patch")
 
-    if not args.centroids:
+    if not args.centroids and not args.mask:
         raise InputError(
             "the patch classifier needs vertebral centroids",
             path=args.scan,
-            fix="pass --centroids FILE.json (VerSe centroid JSON); `spinefx detect` can "
-            "locate vertebrae when no centroids exist",
+            fix="pass --centroids FILE.json (VerSe centroid JSON) or --mask MASK (VerSe or "
+            "TotalSegmentator vertebra mask); `spinefx detect` can locate vertebrae when "
+            "neither exists",
         )
     import pandas as pd
 
     from spinefx.inference.patch_classifier import predict_scan, write_predictions
-    from spinefx.io import load_centroids, load_scan
+    from spinefx.io import load_scan
     from spinefx.runs import load_trained
     from spinefx.runs.shipped import model_identity
 
     scan = load_scan(args.scan)
-    centroids = load_centroids(args.centroids, scan, outside="keep")
+    centroids = centroids_from_arguments(args, scan)
     rows = predict_scan(run_dir, scan, centroids)
     model = model_identity(load_trained(run_dir))
     if args.out:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spinefx.cli.mask_args import add_mask_arguments
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -18,6 +20,7 @@ def register(subparsers) -> None:
         "--model", type=Path, help="patch classifier run directory (default: the shipped weights)"
     )
     p.add_argument("--centroids", type=Path, help="VerSe centroid JSON of the scan")
+    add_mask_arguments(p)
     p.add_argument(
         "--voxel-model",
         type=Path,
@@ -38,13 +41,22 @@ def run(args: argparse.Namespace) -> int:
     from spinefx.reporting import write_scan_report
     from spinefx.runs.shipped import resolve_run, shipped_or_none
 
-    voxel = args.voxel_model or (None if args.centroids else shipped_or_none("voxel"))
+    if args.centroids and args.mask:
+        from spinefx.errors import InputError
+
+        raise InputError(
+            "both --centroids and --mask given", fix="pass one source of vertebra positions"
+        )
+    located = args.centroids or args.mask
+    voxel = args.voxel_model or (None if located else shipped_or_none("voxel"))
     html_path, text_path = write_scan_report(
         args.scan,
         model_run_dir=resolve_run(args.model, "patch"),
         out_path=args.out,
         centroids_path=args.centroids,
         voxel_run_dir=voxel,
+        mask_path=args.mask,
+        mask_numbering=args.mask_numbering,
         atlas_path=args.atlas,
         include_identifiers=args.include_identifiers,
     )

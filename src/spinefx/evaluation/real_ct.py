@@ -58,24 +58,11 @@ class ScoredVertebra:
         return asdict(self)
 
 
-def body_centroids(mask) -> dict[int, np.ndarray]:
-    """Vertebral-body centroids (world RAS+ mm) of a VerSe-id mask, via morphometry."""
-    from spinefx.io import centroids_from_mask
-    from spinefx.morphometry import measure_vertebrae
-
-    centroids = centroids_from_mask(mask)
-    try:
-        measured = {m.vertebra_label: m.centroid_mm for m in measure_vertebrae(mask)}
-    except (SpinefxError, ValueError, IndexError) as exc:  # unmeasurable mask: keep the COM
-        log.warning("body centroids fall back to the vertebra centres of mass: %s", exc)
-        measured = {}
-    return {k: np.asarray(measured.get(k, v), float) for k, v in centroids.items()}
-
-
 @lru_cache(maxsize=32)
 def _mask_body_centroids(mask_path: Path) -> dict[int, np.ndarray]:
     """:func:`body_centroids` of a real mask file, measured once (both networks and every fold
     score the same masks)."""
+    from spinefx.morphometry.centroids import body_centroids
     from spinefx.synthesis.real_sources import RealScan, load_real_mask
 
     return body_centroids(load_real_mask(RealScan("", None, Path(mask_path))))

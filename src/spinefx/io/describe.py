@@ -9,7 +9,7 @@ import numpy as np
 
 from spinefx.conventions import NON_VERTEBRA_LABELS, VERTEBRA_LEVELS
 from spinefx.io.centroids import centroids_from_mask, load_centroids
-from spinefx.io.scan import load_mask, load_scan
+from spinefx.io.scan import load_scan
 
 HU_PERCENTILES: tuple[float, ...] = (1.0, 5.0, 50.0, 95.0, 99.0)
 
@@ -75,9 +75,12 @@ def describe_scan(
             str(centroids_path),
         )
     elif mask_path is not None:
+        from spinefx.io.vertebra_masks import load_vertebra_mask
+
+        read = load_vertebra_mask(mask_path)
         centroids, source = (
-            centroids_from_mask(load_mask(mask_path)),
-            f"{mask_path} (centre of mass)",
+            centroids_from_mask(read.image),
+            f"{mask_path} (centre of mass; {read.numbering} numbering)",
         )
     found = _place(scan, centroids)
     notes = tuple(

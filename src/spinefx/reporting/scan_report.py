@@ -17,11 +17,14 @@ def open_workspace(
     centroids_path: str | Path | None = None,
     voxel_run_dir: str | Path | None = None,
     name: str | None = None,
+    mask_path: str | Path | None = None,
+    mask_numbering: str = "auto",
 ) -> ScanWorkspace:
     """Load a scan and its vertebra centroids, then predict every vertebra.
 
-    Centroids come from the VerSe JSON when given, else from automatic localisation with the
-    voxel classifier run.
+    Centroids come from the VerSe JSON when given, else from a vertebra mask (VerSe or
+    TotalSegmentator, body centroids), else from automatic localisation with the voxel
+    classifier run.
 
     Raises:
         InputError: unreadable scan or centroid file, or no way to find the vertebrae.
@@ -34,6 +37,11 @@ def open_workspace(
     if centroids_path is not None:
         centroids = load_centroids(centroids_path, scan)
         source = "from the centroid file"
+    elif mask_path is not None:
+        from spinefx.morphometry.centroids import vertebra_mask_centroids
+
+        centroids = vertebra_mask_centroids(mask_path, scan, numbering=mask_numbering)
+        source = "body centroids of the vertebra mask"
     else:
         centroids = locate_vertebrae(scan, None if voxel_run_dir is None else Path(voxel_run_dir))
         source = "from automatic localisation (voxel classifier)"
@@ -51,6 +59,8 @@ def write_scan_report(
     voxel_run_dir: str | Path | None = None,
     atlas_path: str | Path | None = None,
     include_identifiers: bool = False,
+    mask_path: str | Path | None = None,
+    mask_numbering: str = "auto",
 ) -> tuple[Path, Path]:
     """Write the DRAFT report of one scan as HTML (images inlined) and as plain text.
 
@@ -61,13 +71,22 @@ def write_scan_report(
         centroids_path: VerSe centroid JSON, else automatic localisation.
         voxel_run_dir: voxel classifier run for automatic localisation.
         atlas_path: concept atlas (default: the run's own).
+        mask_path / mask_numbering: vertebra mask whose body centroids locate the vertebrae
+            when no centroid file is given (see :mod:`spinefx.io.vertebra_masks`).
         include_identifiers: show patient/study identifiers from DICOM headers.
 
     Returns:
         ``(html_path, text_path)``, both written atomically.
     """
     run = load_model_run(model_run_dir, atlas_path=atlas_path)
-    ws = open_workspace(run, scan_path, centroids_path=centroids_path, voxel_run_dir=voxel_run_dir)
+    ws = open_workspace(
+        run,
+        scan_path,
+        centroids_path=centroids_path,
+        voxel_run_dir=voxel_run_dir,
+        mask_path=mask_path,
+        mask_numbering=mask_numbering,
+    )
     explanations = ws.explanations_for_report()
     concepts = ws.concepts()
     text = draft_findings(ws.analysis, explanations, concepts)

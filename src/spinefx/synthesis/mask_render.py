@@ -33,8 +33,8 @@ from spinefx.config import to_dict
 from spinefx.conventions import SHAPE_CODES, VERTEBRA_LEVELS, level_name
 from spinefx.errors import InputError
 from spinefx.image import Image
-from spinefx.io.centroids import centroids_from_mask, save_centroids
-from spinefx.morphometry import measure_vertebrae
+from spinefx.io.centroids import save_centroids
+from spinefx.morphometry.centroids import body_centroids
 from spinefx.preprocessing.orientation import reorient
 from spinefx.progress import progress
 from spinefx.synthesis.dataset import GRADE_COLUMNS, _csv_text, case_rng, nifti_bytes
@@ -117,15 +117,6 @@ def random_grid(
     return tuple(int(n) for n in shape), affine  # type: ignore[return-value]
 
 
-def body_centroids_mm(labels: Image) -> dict[int, np.ndarray]:
-    """Vertebral-body centroid (world mm) of every vertebra label: morphometry's body estimate,
-    the whole vertebra's centre of mass where morphometry cannot measure the body."""
-    centroids = {int(k): v for k, v in centroids_from_mask(labels).items() if k in VERTEBRA_LEVELS}
-    for row in measure_vertebrae(labels):
-        centroids[row.vertebra_label] = np.asarray(row.centroid_mm, float)
-    return dict(sorted(centroids.items()))
-
-
 def _grade_cells(label: int, scan) -> tuple[str, str]:
     if label in scan.foreign_material:
         return "x", ""
@@ -152,7 +143,7 @@ def _make_case(job) -> tuple[list[dict], list[dict], dict] | None:
     raw, der = root / "rawdata" / subject_name, root / "derivatives" / subject_name
     write_bytes_atomic(raw / f"{subject_name}_ct.nii.gz", nifti_bytes(ct, np.int16))
     write_bytes_atomic(der / f"{subject_name}_seg-vert_msk.nii.gz", nifti_bytes(labels, np.uint8))
-    save_centroids(body_centroids_mm(labels), der / f"{subject_name}_seg-subreg_ctd.json", ct)
+    save_centroids(body_centroids(labels), der / f"{subject_name}_seg-subreg_ctd.json", ct)
     grades, truth = [], []
     for label in sorted(int(v) for v in np.unique(labels.data) if int(v) in VERTEBRA_LEVELS):
         grade, shape = _grade_cells(label, scan)

@@ -1,0 +1,56 @@
+"""``--mask`` on predict, detect, report, morphometry and inspect, on real CTs and their masks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from spinefx.cli import main
+
+
+def test_predict_takes_vertebra_positions_from_a_real_verse_mask(real_data, tmp_path):
+    scan = real_data / "verse/rawdata/sub-verse007/sub-verse007_ct.nii.gz"
+    mask = real_data / "verse/derivatives/sub-verse007/sub-verse007_seg-vert_msk.nii.gz"
+    out = tmp_path / "p.json"
+    assert main(["predict", str(scan), "--mask", str(mask), "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["vertebrae"]
+    assert [r["level"] for r in rows] == ["T9", "T10", "T11", "T12", "L1", "L2", "L3"]
+    assert all(r["centroid_source"] for r in rows)
+
+
+def test_detect_and_report_on_the_totalsegmentator_ct_with_its_spine_mask(real_data, tmp_path):
+    scan = real_data / "totalseg/example_ct.nii.gz"
+    mask = next((real_data / "totalseg/spine_report").glob("*.nii.gz"))
+    out = tmp_path / "d"
+    assert main(["detect", str(scan), "--mask", str(mask), "--out", str(out)]) == 0
+    levels = [line.split(",")[1] for line in (out / "vertebrae.csv").read_text().splitlines()[1:]]
+    assert levels == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    html = tmp_path / "r.html"
+    assert main(["report", str(scan), "--mask", str(mask), "--out", str(html)]) == 0
+    assert "body centroids of the vertebra mask" in html.with_suffix(".txt").read_text()
+
+
+def test_a_binary_mask_is_a_clear_error_everywhere(real_data, tmp_path, capsys):
+    import nibabel as nib
+
+    source = nib.load(real_data / "verse/derivatives/sub-verse008/sub-verse008_seg-vert_msk.nii.gz")
+    binary = (np.asarray(source.dataobj) > 0).astype(np.uint8)
+    path = tmp_path / "binary.nii.gz"
+    nib.save(nib.Nifti1Image(binary, source.affine), path)
+    scan = real_data / "verse/rawdata/sub-verse008/sub-verse008_ct.nii.gz"
+    for argv in (
+        ["predict", str(scan), "--mask", str(path)],
+        ["morphometry", str(path)],
+        ["inspect", str(scan), "--mask", str(path)],
+    ):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "binary mask" in err and "binary.nii.gz" in err
+
+
+def test_a_mask_of_another_scan_is_refused(real_data, tmp_path, capsys):
+    scan = real_data / "verse/rawdata/sub-verse007/sub-verse007_ct.nii.gz"
+    other = real_data / "verse/derivatives/sub-verse006/sub-verse006_seg-vert_msk.nii.gz"
+    assert main(["predict", str(scan), "--mask", str(other)]) == 1
+    assert "sub-verse006_seg-vert_msk" in capsys.readouterr().err
