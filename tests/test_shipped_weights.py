@@ -13,7 +13,7 @@ from spinefx.runs import shipped
 
 
 def _package(tmp_path, patch_run, voxel_run):
-    from spinefx.evaluation.shipping import package_weights
+    from spinefx.release.weights import package_weights
 
     runs = {"patch": patch_run(tmp_path / "p"), "voxel": voxel_run(tmp_path / "v")}
     target = tmp_path / "weights"
@@ -29,7 +29,7 @@ def _package(tmp_path, patch_run, voxel_run):
 
 def test_the_shipped_weights_are_intact_and_reproduce_their_recorded_outputs():
     """The committed weights load, match MANIFEST.json and reproduce reference_outputs.json."""
-    from spinefx.evaluation.shipping import reference_outputs
+    from spinefx.release.weights import reference_outputs
     from spinefx.runs import load_trained
 
     root = shipped.weights_dir()

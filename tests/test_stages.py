@@ -20,6 +20,7 @@ STAGES = [
     "inference",
     "evaluation",
     "interpretation",
+    "release",
     "reporting",
     "app",
     "cli",

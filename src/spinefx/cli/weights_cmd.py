@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "verify":
         return _verify(verify_shipped())
-    from spinefx.evaluation.shipping import build_shipped_weights
+    from spinefx.release.weights import build_shipped_weights
 
     benchmark = Path(args.benchmark) if Path(args.benchmark).is_file() else None
     manifest = build_shipped_weights(
@@ -71,7 +71,7 @@ def _verify(problems: list[str]) -> int:
 
     import numpy as np
 
-    from spinefx.evaluation.shipping import reference_outputs
+    from spinefx.release.weights import reference_outputs
     from spinefx.runs.shipped import KIND_FOLDERS, REFERENCE, weights_dir
 
     if problems:
