@@ -100,10 +100,10 @@ def child(method: str, workdir: Path, crop_z: int) -> None:
 
     view = prepare_voxel_input(_scan(workdir))
     model = _model()
-    volume = np.asarray(view.data, np.float32)
+    volume = np.asarray(view.image.data, np.float32)
     if crop_z:  # a lumbar slab of the same scan (keeps the shared-CPU run short)
         volume = np.ascontiguousarray(volume[:, :, :crop_z])
-    roi = (-500.0 - view.meta["hu_mean"]) / view.meta["hu_std"]
+    roi = float(view.to_network(-500.0))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start, cpu0 = time.perf_counter(), time.process_time()
     if method.startswith("ours_roi"):

@@ -80,14 +80,15 @@ def test_fixed_ct_normalisation_does_not_depend_on_the_field_of_view():
     wide = Image(wide, np.eye(4))
     for_wide = prepare_voxel_input(wide, spacing_mm=1.0, normalisation="ct")
     for_crop = prepare_voxel_input(crop, spacing_mm=1.0, normalisation="ct")
-    assert for_wide.data[20, 20, 10] == pytest.approx(for_crop.data[6, 6, 10])
-    assert for_wide.data[20, 20, 10] == pytest.approx(300.0 / CT_NORMALISATION["std_hu"])
+    assert for_wide.image.data[20, 20, 10] == pytest.approx(for_crop.image.data[6, 6, 10])
+    assert for_wide.image.data[20, 20, 10] == pytest.approx(300.0 / CT_NORMALISATION["std_hu"])
     # the paper's per-scan z-score gives the same bone two different values
-    z_wide = prepare_voxel_input(wide, spacing_mm=1.0).data[20, 20, 10]
-    z_crop = prepare_voxel_input(crop, spacing_mm=1.0).data[6, 6, 10]
+    z_wide = prepare_voxel_input(wide, spacing_mm=1.0).image.data[20, 20, 10]
+    z_crop = prepare_voxel_input(crop, spacing_mm=1.0).image.data[6, 6, 10]
     assert abs(z_wide - z_crop) > 0.5
-    # the inverse in meta gives HU back inside the clip window
-    hu = for_crop.data * for_crop.meta["hu_std"] + for_crop.meta["hu_mean"]
-    assert hu[6, 6, 10] == pytest.approx(300.0)
+    # the typed inverse gives HU back inside the clip window; forward and back round-trip
+    assert for_crop.hu_image().data[6, 6, 10] == pytest.approx(300.0)
+    assert for_crop.to_network(for_crop.to_hu(1.25)) == pytest.approx(1.25)
+    assert "hu_mean" not in for_crop.image.meta  # meta stays provenance only
     with pytest.raises(ValueError, match="normalisation"):
         prepare_voxel_input(crop, spacing_mm=1.0, normalisation="minmax")

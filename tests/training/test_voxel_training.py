@@ -316,7 +316,7 @@ def test_training_learns_the_fracture_class_on_held_out_phantoms(tmp_path):
     model = load_trained(tmp_path, expect="voxel").model
     scores = {}
     for case in scans[6:]:
-        maps = predict_network_view(model, case.image, output_tile_vox=30, show_progress=False)
+        maps = predict_network_view(model, case.view, output_tile_vox=30, show_progress=False)
         truth = {v.vertebra_label: np.asarray(v.centroid_mm) for v in case.vertebrae}
         for label, score in vertebra_scores(maps["fractured"], truth, cube_size_vox=6).items():
             scores[(case.case_id, label)] = score

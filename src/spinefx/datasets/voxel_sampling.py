@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spinefx.datasets.voxel_labels import IGNORE_LABEL
+from spinefx.image import Image
 
 
 def border_intensity(volume: np.ndarray) -> float:
@@ -205,7 +206,38 @@ def apply_augmentation(arrays: list[np.ndarray], params: AugmentationParams, *, 
     return out
 
 
-def prepare_voxel_input(scan, *, spacing_mm: float = 1.0, normalisation: str = "scan_zscore"):
+@dataclass(frozen=True)
+class NetworkView:
+    """The voxel classifier's input image and the intensity transform that made it.
+
+    The transform travels typed beside the image (not in ``Image.meta``, which is free-form
+    provenance): ``value = (HU - hu_mean) / hu_std`` forward, :meth:`to_hu` back.
+
+    Attributes:
+        image: float32 RAS isotropic ``Image`` of normalised values.
+        hu_mean / hu_std: the transform's offset and scale (HU).
+    """
+
+    image: Image
+    hu_mean: float
+    hu_std: float
+
+    def to_network(self, hu):
+        """HU (scalar or array) -> network values."""
+        return (np.asarray(hu, dtype=np.float64) - self.hu_mean) / max(self.hu_std, 1e-6)
+
+    def to_hu(self, values):
+        """Network values -> HU (inside the clip window of the ``ct`` normalisation)."""
+        return np.asarray(values, dtype=np.float64) * self.hu_std + self.hu_mean
+
+    def hu_image(self) -> Image:
+        """The view in HU, on the same grid."""
+        return self.image.with_data(self.to_hu(self.image.data).astype(np.float32), kind="hu")
+
+
+def prepare_voxel_input(
+    scan, *, spacing_mm: float = 1.0, normalisation: str = "scan_zscore"
+) -> NetworkView:
     """The voxel classifier's view of a CT: RAS, ``spacing_mm`` isotropic, normalised.
 
     Args:
@@ -215,9 +247,8 @@ def prepare_voxel_input(scan, *, spacing_mm: float = 1.0, normalisation: str = "
             (HU clipped and scaled by the fixed ``conventions.CT_NORMALISATION``).
 
     Returns:
-        ``Image`` (float32, RAS, isotropic) with ``meta["hu_mean"]`` and ``meta["hu_std"]``
-        (``HU = value * hu_std + hu_mean`` inside the clip window). Map results back with
-        ``resample_like``.
+        :class:`NetworkView` (the float32 image and its typed intensity transform). Map
+        results back onto the scan with ``resample_like``.
     """
     from spinefx.conventions import AIR_HU, CT_NORMALISATION
     from spinefx.preprocessing import reorient, resample_to_spacing
@@ -237,4 +268,4 @@ def prepare_voxel_input(scan, *, spacing_mm: float = 1.0, normalisation: str = "
     else:
         raise ValueError(f"unknown normalisation {normalisation!r} (scan_zscore or ct)")
     data = (data - mean) / max(std, 1e-6)
-    return iso.with_data(data.astype(np.float32), hu_mean=mean, hu_std=std)
+    return NetworkView(iso.with_data(data.astype(np.float32)), mean, std)

@@ -83,7 +83,7 @@ def evaluate_case(model, case: VoxelCase, *, cube_sizes_vox, perturb_sigma_mm, r
     """Aggregates of one test scan: patient row, vertebra rows, localisation row."""
     from spinefx.inference.voxel_tiling import predict_network_view
 
-    maps = predict_network_view(model, case.image, output_tile_vox=tile_vox, show_progress=False)
+    maps = predict_network_view(model, case.view, output_tile_vox=tile_vox, show_progress=False)
     frac = maps["fractured"]
     largest = largest_components(frac.data, probability_thresholds=DEFAULT_PROBABILITY_THRESHOLDS)
     graded = [

@@ -62,7 +62,7 @@ def compare_variants(
         y, s = [], []
         for case in val_cases:
             maps = predict_network_view(
-                model, case.image, output_tile_vox=tile_vox, show_progress=False
+                model, case.view, output_tile_vox=tile_vox, show_progress=False
             )
             graded = {
                 v.vertebra_label: v

@@ -108,7 +108,7 @@ def detect_fractures(
         for name, img in per_trial[0].items()
     }
     frac = maps_1mm["fractured"]
-    hu = view.with_data(view.data * view.meta["hu_std"] + view.meta["hu_mean"], kind="hu")
+    hu = view.hu_image()
     op = {**DEFAULT_OPERATING_POINT, **(run.operating_point or {})}
     # fracture voxels around metal are undefined (instrumented vertebrae were never labelled)
     near_metal = metal_mask(scan, like=frac)

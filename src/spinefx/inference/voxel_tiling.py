@@ -16,7 +16,12 @@ import logging
 
 import numpy as np
 
-from spinefx.datasets.voxel_sampling import border_intensity, prepare_voxel_input, segment_pair
+from spinefx.datasets.voxel_sampling import (
+    NetworkView,
+    border_intensity,
+    prepare_voxel_input,
+    segment_pair,
+)
 from spinefx.image import Image
 from spinefx.progress import progress
 
@@ -105,7 +110,7 @@ def _has_tissue(volume: np.ndarray, start, size, threshold: float, margin_vox: i
 
 def predict_network_view(
     model,
-    view: Image,
+    view: NetworkView,
     *,
     output_tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
     roi_min_hu: float | None = -500.0,
@@ -115,29 +120,28 @@ def predict_network_view(
 
     Args:
         model: the voxel classifier.
-        view: output of ``prepare_voxel_input`` (1 mm RAS, z-scored, ``meta["hu_mean"]``,
-            ``meta["hu_std"]``).
+        view: output of ``prepare_voxel_input`` (the normalised image and its transform).
         output_tile_vox: tile edge (see :func:`predict_volume`).
         roi_min_hu: skip tiles with no voxel above this HU (air); None runs every tile.
         show_progress: progress bar over tiles.
 
     Returns:
-        class name -> float32 probability ``Image`` on ``view``'s grid.
+        class name -> float32 probability ``Image`` on the view's grid.
     """
     from spinefx.models.voxel_classifier import VOXEL_CLASS_NAMES
 
     roi = None
     if roi_min_hu is not None:
-        roi = (roi_min_hu - view.meta["hu_mean"]) / max(view.meta["hu_std"], 1e-6)
+        roi = float(view.to_network(roi_min_hu))
     probs = predict_volume(
         model,
-        np.asarray(view.data, dtype=np.float32),
+        np.asarray(view.image.data, dtype=np.float32),
         output_tile_vox=output_tile_vox,
         roi_min_value=roi,
         show_progress=show_progress,
     )
     return {
-        name: view.with_data(p, kind=f"probability_{name}")
+        name: view.image.with_data(p, kind=f"probability_{name}")
         for name, p in zip(VOXEL_CLASS_NAMES, probs, strict=True)
     }
 

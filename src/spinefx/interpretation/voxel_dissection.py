@@ -114,7 +114,7 @@ class VertebraSegments(torch.utils.data.Dataset):
                 load_scan(self.cases[case_index].scan_path),
                 spacing_mm=self.config.input_spacing_mm,
                 normalisation=self.config.intensity_normalisation,
-            )
+            ).image
             self._view = (case_index, view, border_intensity(np.asarray(view.data)))
         return self._view[1], self._view[2]
 

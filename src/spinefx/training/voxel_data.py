@@ -15,6 +15,7 @@ import numpy as np
 
 from spinefx.datasets.voxel_labels import IGNORE_LABEL, EllipsoidOptions, labels_from_records
 from spinefx.datasets.voxel_sampling import (
+    NetworkView,
     apply_augmentation,
     border_intensity,
     draw_augmentation,
@@ -36,7 +37,8 @@ class VoxelCase:
 
     Attributes:
         case_id: identifier.
-        image: z-scored 1 mm RAS ``Image`` (float32).
+        view: the network's input (normalised RAS isotropic image + its intensity transform);
+            ``image`` is its image.
         labels: ``uint8`` label ``Image`` on the same grid (0/1/2, 255 ignore).
         vertebrae: annotated vertebrae (centroids in world mm, grades).
         pad_value: border intensity of ``image`` (segment padding).
@@ -44,11 +46,16 @@ class VoxelCase:
     """
 
     case_id: str
-    image: Image
+    view: NetworkView
     labels: Image
     vertebrae: tuple[VertebraRecord, ...]
     pad_value: float
     patient_id: str = ""
+
+    @property
+    def image(self) -> Image:
+        """The normalised input image (``view.image``)."""
+        return self.view.image
 
     @functools.cached_property
     def class_voxels(self) -> dict[int, np.ndarray]:
@@ -82,10 +89,15 @@ def make_voxel_case(
     from spinefx.conventions import is_cervical
 
     records = tuple(v for v in vertebrae if include_cervical or not is_cervical(v.vertebra_label))
-    iso = prepare_voxel_input(scan, spacing_mm=spacing_mm, normalisation=normalisation)
-    labels = labels_from_records(iso, records, options=ellipsoid)
+    view = prepare_voxel_input(scan, spacing_mm=spacing_mm, normalisation=normalisation)
+    labels = labels_from_records(view.image, records, options=ellipsoid)
     return VoxelCase(
-        case_id, iso, labels, records, border_intensity(iso.data), patient_id or case_id
+        case_id=case_id,
+        view=view,
+        labels=labels,
+        vertebrae=records,
+        pad_value=border_intensity(view.image.data),
+        patient_id=patient_id or case_id,
     )
 
 
