@@ -76,6 +76,52 @@ def best_affine(img, path: Path) -> np.ndarray:
     return np.asarray(affine, dtype=np.float64)
 
 
+#: largest voxel array a file may declare (bytes on disk; ``$SPINEFX_MAX_IMAGE_GB`` overrides)
+DEFAULT_MAX_IMAGE_GB = 4.0
+#: deflate cannot compress better than ~1032:1, so a .nii.gz holds at most this many bytes per byte
+_MAX_GZIP_RATIO = 1100
+
+
+def check_declared_size(img, path: Path) -> None:
+    """Refuse a header whose declared voxel array is too large or cannot fit in the file.
+
+    Checked before any voxel is read, so a 100-byte file whose header claims 1200³ voxels costs
+    nothing (nibabel would allocate the whole array first).
+
+    Raises:
+        InputError: larger than the cap, or more data than the file can hold.
+    """
+    import os
+
+    shape = tuple(int(s) for s in img.shape)
+    itemsize = int(np.dtype(img.header.get_data_dtype()).itemsize)
+    declared = int(np.prod(shape, dtype=np.float64) * itemsize)
+    cap_gb = float(os.environ.get("SPINEFX_MAX_IMAGE_GB", DEFAULT_MAX_IMAGE_GB))
+    if declared > cap_gb * 1024**3:
+        raise InputError(
+            f"the header declares a {shape} volume ({declared / 1024**3:.1f} GB), more than the "
+            f"{cap_gb:g} GB limit",
+            path=path,
+            fix="check the file (a corrupt or hostile header), or raise SPINEFX_MAX_IMAGE_GB",
+        )
+    size = path.stat().st_size
+    compressed = path.name.lower().endswith(".gz")
+    if compressed and declared > size * _MAX_GZIP_RATIO:
+        raise InputError(
+            f"the header declares {declared / 1024**2:.0f} MB of voxels, more than a "
+            f"{size}-byte .nii.gz can hold",
+            path=path,
+            fix="the file is truncated or its header is wrong: export it again",
+        )
+    offset = int(img.header["vox_offset"]) if "vox_offset" in img.header else 0
+    if not compressed and path.suffix.lower() == ".nii" and size < offset + declared:
+        raise InputError(
+            f"the file is {size} bytes but its header declares {offset + declared}",
+            path=path,
+            fix="the file is truncated: export or download it again",
+        )
+
+
 def _squeeze_to_3d(data: np.ndarray, path: Path) -> np.ndarray:
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
@@ -112,6 +158,8 @@ def read_nifti(path: str | Path) -> Image:
     if not path.is_file():
         raise InputError("file not found", path=path, fix="check the path")
     img = _open(path)
+    _squeeze_to_3d(np.broadcast_to(np.zeros((), np.uint8), img.shape), path)  # before geometry
+    check_declared_size(img, path)
     affine = best_affine(img, path)
     try:
         data = np.asanyarray(img.dataobj)
