@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from spinefx.cli import main
+from spinefx.errors import InputError
 
 
 def _scan(tmp_path):
@@ -86,3 +88,38 @@ def test_detect_that_finds_no_vertebra_is_an_error_unless_allowed(
     assert not (tmp_path / "o" / "patient.json").exists()
     assert main([*argv, "--allow-empty"]) == 0
     assert (tmp_path / "o" / "patient.json").exists()
+
+
+def test_bad_settings_and_outputs_are_input_errors_not_tracebacks(tmp_path, capsys):
+    from spinefx.runs.configs import load_training_config
+
+    with pytest.raises(InputError, match="cpu_threads"):
+        load_training_config("cpu").replace(cpu_threads=-1)
+    for argv in (
+        [
+            "train",
+            "--model",
+            "patch",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "r"),
+            "--threads",
+            "-1",
+        ],
+        [
+            "train",
+            "--model",
+            "patch",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "r"),
+            "--max-epochs",
+            "0",
+        ],
+        ["predict", str(tmp_path / "scan.nii.gz"), "--centroids", "c.json", "--out", str(tmp_path)],
+    ):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "Traceback" not in err, err

@@ -275,3 +275,34 @@ def test_saved_json_on_a_saved_pir_image_matches_verse_convention(tmp_path):
     save_centroids({20: world}, tmp_path / "c.json", image)
     entries = json.loads((tmp_path / "c.json").read_text())
     assert entries == [{"direction": ["P", "I", "R"]}, {"label": 20, "X": 3.0, "Y": 4.5, "Z": 6.0}]
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ('[{"direction": 5}, {"label": 20, "X": 1, "Y": 1, "Z": 1}]', "not a list of axis codes"),
+        (
+            '[{"direction": ["L","P","S"]}, {"label": 1e999, "X": 1, "Y": 1, "Z": 1}]',
+            "whole number",
+        ),
+        ('[{"direction": ["L","P","S"]}, {"label": 21.9, "X": 1, "Y": 1, "Z": 1}]', "whole number"),
+        ('[{"direction": ["L","P","S"]}, {"label": true, "X": 1, "Y": 1, "Z": 1}]', "whole number"),
+    ],
+)
+def test_malformed_direction_and_labels_are_input_errors(tmp_path, entries, message):
+    from spinefx.image import Image
+
+    path = tmp_path / "ctd.json"
+    path.write_text(entries)
+    reference = Image(np.zeros((8, 8, 8), np.int16), np.eye(4))
+    with pytest.raises(InputError, match=message):
+        load_centroids(path, reference, outside="keep")
+
+
+def test_a_whole_float_label_is_accepted(tmp_path):
+    from spinefx.image import Image
+
+    path = tmp_path / "ctd.json"
+    path.write_text('[{"direction": ["L","P","S"]}, {"label": 21.0, "X": 1, "Y": 1, "Z": 1}]')
+    reference = Image(np.zeros((8, 8, 8), np.int16), np.eye(4))
+    assert list(load_centroids(path, reference, outside="keep")) == [21]

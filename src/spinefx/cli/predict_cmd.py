@@ -45,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("two models given", fix="pass the run either first or as --model")
         args.model, args.scan = args.scan, args.second
     run_dir = resolve_run(args.model, "patch")
+    if args.out:
+        from spinefx.inference.patch_classifier import check_prediction_output
+
+        check_prediction_output(args.out)
 
     if not args.centroids and not args.mask:
         raise InputError(

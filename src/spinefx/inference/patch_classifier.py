@@ -156,13 +156,30 @@ def predict_scan(
     return [p.row() for p in predict_vertebrae(run_dir, scan, centroids)]
 
 
+def check_prediction_output(path: str | Path) -> Path:
+    """``path`` as a prediction table file (``.csv`` or ``.json``, not a folder).
+
+    Raises:
+        InputError: a folder or another suffix, with the file name to use instead.
+    """
+    from spinefx.errors import InputError
+
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() not in (".csv", ".json"):
+        better = path / "predictions.csv" if path.is_dir() else path.with_suffix(".csv")
+        raise InputError(
+            "--out must name a .csv or .json file", path=path, fix=f"e.g. --out {better}"
+        )
+    return path
+
+
 def write_predictions(rows: Sequence[Mapping[str, Any]], path: str | Path, **meta: Any) -> None:
     """Write prediction rows as CSV (``.csv``) or JSON (``.json``, with ``meta``), atomically."""
     import pandas as pd
 
     from spinefx.atomic import write_text_atomic
 
-    path = Path(path)
+    path = check_prediction_output(path)
     if path.suffix.lower() == ".json":
         write_text_atomic(path, json.dumps({**meta, "vertebrae": list(rows)}, indent=2))
     else:

@@ -43,7 +43,14 @@ def _file_to_image_index(codes: tuple[str, ...], reference: Image) -> np.ndarray
 def _direction(entries: list, path: Path, reference: Image) -> tuple[str, ...]:
     for entry in entries:
         if isinstance(entry, dict) and "direction" in entry:
-            codes = tuple(str(c).upper() for c in entry["direction"])
+            raw = entry["direction"]
+            if not isinstance(raw, (list, tuple, str)):
+                raise InputError(
+                    f"direction entry {raw!r} is not a list of axis codes",
+                    path=path,
+                    fix='write it as e.g. {"direction": ["P", "I", "R"]}',
+                )
+            codes = tuple(str(c).upper() for c in raw)
             if len(codes) != 3 or any(sum(c in pair for c in codes) != 1 for pair in _AXES):
                 raise InputError(
                     f"direction entry {entry['direction']!r} is not three axis codes",
@@ -84,14 +91,22 @@ def _read_entries(path: Path) -> list:
 
 def _parse_label_entry(entry, path: Path) -> tuple[int, np.ndarray]:
     try:
-        label = int(entry["label"])
+        raw = entry["label"]
+        value = float(raw)
         ijk = np.array([float(entry["X"]), float(entry["Y"]), float(entry["Z"])])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise InputError(
             f"malformed centroid entry {entry!r}",
             path=path,
             fix='each entry needs "label", "X", "Y", "Z" (voxel indices)',
         ) from None
+    if isinstance(raw, bool) or not np.isfinite(value) or value != int(value):
+        raise InputError(
+            f"vertebra label {raw!r} is not a whole number",
+            path=path,
+            fix="labels are VerSe ids (whole numbers): 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6",
+        )
+    label = int(value)
     if label not in CENTROID_LABELS:
         raise InputError(
             f"unknown vertebra label {label}",

@@ -78,6 +78,11 @@ class PatchTrainingConfig:
             raise InputError(
                 f"threshold must be in (0, 1), got {self.threshold}", fix="use e.g. 0.5"
             )
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise InputError(
+                f"cpu_threads must be >= 1, got {self.cpu_threads}",
+                fix="use a positive thread count, or leave it unset for torch's default",
+            )
 
     def replace(self, **changes) -> PatchTrainingConfig:
         return dataclasses.replace(self, **changes)
