@@ -30,10 +30,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spinefx.io import load_dataset
+    from spinefx.io import scan_dataset
     from spinefx.preprocessing import prepare_dataset
 
-    cases = load_dataset(args.dataset, grades=args.grades)
+    loaded = scan_dataset(args.dataset, grades=args.grades)
+    cases = loaded.cases
     result = prepare_dataset(
         cases,
         args.out,
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         include_cervical=args.include_cervical,
         overwrite=args.overwrite,
+        skipped=loaded.problems,
     )
     print(format_summary(result))
     return 0 if result.n_cases_ok > 0 or not cases else 1

@@ -82,6 +82,14 @@ class DatasetLoad:
         self.problems.append(DatasetProblem(case_id, problem, str(path or "")))
 
 
+def _problem_text(exc: Exception) -> str:
+    """The message of a skipped case: an InputError's own text, else the unexpected error."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    log.debug("unexpected error while loading a case", exc_info=exc)
+    return f"unexpected {type(exc).__name__}: {exc} (please report it)"
+
+
 def load_dataset(
     path: str | Path, *, grades: str | Path | pd.DataFrame | None = None
 ) -> list[Case]:
@@ -176,8 +184,8 @@ def _load_folder(root: Path, table: pd.DataFrame | None, *, mode: str) -> Datase
     for name, paths in sorted(files.items()):
         try:
             case = _folder_case(name, paths, _grade_rows(name, table, mode), mode, result)
-        except InputError as exc:
-            result.report(name, str(exc))
+        except Exception as exc:  # report and skip this case, whatever went wrong
+            result.report(name, _problem_text(exc))
             continue
         if case is not None:
             result.cases.append(case)
@@ -307,8 +315,8 @@ def _load_manifest(path: Path) -> DatasetLoad:
         seen.add(case_id)
         try:
             result.cases.append(_manifest_case(path, index, rec, case_id, levels, result))
-        except InputError as exc:
-            result.report(case_id, str(exc))
+        except Exception as exc:  # report and skip this case, whatever went wrong
+            result.report(case_id, _problem_text(exc))
     return result
 
 

@@ -117,6 +117,7 @@ def prepare_dataset(
     workers: int = 1,
     include_cervical: bool = False,
     overwrite: bool = False,
+    skipped: Sequence = (),
 ) -> PrepareResult:
     """Extract the spine-aligned patch of every vertebra of ``cases`` into ``out_dir``.
 
@@ -132,6 +133,9 @@ def prepare_dataset(
         workers: parallel processes (1 = in this process).
         include_cervical: also extract C1-C7 (excluded by default, as in the paper).
         overwrite: delete previous results instead of resuming.
+        skipped: problems of cases the dataset loader already dropped
+            (:class:`spinefx.io.DatasetProblem`, from ``scan_dataset``): they go into
+            ``errors.csv`` and the case count too, so the summary covers every case.
 
     Returns:
         :class:`PrepareResult` with the manifest rows and the errors.
@@ -144,7 +148,14 @@ def prepare_dataset(
     out_dir = Path(out_dir)
     _check_case_ids(cases)
     _init_out_dir(out_dir, config, overwrite=overwrite)
-    result = PrepareResult(out_dir=out_dir, n_cases=len(cases))
+    loaded = {c.case_id for c in cases}
+    dropped: dict[str, tuple[str, str]] = {}
+    for problem in skipped:  # a loaded case may have warnings too: only dropped ones count
+        if problem.case_id not in loaded:
+            old = dropped.get(problem.case_id, ("", ""))
+            text = f"{old[0]}; {problem.problem}" if old[0] else problem.problem
+            dropped[problem.case_id] = (text, problem.path or old[1])
+    result = PrepareResult(out_dir=out_dir, n_cases=len(cases) + len(dropped))
     todo = [c for c in cases if not _case_done(c, out_dir, config)]
     result.n_resumed = len(cases) - len(todo)
     failed: dict[str, str] = {}
@@ -163,6 +174,10 @@ def prepare_dataset(
             )
         else:
             result.manifest.extend(_manifest_rows(case, out_dir))
+    result.errors.extend(
+        {"case_id": case_id, "scan_path": path, "error": f"not loaded: {text}"}
+        for case_id, (text, path) in sorted(dropped.items())
+    )
     write_text_atomic(result.manifest_path, _csv_text(MANIFEST_COLUMNS, result.manifest))
     write_text_atomic(result.errors_path, _csv_text(ERROR_COLUMNS, result.errors))
     return result
