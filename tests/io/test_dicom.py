@@ -233,3 +233,23 @@ def test_totalseg_dicom_and_nifti_agree_in_ras_anatomy_and_hu(real_data):
         assert bone[1] < -30, "spine posterior (-y in RAS)"
         assert abs(medians["air"] + 1000) < 15
         assert -110 < medians["fat"] < -70
+
+
+def test_slices_without_pixel_spacing_are_named_and_ignored_or_refused(tmp_path, caplog):
+    import pydicom
+
+    folder = tmp_path / "series"
+    write_series(folder, stored_volume())
+    files = sorted(folder.glob("*.dcm"))
+    ds = pydicom.dcmread(files[0])
+    del ds.PixelSpacing
+    ds.save_as(files[0])
+    image = load_dicom_series(folder)  # one incomplete slice: ignored with a warning
+    assert image.shape[2] == len(files) - 1
+    assert "lack PixelSpacing" in caplog.text
+    for file in files[1:]:
+        ds = pydicom.dcmread(file)
+        del ds.Rows
+        ds.save_as(file)
+    with pytest.raises(InputError, match="lack PixelSpacing, Rows"):
+        load_dicom_series(folder)

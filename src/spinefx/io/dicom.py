@@ -39,22 +39,62 @@ MAX_GANTRY_TILT_DEG = 1.0
 MAX_SPACING_DEVIATION = 0.05
 
 
+#: tags a slice needs to be placed in the volume (others are ignored or defaulted)
+REQUIRED_TAGS = (
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+)
+
+
 def _read_headers(folder: Path) -> list:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    headers = []
+    headers, incomplete = [], {}
     for file in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         try:
             ds = pydicom.dcmread(str(file), stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError, AttributeError):
             log.debug("%s: not a DICOM file, ignored", file)
             continue
-        if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+        missing = [tag for tag in REQUIRED_TAGS if tag not in ds]
+        if len(missing) == len(REQUIRED_TAGS) or "ImagePositionPatient" in missing:
             log.debug("%s: DICOM without image geometry, ignored", file)
             continue
+        if missing or not _valid_geometry(ds):
+            incomplete[file.name] = missing or ["a malformed position, orientation or spacing"]
+            continue
         headers.append((file, ds))
+    if incomplete:
+        names = sorted(incomplete)
+        tags = sorted({tag for found in incomplete.values() for tag in found})
+        if not headers:
+            raise InputError(
+                f"the DICOM slices lack {', '.join(tags)} ({len(names)} files, e.g. {names[0]})",
+                path=folder,
+                fix="export the series again with its image geometry (a CT series carries "
+                "position, orientation, pixel spacing, rows and columns on every slice)",
+            )
+        log.warning(
+            "%s: %d DICOM files lack %s and were ignored (e.g. %s)",
+            folder,
+            len(names),
+            ", ".join(tags),
+            names[0],
+        )
     return headers
+
+
+def _valid_geometry(ds) -> bool:
+    try:
+        ok = len(ds.ImagePositionPatient) == 3 and len(ds.ImageOrientationPatient) == 6
+        spacing = [float(v) for v in ds.PixelSpacing]
+        return ok and len(spacing) == 2 and min(spacing) > 0 and int(ds.Rows) > 0
+    except (TypeError, ValueError, AttributeError):
+        return False
 
 
 def _series_key(ds) -> tuple:
