@@ -140,3 +140,11 @@ def test_every_real_mask_reads_as_verse_ids(real_data):
         assert read.numbering == "verse", path
     spine = load_vertebra_mask(next(real_data.glob("totalseg/spine_report/*.nii.gz")))
     assert _labels(spine.image) == [19, 20, 21, 22, 23, 24]  # T12-L5, as its report says
+
+
+def test_an_empty_mask_is_named_as_empty(tmp_path, verse_mask):
+    path = save_image(
+        verse_mask.with_data(np.zeros(verse_mask.shape, np.uint8)), tmp_path / "e.nii.gz"
+    )
+    with pytest.raises(InputError, match="empty"):
+        load_vertebra_mask(path)

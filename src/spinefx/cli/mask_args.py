@@ -24,18 +24,23 @@ def add_mask_arguments(parser) -> None:
     )
 
 
-def centroids_from_arguments(args, scan):
-    """Body centroids from ``--mask`` or the centroid JSON of ``--centroids`` (None: neither).
-
-    Raises:
-        InputError: both given, or a file that cannot belong to the scan.
-    """
+def check_one_source(args) -> None:
+    """Refuse ``--centroids`` together with ``--mask``."""
     from spinefx.errors import InputError
 
     if args.mask and args.centroids:
         raise InputError(
             "both --centroids and --mask given", fix="pass one source of vertebra positions"
         )
+
+
+def centroids_from_arguments(args, scan):
+    """Body centroids from ``--mask`` or the centroid JSON of ``--centroids`` (None: neither).
+
+    Raises:
+        InputError: both given, or a file that cannot belong to the scan.
+    """
+    check_one_source(args)
     if args.mask:
         from spinefx.morphometry.centroids import vertebra_mask_centroids
 

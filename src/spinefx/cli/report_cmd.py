@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spinefx.cli.mask_args import add_mask_arguments
+from spinefx.cli.mask_args import add_mask_arguments, check_one_source
 
 
 def register(subparsers) -> None:
@@ -41,12 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from spinefx.reporting import write_scan_report
     from spinefx.runs.shipped import resolve_run, shipped_or_none
 
-    if args.centroids and args.mask:
-        from spinefx.errors import InputError
-
-        raise InputError(
-            "both --centroids and --mask given", fix="pass one source of vertebra positions"
-        )
+    check_one_source(args)
     located = args.centroids or args.mask
     voxel = args.voxel_model or (None if located else shipped_or_none("voxel"))
     html_path, text_path = write_scan_report(

@@ -82,7 +82,7 @@ def _voxel_point(run, data, *, cube_size_vox: int, seed: int) -> dict:
     from spinefx.evaluation.patient_roc import best_operating_point
     from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
     from spinefx.io import load_dataset
-    from spinefx.training.voxel_data import load_voxel_cases
+    from spinefx.training.voxel_data import load_voxel_cases_for
 
     splits = json.loads(RunPaths(run.run_dir).splits.read_text(encoding="utf-8"))
     val_ids = set(splits.get("val", []))
@@ -94,13 +94,7 @@ def _voxel_point(run, data, *, cube_size_vox: int, seed: int) -> dict:
             fix="pass the dataset the run was trained on (its config.yaml `data`)",
         )
     config = run.config
-    voxel_cases, _ = load_voxel_cases(
-        cases,
-        include_cervical=config.include_cervical,
-        ellipsoid=config.ellipsoid,
-        spacing_mm=config.model.input_spacing_mm,
-        normalisation=config.model.intensity_normalisation,
-    )
+    voxel_cases, _ = load_voxel_cases_for(cases, config)
     rng = np.random.default_rng(seed)
     patients, vertebrae = [], []
     for case in voxel_cases:

@@ -228,17 +228,11 @@ def crossvalidate_voxel_dataset(
         ``(summary, problems)``; problems are ``(case_id, message)`` of skipped scans.
     """
     from spinefx.io import load_dataset
-    from spinefx.training.voxel_data import load_voxel_cases
+    from spinefx.training.voxel_data import load_voxel_cases_for
 
     if not config.data:
         raise InputError("no dataset to cross-validate", fix="pass --data DATASET")
-    cases, problems = load_voxel_cases(
-        load_dataset(config.data),
-        include_cervical=config.include_cervical,
-        ellipsoid=config.ellipsoid,
-        spacing_mm=config.model.input_spacing_mm,
-        normalisation=config.model.intensity_normalisation,
-    )
+    cases, problems = load_voxel_cases_for(load_dataset(config.data), config)
     summary = crossvalidate_voxel(
         cases, config, out_dir, n_folds=n_folds, folds=folds, device=device
     )

@@ -94,6 +94,12 @@ def load_vertebra_mask(path: str | Path, *, numbering: str = "auto") -> Vertebra
     raw = load_mask(path, known_labels=None)
     data = np.asarray(raw.data)
     present = [int(v) for v in np.unique(data) if v != 0]
+    if not present:
+        raise InputError(
+            "the mask is empty (no labelled voxel)",
+            path=path,
+            fix="pass the vertebra mask of this scan, or a centroid JSON",
+        )
     _refuse_binary(raw, present, path)
     if numbering != "auto":
         return VertebraMask(_relabel(raw, NUMBERINGS[numbering], path, numbering), numbering, path)

@@ -202,11 +202,12 @@ def _copy_run(run: Path, out: Path, *, recipe: str) -> None:
         write_text_atomic(op, json.dumps(values, indent=2))
     config = RunPaths(out).config
     if config.is_file():  # the training data path is local to the machine that built it
-        lines = [
-            "data: ''" if line.startswith("data:") else line
-            for line in config.read_text(encoding="utf-8").splitlines()
-        ]
-        write_text_atomic(config, "\n".join(lines) + "\n")
+        import yaml
+
+        values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        if "data" in values:
+            values["data"] = ""
+            write_text_atomic(config, yaml.safe_dump(values, sort_keys=False))
 
 
 def training_sources(data_root: Path) -> dict:

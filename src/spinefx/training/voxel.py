@@ -272,7 +272,7 @@ def train_voxel_run(
     Returns:
         metrics of the kept checkpoint; problems with skipped scans go to ``errors.csv``.
     """
-    from spinefx.training.voxel_data import load_voxel_cases
+    from spinefx.training.voxel_data import load_voxel_cases_for
 
     if cases is None:
         if not config.data:
@@ -286,13 +286,7 @@ def train_voxel_run(
     write_text_atomic(RunPaths(run_dir).provenance, json.dumps(provenance, indent=2))
     problems: list[tuple[str, str]] = []
     if cases and not isinstance(cases[0], VoxelCase):
-        cases, problems = load_voxel_cases(
-            cases,
-            include_cervical=config.include_cervical,
-            ellipsoid=config.ellipsoid,
-            spacing_mm=config.model.input_spacing_mm,
-            normalisation=config.model.intensity_normalisation,
-        )
+        cases, problems = load_voxel_cases_for(cases, config)
     if problems:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         lines = ["case_id,problem"] + [f'{c},"{m}"' for c, m in problems]

@@ -227,3 +227,18 @@ def sample_segments(
         )
     high, low, target = (np.concatenate(p) for p in zip(*parts, strict=True))
     return high, low, target
+
+
+def load_voxel_cases_for(
+    cases: list[Case], config
+) -> tuple[list[VoxelCase], list[tuple[str, str]]]:
+    """:func:`load_voxel_cases` with the settings of a ``VoxelTrainingConfig`` (cervical
+    levels, ellipsoid labels, input spacing and intensity normalisation): how training,
+    cross-validation and calibration all prepare their scans."""
+    return load_voxel_cases(
+        cases,
+        include_cervical=config.include_cervical,
+        ellipsoid=config.ellipsoid,
+        spacing_mm=config.model.input_spacing_mm,
+        normalisation=config.model.intensity_normalisation,
+    )
