@@ -157,11 +157,11 @@ def client(tiny_run, tmp_path):
     """A TestClient over the app with the tiny run and a 2 MB upload limit."""
     from fastapi.testclient import TestClient
 
-    from spinefx.app import create_app
+    from spinefx.app import create_app, token_headers
     from spinefx.reporting import load_model_run
 
     app = create_app(load_model_run(tiny_run), max_upload_mb=2.0, cache_dir=tmp_path / "cache")
-    with TestClient(app) as c:
+    with TestClient(app, headers=token_headers(app)) as c:
         yield c
 
 

@@ -63,7 +63,7 @@ def test_expert_edit_is_saved_to_the_atlas_and_keeps_the_previous_version(
 ):
     from fastapi.testclient import TestClient
 
-    from spinefx.app import create_app
+    from spinefx.app import create_app, token_headers
     from spinefx.reporting import load_model_run
 
     run_dir = tmp_path / "run"  # a copy: the session's tiny run (and its atlas) stays unedited
@@ -71,7 +71,7 @@ def test_expert_edit_is_saved_to_the_atlas_and_keeps_the_previous_version(
     atlas = run_dir / "dissection" / "atlas.yaml"
     before = atlas.read_text()
     app = create_app(load_model_run(run_dir), cache_dir=tmp_path / "cache")
-    with TestClient(app) as client:
+    with TestClient(app, headers=token_headers(app)) as client:
         sid = _upload(client, *phantom_files).json()["scan_id"]
         panel_url = f"/api/scans/{sid}/vertebrae/20/panel"
         shown = client.get(panel_url).json()["units"]
@@ -173,13 +173,14 @@ def test_bundled_synthetic_example_is_generated_once_and_analysed(client):
 def test_run_without_atlas_degrades_with_a_clear_message(tiny_run, phantom_files, tmp_path):
     from fastapi.testclient import TestClient
 
-    from spinefx.app import create_app
+    from spinefx.app import create_app, token_headers
     from spinefx.reporting import load_model_run
 
     bare = tmp_path / "bare-run"
     bare.mkdir()
     shutil.copy(tiny_run / "checkpoint.pt", bare / "checkpoint.pt")
-    with TestClient(create_app(load_model_run(bare), cache_dir=tmp_path / "c")) as c:
+    app = create_app(load_model_run(bare), cache_dir=tmp_path / "c")
+    with TestClient(app, headers=token_headers(app)) as c:
         assert "no concept atlas" in c.get("/").text
         s = _upload(c, *phantom_files).json()
         assert not s["has_atlas"] and "spinefx dissect" in s["notes"][0]

@@ -147,4 +147,10 @@ def test_upload_table_concept_panel_and_draft_in_chromium(
         assert f"{len(levels)} vertebrae assessed" in page.input_value("#findings")
         page.locator("#report").scroll_into_view_if_needed()
         page.screenshot(path=str(screenshot_dir / "app_report.png"), full_page=True)
+        # the report is posted with the page's token (a plain form post would be refused)
+        with page.expect_download(timeout=60_000) as download:
+            page.click("#download-html")
+        saved = Path(download.value.path()).read_text()
+        assert "DRAFT" in saved and download.value.suggested_filename.endswith(".html")
+        assert page.locator("#error").is_hidden()
         browser.close()

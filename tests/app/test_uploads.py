@@ -62,7 +62,7 @@ def test_pickle_formats_and_unknown_types_are_refused(tmp_path, name):
 def test_fake_gzip_and_oversize_uploads_are_refused(tmp_path):
     with pytest.raises(InputError, match="not gzip"):
         save_scan_upload(b"plain", "ct.nii.gz", tmp_path, max_bytes=100)
-    with pytest.raises(InputError, match="over the"):
+    with pytest.raises(InputError, match="too large"):
         save_scan_upload(b"x" * 200, "ct.nii", tmp_path, max_bytes=100)
 
 

@@ -253,3 +253,27 @@ def test_slices_without_pixel_spacing_are_named_and_ignored_or_refused(tmp_path,
         ds.save_as(file)
     with pytest.raises(InputError, match="lack PixelSpacing, Rows"):
         load_dicom_series(folder)
+
+
+def test_an_unreadable_edge_slice_is_named_in_a_warning(tmp_path, caplog):
+    folder = tmp_path / "series"
+    write_series(folder, stored_volume())
+    files = sorted(folder.glob("*.dcm"))
+    files[-1].write_bytes(files[-1].read_bytes()[:140])  # preamble + a few bytes: broken
+    image = load_dicom_series(folder)
+    assert image.shape[2] == len(files) - 1
+    assert "could not be read" in caplog.text and files[-1].name in caplog.text
+
+
+def test_truncated_uncompressed_pixels_do_not_ask_for_decoders(tmp_path):
+    import pydicom
+
+    folder = tmp_path / "series"
+    write_series(folder, stored_volume())
+    file = sorted(folder.glob("*.dcm"))[2]
+    ds = pydicom.dcmread(file)
+    ds.PixelData = ds.PixelData[:40]
+    ds.save_as(file)
+    with pytest.raises(InputError, match="truncated or corrupt") as err:
+        load_dicom_series(folder)
+    assert "pylibjpeg" not in str(err.value) and file.name in str(err.value)

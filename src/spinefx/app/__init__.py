@@ -2,6 +2,6 @@
 :mod:`spinefx.reporting`. Start it with ``spinefx app RUN_DIR``.
 """
 
-from spinefx.app.server import create_app
+from spinefx.app.server import create_app, token_headers
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "token_headers"]

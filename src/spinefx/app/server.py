@@ -9,20 +9,24 @@ scan's patches, predictions and per-vertebra explanations are cached in a
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ConfigDict, Field
 
 from spinefx.app import panels, uploads
 from spinefx.app.examples import example_names, get_example
+from spinefx.app.guards import BodySizeLimit, Busy, HeavyGate, SameOriginToken
 from spinefx.errors import SpinefxError
 from spinefx.reporting import (
     ModelRun,
@@ -36,13 +40,37 @@ from spinefx.reporting.backends import set_unit_concept
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 MAX_SCANS_IN_MEMORY = 4  # each keeps its patches and layer activations
+MAX_CENTROID_BYTES = 1_000_000  # a VerSe centroid JSON is a few kB
+MULTIPART_OVERHEAD = 1_000_000 + MAX_CENTROID_BYTES  # form framing and the centroid file
+# An absolute POSIX path (two or more components) not inside a URL: shown as its last part
+_SERVER_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
+def public_message(text: str) -> str:
+    """An error text for the browser: server folders removed, file names kept."""
+    return _SERVER_PATH.sub(r"\1", str(text))
+
+
+class UnitEdit(BaseModel):
+    """The body of ``POST /api/units/{unit}``: text only (a number or object is refused)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    label: str | None = Field(None, max_length=200)
+    explanation: str | None = Field(None, max_length=5000)
 
 
 class AppState:
     """What the app holds between requests: the loaded run and the scans under analysis."""
 
     def __init__(
-        self, run: ModelRun, *, voxel_run_dir: Path | None, max_upload_mb: float, cache_dir: Path
+        self,
+        run: ModelRun,
+        *,
+        voxel_run_dir: Path | None,
+        max_upload_mb: float,
+        cache_dir: Path,
+        max_concurrent: int = 2,
+        max_image_gb: float = 1.0,
     ) -> None:
         self.run = run
         self.voxel_run_dir = voxel_run_dir
@@ -50,6 +78,9 @@ class AppState:
         self.cache_dir = Path(cache_dir)
         self.scans: OrderedDict[str, ScanWorkspace] = OrderedDict()
         self.lock = threading.Lock()
+        self.token = secrets.token_urlsafe(24)  # per app session; the page carries it
+        self.heavy = HeavyGate(max_concurrent)
+        self.max_image_gb = float(max_image_gb)
 
     def add(self, workspace: ScanWorkspace) -> str:
         scan_id = secrets.token_urlsafe(8)
@@ -73,6 +104,8 @@ def create_app(
     max_upload_mb: float = 512.0,
     cache_dir: Path | None = None,
     allowed_hosts: list[str] | None = None,
+    max_concurrent: int = 2,
+    max_image_gb: float = 1.0,
 ) -> FastAPI:
     """Build the web app around an already loaded run.
 
@@ -83,11 +116,35 @@ def create_app(
         cache_dir: where the bundled synthetic examples are generated on first use.
         allowed_hosts: accepted ``Host`` headers (None: any); ``spinefx app`` on 127.0.0.1
             passes the local names so that a web page cannot reach the app by DNS rebinding.
+        max_concurrent: scan analyses run at once; more are answered 429 (busy).
+        max_image_gb: largest voxel array an uploaded scan may declare (checked on its header
+            before any voxel is read); lower than the CLI's cap, because the app serves
+            several requests.
+
+    State-changing requests need the page's token (``app.state.spinefx.token``) in the
+    ``X-Spinefx-Token`` header and a same-site ``Origin`` (:mod:`spinefx.app.guards`).
     """
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "spinefx-app-cache"
-    state = AppState(run, voxel_run_dir=voxel_run_dir, max_upload_mb=max_upload_mb, cache_dir=cache)
+    state = AppState(
+        run,
+        voxel_run_dir=voxel_run_dir,
+        max_upload_mb=max_upload_mb,
+        cache_dir=cache,
+        max_concurrent=max_concurrent,
+        max_image_gb=max_image_gb,
+    )
     app = FastAPI(title="spinefx concept visualisation", docs_url=None, redoc_url=None)
     app.state.spinefx = state
+    # Middleware added last runs first: host check, then the size limit, then origin + token.
+    app.add_middleware(SameOriginToken, token=state.token)
+    app.add_middleware(
+        BodySizeLimit,
+        limit_bytes=lambda: state.max_upload_bytes + MULTIPART_OVERHEAD,
+        message=lambda _limit: (
+            f"Upload too large: the limit is "
+            f"{state.max_upload_bytes / 1e6:.0f} MB (start the app with --max-upload-mb)."
+        ),
+    )
     if allowed_hosts:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -95,23 +152,33 @@ def create_app(
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 
-    @app.middleware("http")
-    async def limit_upload_size(request: Request, call_next):
-        length = request.headers.get("content-length", "")
-        limit = state.max_upload_bytes + 1_000_000  # multipart overhead and the centroid file
-        if request.method == "POST" and length.isdigit() and int(length) > limit:
-            return JSONResponse(
-                {
-                    "detail": f"Upload too large: {int(length) / 1e6:.0f} MB, the limit is "
-                    f"{state.max_upload_bytes / 1e6:.0f} MB (start the app with --max-upload-mb)."
-                },
-                status_code=413,
-            )
-        return await call_next(request)
-
     @app.exception_handler(SpinefxError)
     async def spinefx_error(_request: Request, exc: SpinefxError):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        status = 413 if isinstance(exc, uploads.UploadTooLarge) else 400
+        return JSONResponse({"detail": public_message(exc)}, status_code=status)
+
+    @app.exception_handler(Busy)
+    async def busy(_request: Request, exc: Busy):
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError):
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+            parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception):
+        log.exception("unexpected error in the app")
+        return JSONResponse(
+            {
+                "detail": f"internal error ({type(exc).__name__}); the app's log has the "
+                "details - please report it"
+            },
+            status_code=500,
+        )
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request):
@@ -124,6 +191,7 @@ def create_app(
                 "examples": example_names(),
                 "max_upload_mb": int(max_upload_mb),
                 "auto_localisation": voxel_run_dir is not None,
+                "token": state.token,
             },
         )
 
@@ -132,25 +200,25 @@ def create_app(
         scan: Annotated[UploadFile, File()],
         centroids: Annotated[UploadFile | None, File()] = None,
     ):
-        with tempfile.TemporaryDirectory(prefix="spinefx-upload-") as tmp:
+        with state.heavy.slot(), tempfile.TemporaryDirectory(prefix="spinefx-upload-") as tmp:
             work = Path(tmp)
-            data = _read_limited(scan, state.max_upload_bytes)
             saved = uploads.save_scan_upload(
-                data, scan.filename or "scan", work, max_bytes=state.max_upload_bytes
+                scan.file, scan.filename or "scan", work, max_bytes=state.max_upload_bytes
             )
             ctd_path = None
             if centroids is not None and centroids.filename:
                 ctd_path = work / "centroids.json"
-                ctd_path.write_bytes(_read_limited(centroids, 10_000_000))
+                ctd_path.write_bytes(_read_limited(centroids, MAX_CENTROID_BYTES))
             workspace = _open_scan(state, saved.path, ctd_path, name=saved.name)
         return _scan_summary(state.add(workspace), workspace)
 
     @app.post("/api/examples/{name}")
     def open_example(name: str):
-        example = get_example(name, state.cache_dir)
-        workspace = _open_scan(
-            state, example.scan_path, example.centroids_path, name=f"{name} (synthetic example)"
-        )
+        with state.heavy.slot():
+            example = get_example(name, state.cache_dir)
+            workspace = _open_scan(
+                state, example.scan_path, example.centroids_path, name=f"{name} (synthetic example)"
+            )
         return _scan_summary(state.add(workspace), workspace)
 
     @app.get("/api/scans/{scan_id}/overview.png")
@@ -179,9 +247,9 @@ def create_app(
         return Response(path.read_bytes(), media_type="image/png")
 
     @app.post("/api/units/{unit}")
-    def edit_unit(unit: int, payload: dict[str, Any]):
-        label = str(payload.get("label", "")).strip()[:200]
-        explanation = str(payload.get("explanation", "")).strip()[:5000]
+    def edit_unit(unit: int, payload: UnitEdit):
+        label = (payload.label or "").strip()
+        explanation = (payload.explanation or "").strip()
         with state.lock:
             set_unit_concept(run, unit, label=label, explanation=explanation)
         return panels.concept_json(run, unit)
@@ -213,13 +281,16 @@ def create_app(
 
 
 def _open_scan(state: AppState, scan_path: Path, ctd_path: Path | None, *, name: str):
-    return open_workspace(
-        state.run,
-        scan_path,
-        centroids_path=ctd_path,
-        voxel_run_dir=state.voxel_run_dir,
-        name=name,
-    )
+    from spinefx.io.nifti import image_size_limit
+
+    with image_size_limit(state.max_image_gb):
+        return open_workspace(
+            state.run,
+            scan_path,
+            centroids_path=ctd_path,
+            voxel_run_dir=state.voxel_run_dir,
+            name=name,
+        )
 
 
 def _scan_summary(scan_id: str, ws: ScanWorkspace) -> dict:
@@ -267,4 +338,9 @@ def _attachment(name: str, ext: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="spinefx-report-{stem}.{ext}"'}
 
 
-__all__ = ["AppState", "create_app"]
+def token_headers(app: FastAPI) -> dict[str, str]:
+    """The header a client other than the app's page (a script, a test) sends with a POST."""
+    return {"X-Spinefx-Token": app.state.spinefx.token}
+
+
+__all__ = ["AppState", "create_app", "public_message", "token_headers"]

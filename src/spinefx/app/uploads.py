@@ -8,17 +8,23 @@ a bounded total uncompressed size counted while decompressing (so a zip bomb sto
 
 from __future__ import annotations
 
+import io
 import shutil
 import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from spinefx.errors import InputError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 MAX_ZIP_MEMBERS = 5000
 _CHUNK = 1 << 20
+
+
+class UploadTooLarge(InputError):
+    """An upload, or the zip inside it, is over the app's limit (answered 413)."""
 
 
 @dataclass(frozen=True)
@@ -41,35 +47,34 @@ def safe_name(filename: str) -> str:
     return cleaned or "upload"
 
 
-def save_scan_upload(data: bytes, filename: str, workdir: Path, *, max_bytes: int) -> SavedUpload:
+def save_scan_upload(
+    data: bytes | BinaryIO, filename: str, workdir: Path, *, max_bytes: int
+) -> SavedUpload:
     """Write an uploaded scan where :func:`spinefx.io.load_scan` can read it.
 
     Args:
-        data: the uploaded bytes.
+        data: the uploaded bytes, or a binary file object read in chunks (so an upload is
+            never held in memory whole).
         filename: the name the browser sent (only its suffix and last component are used).
         workdir: an empty scratch folder owned by this request.
         max_bytes: limit on the upload and on the uncompressed size of a zip.
 
     Raises:
-        InputError: unsupported type, unsafe or oversized zip.
+        InputError: unsupported type, unsafe or oversized upload or zip.
     """
+    stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     name = safe_name(filename)
     lower = name.lower()
-    if len(data) > max_bytes:
-        raise InputError(
-            f"upload is {len(data) / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit",
-            path=name,
-            fix="start the app with a larger --max-upload-mb",
-        )
     if lower.endswith(NIFTI_SUFFIXES):
-        if lower.endswith(".gz") and not data.startswith(b"\x1f\x8b"):
-            raise InputError("file ends in .gz but is not gzip-compressed", path=name)
         path = workdir / name
-        path.write_bytes(data)
+        head = _copy_limited(stream, path, max_bytes, name)
+        if lower.endswith(".gz") and not head.startswith(b"\x1f\x8b"):
+            path.unlink()
+            raise InputError("file ends in .gz but is not gzip-compressed", path=name)
         return SavedUpload(path, name)
     if lower.endswith(".zip"):
         zpath = workdir / "upload.zip"
-        zpath.write_bytes(data)
+        _copy_limited(stream, zpath, max_bytes, name)
         folder = workdir / "dicom"
         extract_zip_safely(zpath, folder, max_bytes=max_bytes)
         zpath.unlink()
@@ -80,6 +85,26 @@ def save_scan_upload(data: bytes, filename: str, workdir: Path, *, max_bytes: in
         fix="upload a NIfTI file (.nii or .nii.gz) or a .zip of one DICOM series "
         "(.npy and other pickle-based formats are not accepted)",
     )
+
+
+def _copy_limited(stream: BinaryIO, target: Path, max_bytes: int, name: str) -> bytes:
+    """Copy ``stream`` to ``target`` in chunks, refusing it past ``max_bytes``; return its head."""
+    total = 0
+    head = b""
+    with open(target, "wb") as dst:
+        while chunk := stream.read(_CHUNK):
+            head = head or chunk[:16]
+            total += len(chunk)
+            if total > max_bytes:
+                dst.close()
+                target.unlink(missing_ok=True)
+                raise UploadTooLarge(
+                    f"upload too large: the limit is {max_bytes / 1e6:.0f} MB",
+                    path=name,
+                    fix="start the app with a larger --max-upload-mb",
+                )
+            dst.write(chunk)
+    return head
 
 
 def extract_zip_safely(zip_path: Path, out_dir: Path, *, max_bytes: int) -> int:
@@ -118,7 +143,7 @@ def extract_zip_safely(zip_path: Path, out_dir: Path, *, max_bytes: int) -> int:
                     if total > max_bytes:
                         dst.close()
                         shutil.rmtree(out_dir, ignore_errors=True)
-                        raise InputError(
+                        raise UploadTooLarge(
                             f"zip expands to more than {max_bytes / 1e6:.0f} MB",
                             fix="upload a smaller series or raise --max-upload-mb",
                         )

@@ -36,6 +36,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 log = logging.getLogger("spinefx")
+NO_CT_CHECK_HELP = (
+    "accept scans that fail the 'looks like CT in HU' check (HU range, bone present); "
+    "for the rare real CT it refuses"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-ct-check", action="store_true", help=NO_CT_CHECK_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -55,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    for command in sub.choices.values():  # also accepted after the command name
+        command.add_argument(
+            "--no-ct-check", dest="no_ct_check_here", action="store_true", help=NO_CT_CHECK_HELP
+        )
     return parser
 
 
@@ -71,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.no_ct_check or getattr(args, "no_ct_check_here", False):
+            from spinefx.io.scan import ct_check_disabled
+
+            with ct_check_disabled():
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except SpinefxError as exc:
         print(f"error: {exc}", file=sys.stderr)

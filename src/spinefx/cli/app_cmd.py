@@ -31,6 +31,18 @@ def register(subparsers) -> None:
         help="voxel classifier run for localisation (default: the shipped weights)",
     )
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="upload limit (MB)")
+    p.add_argument(
+        "--max-image-gb",
+        type=float,
+        default=1.0,
+        help="largest voxel array an uploaded scan may declare, checked on its header (GB)",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=2,
+        help="scans analysed at once; further uploads are answered 'busy' (429)",
+    )
     p.add_argument("--cache-dir", type=Path, help="folder for the bundled synthetic examples")
     p.set_defaults(func=run)
 
@@ -41,10 +53,16 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from spinefx.app import create_app
+    from spinefx.errors import InputError
     from spinefx.reporting import load_model_run
     from spinefx.runs.shipped import resolve_run, shipped_or_none
 
     log = logging.getLogger("spinefx.app")
+    if args.max_concurrent < 1 or not args.max_image_gb > 0 or not args.max_upload_mb > 0:
+        raise InputError(
+            "invalid app limits",
+            fix="use --max-concurrent >= 1 and positive --max-upload-mb and --max-image-gb",
+        )
     model_run = load_model_run(resolve_run(args.run_dir, "patch"), atlas_path=args.atlas)
     local = args.host in LOCAL_HOSTS
     app = create_app(
@@ -53,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb,
         cache_dir=args.cache_dir,
         allowed_hosts=[*LOCAL_HOSTS, "[::1]"] if local else None,
+        max_concurrent=args.max_concurrent,
+        max_image_gb=args.max_image_gb,
     )
     if not local:
         log.warning("binding to %s: the app has no authentication", args.host)

@@ -53,12 +53,18 @@ def _read_headers(folder: Path) -> list:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    headers, incomplete = [], {}
+    headers, incomplete, broken = [], {}, []
     for file in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         try:
             ds = pydicom.dcmread(str(file), stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError, AttributeError):
-            log.debug("%s: not a DICOM file, ignored", file)
+        except (InvalidDicomError, OSError, ValueError, EOFError, AttributeError, KeyError):
+            if _has_dicom_preamble(file):  # a DICOM file that cannot be read: say so
+                broken.append(file.name)
+            else:
+                log.debug("%s: not a DICOM file, ignored", file)
+            continue
+        if len(ds) == 0:  # a preamble and file meta, then nothing: truncated
+            broken.append(file.name)
             continue
         missing = [tag for tag in REQUIRED_TAGS if tag not in ds]
         if len(missing) == len(REQUIRED_TAGS) or "ImagePositionPatient" in missing:
@@ -68,6 +74,14 @@ def _read_headers(folder: Path) -> list:
             incomplete[file.name] = missing or ["a malformed position, orientation or spacing"]
             continue
         headers.append((file, ds))
+    if broken:
+        log.warning(
+            "%s: %d DICOM files could not be read and were ignored (e.g. %s); if they are "
+            "slices of the series, it is shorter than it should be",
+            folder,
+            len(broken),
+            broken[0],
+        )
     if incomplete:
         names = sorted(incomplete)
         tags = sorted({tag for found in incomplete.values() for tag in found})
@@ -86,6 +100,14 @@ def _read_headers(folder: Path) -> list:
             names[0],
         )
     return headers
+
+
+def _has_dicom_preamble(file: Path) -> bool:
+    try:
+        with file.open("rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 
 def _valid_geometry(ds) -> bool:
@@ -199,16 +221,36 @@ def _pixels(file: Path, folder: Path) -> np.ndarray:
         pixels = ds.pixel_array
     except Exception as exc:  # pydicom raises RuntimeError/NotImplementedError/ValueError
         syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+        compressed = bool(getattr(syntax, "is_compressed", False))
         raise InputError(
             f"cannot decode the pixel data (transfer syntax {getattr(syntax, 'name', syntax)}: "
             f"{exc})",
             path=file,
             fix="install the pydicom decoders (`pip install pylibjpeg pylibjpeg-openjpeg "
-            "pylibjpeg-libjpeg`, or python-gdcm)",
+            "pylibjpeg-libjpeg`, or python-gdcm)"
+            if compressed
+            else "the slice's pixel data is truncated or corrupt: export the series again",
         ) from None
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
     return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def _check_series_size(series, folder: Path) -> None:
+    """Refuse a series whose headers declare more voxels than the image cap (before decoding)."""
+    from spinefx.io.nifti import max_image_gb
+
+    ds0 = series[0][1]
+    declared = len(series) * int(ds0.Rows) * int(ds0.Columns) * 4  # decoded as float32 at most
+    cap_gb = max_image_gb()
+    if declared > cap_gb * 1024**3:
+        raise InputError(
+            f"the series declares {len(series)} slices of {ds0.Rows}x{ds0.Columns} "
+            f"({declared / 1024**3:.1f} GB decoded), more than the {cap_gb:g} GB limit",
+            path=folder,
+            fix="check the series, or raise the limit (SPINEFX_MAX_IMAGE_GB; the app: "
+            "--max-image-gb)",
+        )
 
 
 def load_dicom_series(folder: str | Path) -> Image:
@@ -246,6 +288,7 @@ def load_dicom_series(folder: str | Path) -> Image:
             fix="pass the folder with all slices of the series",
         )
     series, affine_lps, meta = _geometry(folder, series)
+    _check_series_size(series, folder)
     data = np.stack([_pixels(f, folder).T for f, _ in series], axis=-1)
     rescales = {
         (float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +24,61 @@ from spinefx.image import Image
 log = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: what is read: single files and NIfTI-1 pairs (a ``.hdr`` header beside its ``.img`` voxels)
+NIFTI_READ_SUFFIXES = (*NIFTI_SUFFIXES, ".hdr", ".img", ".hdr.gz", ".img.gz")
+_CIFTI_INTENTS = range(3000, 3100)  # NIfTI-2 intent codes of CIFTI-2 matrices
 #: How far (mm) qform and sform may disagree before a warning is logged.
 _QFORM_SFORM_TOLERANCE_MM = 1e-2
 
 
 def is_nifti_path(path: str | Path) -> bool:
-    """Whether ``path`` has a NIfTI file name (``.nii`` or ``.nii.gz``)."""
-    return str(path).lower().endswith(NIFTI_SUFFIXES)
+    """Whether ``path`` names a NIfTI file (``.nii``/``.nii.gz``) or half of a NIfTI pair."""
+    return str(path).lower().endswith(NIFTI_READ_SUFFIXES)
 
 
 def _open(path: Path):
     import nibabel as nib
 
     try:
-        return nib.load(str(path))
-    except FileNotFoundError:
-        raise InputError("file not found", path=path, fix="check the path") from None
+        img = nib.load(str(path))
+    except FileNotFoundError as exc:
+        missing = Path(exc.filename or path).name
+        raise InputError(
+            f"file not found ({missing})",
+            path=path,
+            fix="check the path; a .hdr header needs its .img beside it (same name)",
+        ) from None
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError) as exc:
         raise _corrupt(path, exc) from None
     except nib.filebasedimages.ImageFileError as exc:
         raise _corrupt(path, exc) from None
+    _check_kind(img, path)
+    return img
+
+
+def _check_kind(img, path: Path) -> None:
+    """Refuse the nibabel image types that load but are not an oriented volume."""
+    import nibabel as nib
+
+    if isinstance(img, nib.Cifti2Image):
+        intent = _CIFTI_INTENTS[0]
+    else:
+        header = img.header
+        intent = int(header["intent_code"]) if "intent_code" in header else 0
+    if intent in _CIFTI_INTENTS:
+        raise InputError(
+            "this is a CIFTI-2 file (a matrix over brain surface and grayordinates), not an "
+            "image volume",
+            path=path,
+            fix="pass a CT volume as NIfTI (.nii/.nii.gz) or a DICOM folder",
+        )
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti1Pair | nib.Nifti2Image | nib.Nifti2Pair):
+        raise InputError(
+            f"this is an {type(img).__name__.removesuffix('Image')} file, which stores no "
+            "patient orientation",
+            path=path,
+            fix="convert it to NIfTI with its orientation (e.g. from the DICOM with dcm2niix)",
+        )
 
 
 def _corrupt(path: Path, exc: Exception) -> InputError:
@@ -72,14 +111,50 @@ def best_affine(img, path: Path) -> np.ndarray:
         diff = np.abs(corners @ (sform - qform)[:3, :3].T + (sform - qform)[:3, 3]).max()
         if diff > _QFORM_SFORM_TOLERANCE_MM:
             log.warning("%s: qform and sform differ by %.3g mm; using the sform", path, diff)
-    affine = header.get_sform() if sform_code else header.get_qform()
-    return np.asarray(affine, dtype=np.float64)
+    affine = np.asarray(header.get_sform() if sform_code else header.get_qform(), np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        which = "sform" if sform_code else "qform"
+        raise InputError(
+            f"the header's {which} is singular or not finite (a zero voxel size or collinear "
+            "axes), so the voxels have no position",
+            path=path,
+            fix="write the file with a valid orientation and voxel size (e.g. re-export it "
+            "with dcm2niix)",
+        )
+    return affine
 
 
 #: largest voxel array a file may declare (bytes on disk; ``$SPINEFX_MAX_IMAGE_GB`` overrides)
 DEFAULT_MAX_IMAGE_GB = 4.0
 #: deflate cannot compress better than ~1032:1, so a .nii.gz holds at most this many bytes per byte
 _MAX_GZIP_RATIO = 1100
+
+
+_IMAGE_LIMIT_GB: ContextVar[float | None] = ContextVar("spinefx_max_image_gb", default=None)
+
+
+def max_image_gb() -> float:
+    """The voxel-array cap in force: :func:`image_size_limit`, else the environment, else 4 GB."""
+    limit = _IMAGE_LIMIT_GB.get()
+    if limit is not None:
+        return limit
+    return float(os.environ.get("SPINEFX_MAX_IMAGE_GB", DEFAULT_MAX_IMAGE_GB))
+
+
+@contextmanager
+def image_size_limit(gb: float) -> Iterator[None]:
+    """Within the block (this thread or task only), refuse images declaring more than ``gb`` GB.
+
+    The app uses it so that an upload cannot load more than its own, lower, cap while the CLI
+    keeps the default.
+    """
+    if not float(gb) > 0:
+        raise ValueError(f"image size limit must be positive, got {gb}")
+    token = _IMAGE_LIMIT_GB.set(float(gb))
+    try:
+        yield
+    finally:
+        _IMAGE_LIMIT_GB.reset(token)
 
 
 def check_declared_size(img, path: Path) -> None:
@@ -91,21 +166,27 @@ def check_declared_size(img, path: Path) -> None:
     Raises:
         InputError: larger than the cap, or more data than the file can hold.
     """
-    import os
-
     shape = tuple(int(s) for s in img.shape)
     itemsize = int(np.dtype(img.header.get_data_dtype()).itemsize)
     declared = int(np.prod(shape, dtype=np.float64) * itemsize)
-    cap_gb = float(os.environ.get("SPINEFX_MAX_IMAGE_GB", DEFAULT_MAX_IMAGE_GB))
+    cap_gb = max_image_gb()
     if declared > cap_gb * 1024**3:
         raise InputError(
             f"the header declares a {shape} volume ({declared / 1024**3:.1f} GB), more than the "
             f"{cap_gb:g} GB limit",
             path=path,
-            fix="check the file (a corrupt or hostile header), or raise SPINEFX_MAX_IMAGE_GB",
+            fix="check the file (a corrupt or hostile header), or raise the limit "
+            "(SPINEFX_MAX_IMAGE_GB; the app: --max-image-gb)",
         )
-    size = path.stat().st_size
-    compressed = path.name.lower().endswith(".gz")
+    data_file = Path(img.file_map["image"].filename or path)  # the .img of a NIfTI pair
+    if not data_file.is_file():
+        raise InputError(
+            f"the header's voxel file {data_file.name} is missing",
+            path=path,
+            fix="keep the .img beside its .hdr (same name), or convert the pair to .nii.gz",
+        )
+    size = data_file.stat().st_size
+    compressed = data_file.name.lower().endswith(".gz")
     if compressed and declared > size * _MAX_GZIP_RATIO:
         raise InputError(
             f"the header declares {declared / 1024**2:.0f} MB of voxels, more than a "
@@ -114,7 +195,9 @@ def check_declared_size(img, path: Path) -> None:
             fix="the file is truncated or its header is wrong: export it again",
         )
     offset = int(img.header["vox_offset"]) if "vox_offset" in img.header else 0
-    if not compressed and path.suffix.lower() == ".nii" and size < offset + declared:
+    if data_file.suffix.lower() == ".img":
+        offset = 0  # a pair's voxels start at the beginning of the .img
+    if not compressed and data_file.suffix.lower() in (".nii", ".img") and size < offset + declared:
         raise InputError(
             f"the file is {size} bytes but its header declares {offset + declared}",
             path=path,

@@ -8,13 +8,24 @@ What "looks like CT in Hounsfield units" means here (checked on a subsample of v
   [0, 1]-normalised images have no negative values). A tight crop around the spine may hold
   no air at all (VerSe ``sub-verse006``: minimum -750 HU, 0.5th percentile -116 HU);
 * the minimum is not below ``-4000`` HU (padding values of -2048 / -3024 are CT; lower is not);
-* the high tail is not above ``CT_PLAUSIBLE_HU[1]``: the 99.5th percentile <= 4000 HU.
+* the high tail is not above ``CT_PLAUSIBLE_HU[1]``: the 99.5th percentile <= 4000 HU;
+* bone is present: at least ``_MIN_BONE_FRACTION`` of the voxels are at or above 150 HU (an
+  all-air, all-water or constant volume holds no vertebra to assess, and would otherwise
+  read as "no fracture"). Soft tissue is not required: test phantoms and some crops have
+  none, and the low-tail rule above already refuses MRI and normalised images.
+
+``--no-ct-check`` (:func:`ct_check_disabled`) skips the intensity checks, never the NaN check.
+Geometry is checked on every scan and mask: each voxel spacing within
+``PLAUSIBLE_SPACING_MM`` and each axis at most ``MAX_EXTENT_MM`` long; a header outside these
+(a 1e6 mm spacing, a metre-sized voxel) is wrong, and every measurement made on it would be.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +43,53 @@ VERTEBRA_MASK_LABELS: frozenset[int] = frozenset({0, *VERTEBRA_LEVELS, *NON_VERT
 _LOW_TAIL_MAX_HU = -50.0
 _MIN_HU = -4000.0
 _MAX_SAMPLE_VOXELS = 4_000_000
+_BONE_HU = 150.0
+_MIN_BONE_FRACTION = 1e-4
+#: smallest and largest voxel spacing (mm) of a plausible CT or mask header
+PLAUSIBLE_SPACING_MM = (0.05, 20.0)
+#: longest plausible axis of a scan (mm): a whole-body CT is about 2 m
+MAX_EXTENT_MM = 3000.0
+_CT_CHECK: ContextVar[bool] = ContextVar("spinefx_ct_check", default=True)
 
 
-def load_scan(path: str | Path) -> Image:
+@contextmanager
+def ct_check_disabled() -> Iterator[None]:
+    """Within the block, scans that fail the CT intensity check load with a warning."""
+    token = _CT_CHECK.set(False)
+    try:
+        yield
+    finally:
+        _CT_CHECK.reset(token)
+
+
+def check_geometry(image: Image, *, path: str | Path | None = None, what: str = "scan") -> None:
+    """Refuse a voxel spacing or extent no CT (or mask of one) can have.
+
+    Raises:
+        InputError: a spacing outside ``PLAUSIBLE_SPACING_MM`` or an axis longer than
+            ``MAX_EXTENT_MM``.
+    """
+    spacing = np.asarray(image.spacing_mm, dtype=float)
+    lo, hi = PLAUSIBLE_SPACING_MM
+    if not np.all((spacing >= lo) & (spacing <= hi)):
+        raise InputError(
+            f"the {what}'s voxel spacing {tuple(round(float(s), 4) for s in spacing)} mm is not "
+            f"plausible for CT ({lo:g}-{hi:g} mm per voxel); the header's affine or pixdim is "
+            "wrong, and every size measured on it would be too",
+            path=path,
+            fix="export the image again with its true voxel spacing",
+        )
+    extent = spacing * np.asarray(image.shape[:3], dtype=float)
+    if np.any(extent > MAX_EXTENT_MM):
+        raise InputError(
+            f"the {what} is {tuple(round(float(e)) for e in extent)} mm long, more than any CT "
+            f"({MAX_EXTENT_MM:g} mm); the header's spacing is wrong",
+            path=path,
+            fix="export the image again with its true voxel spacing",
+        )
+
+
+def load_scan(path: str | Path, *, ct_check: bool | None = None) -> Image:
     """Load a CT scan from a NIfTI file or a folder of DICOM slices.
 
     Args:
@@ -47,9 +102,12 @@ def load_scan(path: str | Path) -> Image:
         voxel -> RAS+ mm. ``meta["source"]`` names the input, ``meta["format"]`` is
         ``"nifti"`` or ``"dicom"``.
 
+        ct_check: check that the intensities look like CT in HU (default: yes, unless inside
+            :func:`ct_check_disabled`, i.e. ``--no-ct-check``).
+
     Raises:
-        InputError: missing/corrupt file, not 3-D, non-finite voxels, or intensities that do
-            not look like CT in Hounsfield units.
+        InputError: missing/corrupt file, not 3-D, implausible spacing or size, non-finite
+            voxels, or intensities that do not look like CT in Hounsfield units.
     """
     path = Path(path)
     if path.is_dir():
@@ -80,7 +138,17 @@ def load_scan(path: str | Path) -> Image:
             path=path,
             fix="pass a .nii/.nii.gz file or the folder that holds the DICOM slices",
         )
-    check_ct_intensities(image.data, path=path)
+    check_geometry(image, path=path)
+    if ct_check is None:
+        ct_check = _CT_CHECK.get()
+    if ct_check:
+        check_ct_intensities(image.data, path=path)
+    else:
+        check_finite(image.data, path=path)
+        try:
+            check_ct_intensities(image.data, path=path)
+        except InputError as exc:
+            log.warning("%s (loaded anyway: --no-ct-check)", exc.args[0] if exc.args else exc)
     return image
 
 
@@ -94,13 +162,12 @@ def _sample(data: np.ndarray) -> np.ndarray:
     return np.asarray(data[::step, ::step, ::step])
 
 
-def check_ct_intensities(data: np.ndarray, *, path: str | Path | None = None) -> None:
-    """Raise :class:`InputError` unless ``data`` looks like a CT volume in HU.
-
-    Args:
-        data: array ``(X, Y, Z)`` of intensities.
-        path: the file named in the error.
-    """
+def check_finite(data: np.ndarray, *, path: str | Path | None = None) -> None:
+    """Raise :class:`InputError` for a non-numeric array or one holding NaN / inf."""
+    if data.dtype.kind not in "iuf":
+        raise InputError(
+            f"image data type {data.dtype} is not numeric", path=path, fix="pass a CT volume"
+        )
     if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise InputError(
@@ -108,10 +175,16 @@ def check_ct_intensities(data: np.ndarray, *, path: str | Path | None = None) ->
             path=path,
             fix="export the CT again without NaN/inf (or replace them with -1000 HU, air)",
         )
-    if data.dtype.kind not in "iuf":
-        raise InputError(
-            f"image data type {data.dtype} is not numeric", path=path, fix="pass a CT volume"
-        )
+
+
+def check_ct_intensities(data: np.ndarray, *, path: str | Path | None = None) -> None:
+    """Raise :class:`InputError` unless ``data`` looks like a CT volume in HU.
+
+    Args:
+        data: array ``(X, Y, Z)`` of intensities.
+        path: the file named in the error.
+    """
+    check_finite(data, path=path)
     sample = _sample(data).astype(np.float64, copy=False)
     lo, hi = np.percentile(sample, [0.5, 99.5])
     vmin = float(data.min())
@@ -122,7 +195,16 @@ def check_ct_intensities(data: np.ndarray, *, path: str | Path | None = None) ->
             "-1024..3000 HU with air near -1000)",
             path=path,
             fix="pass a CT scan in HU (an MRI cannot be used; raw DICOM values need "
-            "RescaleSlope/RescaleIntercept applied)",
+            "RescaleSlope/RescaleIntercept applied); --no-ct-check loads it anyway",
+        )
+    bone = float(np.mean(sample >= _BONE_HU))
+    if bone < _MIN_BONE_FRACTION:
+        raise InputError(
+            f"image holds no bone: {100 * bone:.2g} % of its voxels are at or above "
+            f"{_BONE_HU:g} HU, so there is no vertebra to assess (an all-air, constant or "
+            "empty volume?)",
+            path=path,
+            fix="pass the CT that shows the spine; --no-ct-check loads it anyway",
         )
 
 
@@ -144,6 +226,7 @@ def load_mask(
     """
     path = Path(path)
     image = read_nifti(path)
+    check_geometry(image, path=path, what="mask")
     data = image.data
     if data.dtype.kind == "f":
         if not np.all(np.isfinite(data)) or not np.all(np.mod(data, 1) == 0):

@@ -10,14 +10,25 @@ function showError(msg, where = "#error") {
 }
 function status(msg) { $("#status").textContent = msg || ""; }
 
-async function api(url, options = {}) {
-  const resp = await fetch(url, options);
+// State-changing requests carry the page's per-session token (the server refuses them without).
+const TOKEN = document.querySelector('meta[name="spinefx-token"]').content;
+
+async function request(url, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if ((options.method || "GET") !== "GET") headers["X-Spinefx-Token"] = TOKEN;
+  const resp = await fetch(url, Object.assign({}, options, { headers }));
   if (!resp.ok) {
     let detail = resp.statusText;
     try { detail = (await resp.json()).detail || detail; } catch (e) { /* not JSON */ }
     throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
   }
-  return resp.json();
+  return resp;
+}
+async function api(url, options = {}) { return (await request(url, options)).json(); }
+
+function download(blob, name) {
+  const a = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: name });
+  document.body.appendChild(a); a.click(); a.remove();
 }
 
 async function analyse(promiseFactory, label) {
@@ -194,15 +205,21 @@ function renderUnits(p) {
 
 async function loadDraft() {
   $("#report").hidden = false;
-  $("#report-form").action = `/api/scans/${state.scanId}/report.html`;
   try {
     const d = await api(`/api/scans/${state.scanId}/draft`);
     $("#findings").value = d.text;
   } catch (err) { $("#findings").value = `(draft unavailable: ${err.message})`; }
 }
-$("#report-form").addEventListener("submit", () => { $("#findings-field").value = $("#findings").value; });
+$("#report-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const body = new FormData();
+  body.append("findings", $("#findings").value);
+  try {
+    const resp = await request(`/api/scans/${state.scanId}/report.html`, { method: "POST", body });
+    const name = /filename="([^"]+)"/.exec(resp.headers.get("Content-Disposition") || "");
+    download(await resp.blob(), name ? name[1] : "spinefx-report.html");
+  } catch (err) { showError(err.message); }
+});
 $("#download-txt").addEventListener("click", () => {
-  const blob = new Blob([$("#findings").value], { type: "text/plain" });
-  const a = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: "spinefx-draft-findings.txt" });
-  document.body.appendChild(a); a.click(); a.remove();
+  download(new Blob([$("#findings").value], { type: "text/plain" }), "spinefx-draft-findings.txt");
 });
