@@ -6,10 +6,8 @@ Reading wraps every nibabel/gzip failure (truncated download, corrupt header) in
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -48,9 +46,10 @@ def _open(path: Path):
             path=path,
             fix="check the path; a .hdr header needs its .img beside it (same name)",
         ) from None
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError) as exc:
-        raise _corrupt(path, exc) from None
-    except nib.filebasedimages.ImageFileError as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - nibabel parses untrusted bytes with many error types
+        # (HeaderDataError, ImageFileError, struct.error, OSError, zlib.error, ValueError...)
         raise _corrupt(path, exc) from None
     _check_kind(img, path)
     return img
@@ -72,6 +71,13 @@ def _check_kind(img, path: Path) -> None:
             path=path,
             fix="pass a CT volume as NIfTI (.nii/.nii.gz) or a DICOM folder",
         )
+    shape = tuple(int(n) for n in img.shape)
+    if not shape or min(shape) < 1:
+        raise InputError(
+            f"the header declares the shape {shape}, which holds no voxels",
+            path=path,
+            fix="the header is corrupt: export the file again",
+        )
     if not isinstance(img, nib.Nifti1Image | nib.Nifti1Pair | nib.Nifti2Image | nib.Nifti2Pair):
         raise InputError(
             f"this is an {type(img).__name__.removesuffix('Image')} file, which stores no "
@@ -87,6 +93,19 @@ def _corrupt(path: Path, exc: Exception) -> InputError:
         path=path,
         fix="download or export the file again (a complete .nii.gz passes `gzip -t`)",
     )
+
+
+def _header_form(header, which: str, path: Path) -> np.ndarray:
+    """The header's sform or qform as float64; an undecodable one is an InputError."""
+    try:
+        form = header.get_sform() if which == "sform" else header.get_qform()
+        return np.asarray(form, dtype=np.float64)
+    except (ValueError, ArithmeticError) as exc:  # e.g. quaternion b, c, d with norm > 1
+        raise InputError(
+            f"the header's {which} cannot be decoded ({exc})",
+            path=path,
+            fix="write the file with a valid orientation (e.g. re-export it with dcm2niix)",
+        ) from None
 
 
 def best_affine(img, path: Path) -> np.ndarray:
@@ -105,13 +124,14 @@ def best_affine(img, path: Path) -> np.ndarray:
             fix="write the file with its orientation (e.g. re-export with dcm2niix, or set it "
             "with `fslorient -copyqform2sform` / nibabel `set_sform(affine, code=1)`)",
         )
-    if sform_code and qform_code:
-        sform, qform = header.get_sform(), header.get_qform()
+    sform = _header_form(header, "sform", path) if sform_code else None
+    qform = _header_form(header, "qform", path) if qform_code else None
+    if sform is not None and qform is not None:
         corners = np.array([[0, 0, 0], np.asarray(img.shape[:3]) - 1], dtype=float)
         diff = np.abs(corners @ (sform - qform)[:3, :3].T + (sform - qform)[:3, 3]).max()
         if diff > _QFORM_SFORM_TOLERANCE_MM:
             log.warning("%s: qform and sform differ by %.3g mm; using the sform", path, diff)
-    affine = np.asarray(header.get_sform() if sform_code else header.get_qform(), np.float64)
+    affine = sform if sform is not None else qform
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         which = "sform" if sform_code else "qform"
         raise InputError(
@@ -205,22 +225,24 @@ def check_declared_size(img, path: Path) -> None:
         )
 
 
-def _squeeze_to_3d(data: np.ndarray, path: Path) -> np.ndarray:
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim > 3:
+def _volume_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
+    """The 3-D shape of a header's ``shape`` (trailing 1s dropped), or a clear error."""
+    shape = tuple(int(n) for n in shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 3:
         raise InputError(
-            f"image is {data.ndim}-D with shape {data.shape}; a 3-D CT volume is expected",
+            f"image is {len(shape)}-D with shape {shape}; a 3-D CT volume is expected",
             path=path,
             fix="pass a single 3-D volume (split a 4-D series, e.g. `fslsplit`, and pick one)",
         )
-    if data.ndim < 3 or min(data.shape) < 2:
+    if len(shape) < 3 or min(shape) < 2:
         raise InputError(
-            f"image is 2-D (shape {data.shape}); a 3-D CT volume is expected",
+            f"image is 2-D (shape {shape}); a 3-D CT volume is expected",
             path=path,
             fix="pass the whole series as one 3-D volume (all slices), not a single slice",
         )
-    return data
+    return shape
 
 
 def read_nifti(path: str | Path) -> Image:
@@ -241,17 +263,19 @@ def read_nifti(path: str | Path) -> Image:
     if not path.is_file():
         raise InputError("file not found", path=path, fix="check the path")
     img = _open(path)
-    _squeeze_to_3d(np.broadcast_to(np.zeros((), np.uint8), img.shape), path)  # before geometry
+    shape = _volume_shape(img.shape, path)  # before geometry: a 2-D file is named as 2-D
     check_declared_size(img, path)
     affine = best_affine(img, path)
     try:
         data = np.asanyarray(img.dataobj)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoding untrusted bytes: OSError, zlib.error,
+        # OverflowError (a huge vox_offset), ValueError, EOFError ...
         raise _corrupt(path, exc) from None
     if data.dtype.kind == "f" and data.dtype != np.float32:
         data = data.astype(np.float32)
-    data = _squeeze_to_3d(np.asarray(data), path)
-    return Image(data, affine, {"source": str(path)})
+    return Image(np.asarray(data).reshape(shape), affine, {"source": str(path)})
 
 
 def read_nifti_geometry(path: str | Path) -> Image:
@@ -264,15 +288,7 @@ def read_nifti_geometry(path: str | Path) -> Image:
     if not path.is_file():
         raise InputError("file not found", path=path, fix="check the path")
     img = _open(path)
-    shape = tuple(int(s) for s in img.shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) != 3 or min(shape) < 2:
-        raise InputError(
-            f"image has shape {img.shape}; a 3-D volume is expected",
-            path=path,
-            fix="pass a 3-D NIfTI volume",
-        )
+    shape = _volume_shape(img.shape, path)
     data = np.broadcast_to(np.zeros((), dtype=np.uint8), shape)
     return Image(data, best_affine(img, path), {"source": str(path), "geometry_only": True})
 

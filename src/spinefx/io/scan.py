@@ -229,7 +229,8 @@ def load_mask(
     check_geometry(image, path=path, what="mask")
     data = image.data
     if data.dtype.kind == "f":
-        if not np.all(np.isfinite(data)) or not np.all(np.mod(data, 1) == 0):
+        finite = bool(np.all(np.isfinite(data)))
+        if not finite or not np.all(np.mod(data, 1) == 0) or np.abs(data).max() > 2**31:
             raise InputError(
                 "label mask holds non-integer values (is this an image rather than a mask?)",
                 path=path,
