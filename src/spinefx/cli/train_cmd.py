@@ -15,10 +15,12 @@ def register(subparsers) -> None:
         "train",
         help="train the patch classifier (Engstler 2022) or the voxel classifier (Nicolaes 2019)",
         description="Train a network into a run directory (config.yaml, splits.json, "
-        "checkpoint.pt, history.csv, metrics.json). --model patch (default) trains the vertebra "
-        "patch classifier on the output of `spinefx prepare` (best validation F1 kept, "
-        "last.ckpt for --resume); --model voxel trains the whole-scan voxel classifier on a "
-        "dataset (VerSe layout, BIDS-like or manifest CSV; lowest validation loss kept).",
+        "checkpoint.pt, history.csv, metrics.json, and last.ckpt, the training state saved "
+        "after every epoch: --resume continues a stopped or killed run with the next epoch). "
+        "--model patch (default) trains the vertebra patch classifier on the output of "
+        "`spinefx prepare` (best validation F1 kept); --model voxel trains the whole-scan voxel "
+        "classifier on a dataset (VerSe layout, BIDS-like or manifest CSV; lowest validation "
+        "loss kept).",
     )
     parser.add_argument(
         "--model", choices=("patch", "voxel"), default="patch", help="which network to train"
@@ -47,7 +49,11 @@ def register(subparsers) -> None:
     parser.add_argument("--max-epochs", type=int, help="override the config's max_epochs")
     parser.add_argument("--patience", type=int, help="override early-stopping patience")
     parser.add_argument("--threads", type=int, help="torch CPU threads (config cpu_threads)")
-    parser.add_argument("--resume", action="store_true", help="continue from last.ckpt")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue --out's run from its last.ckpt, with the epoch after the last completed one",
+    )
     parser.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (Lightning)")
     parser.add_argument("--devices", default="1", help="devices per node (DDP when > 1)")
     parser.add_argument("--num-nodes", type=int, default=1, help="nodes (DDP when > 1)")
@@ -121,7 +127,7 @@ def _train_voxel(args: argparse.Namespace) -> int:
 
     from spinefx.training.voxel import train_voxel_run
 
-    metrics = train_voxel_run(voxel_config(args), args.out, device=args.device)
+    metrics = train_voxel_run(voxel_config(args), args.out, device=args.device, resume=args.resume)
     print(f"run directory: {args.out}")
     print(json.dumps(metrics, indent=2))
     return 0

@@ -8,7 +8,8 @@ A run directory is the single source of truth of one trained model (both methods
     history.csv           one row per epoch
     splits.json           the cases of each split
     run.json              provenance (data folder, seed, code version)
-    last.ckpt             training state for ``--resume`` (patch classifier)
+    last.ckpt             training state after the last completed epoch, for ``--resume``
+                          (rewritten atomically after every epoch; both methods)
     operating_point.json  decision thresholds chosen by cross-validation (optional)
     trial-<i>/            one sub-run per trial of a multi-trial run (each with the files above)
     log.txt               the training log (patch classifier)
@@ -31,6 +32,8 @@ METRICS = "metrics.json"
 HISTORY = "history.csv"
 SPLITS = "splits.json"
 PROVENANCE = "run.json"
+#: written after every epoch (atomically: a kill never leaves half a file), read by --resume;
+#: Lightning's state for the patch classifier, a plain dict for the voxel classifier
 LAST_STATE = "last.ckpt"
 OPERATING_POINT = "operating_point.json"
 DISSECTION = "dissection"

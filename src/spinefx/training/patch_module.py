@@ -7,20 +7,30 @@ Lightning is imported here at module level: import this module lazily (the CLI a
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins import TorchCheckpointIO
 
+from spinefx.atomic import write_text_atomic
 from spinefx.models import build_model
 from spinefx.runs.checkpoint import save_checkpoint
 from spinefx.runs.configs import PatchTrainingConfig
 from spinefx.runs.layout import RunPaths
+from spinefx.training.last_state import (
+    capture_rng_state,
+    remove_stale_parts,
+    restore_rng_state,
+    save_state_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,23 +163,24 @@ HISTORY_FIELDS = (
 
 
 class EpochHistory(pl.Callback):
-    """Appends one row per epoch to ``history.csv`` (truncated to the resumed epoch on resume)."""
+    """One row per epoch in ``history.csv``, truncated to the resumed epoch on resume.
+
+    The whole file is rewritten atomically after every epoch (it is small), so a killed run
+    never leaves a torn last line.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = RunPaths(Path(run_dir)).history
         self._start = time.perf_counter()
+        self._rows: list[dict[str, Any]] = []
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        rows = []
-        if self.path.is_file():
-            with self.path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < trainer.current_epoch]
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        # after a resume ``current_epoch`` is the number of epochs in last.ckpt: rows of later
+        # epochs (run after it was written, before the run was killed) are dropped
+        self._rows = [r for r in self._read() if r["epoch"] < trainer.current_epoch]
+        self._write()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -192,8 +203,8 @@ class EpochHistory(pl.Callback):
             "val_accuracy": value("val/accuracy"),
             "seconds": f"{time.perf_counter() - self._start:.2f}",
         }
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=HISTORY_FIELDS).writerow(row)
+        self._rows.append(row)
+        self._write()
         log.info(
             "epoch %d: train loss %s, val loss %s, val F1 %s, val AUC %s",
             row["epoch"],
@@ -202,3 +213,96 @@ class EpochHistory(pl.Callback):
             row["val_f1"],
             row["val_auc"],
         )
+
+    def _read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        rows = []
+        with self.path.open(newline="") as f:
+            for r in csv.DictReader(f):
+                try:
+                    epoch = int(r["epoch"])
+                except (KeyError, TypeError, ValueError):
+                    continue  # a torn line (older versions appended in place)
+                rows.append({**{k: r.get(k) or "" for k in HISTORY_FIELDS}, "epoch": epoch})
+        return rows
+
+    def _write(self) -> None:
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(self._rows)
+        write_text_atomic(self.path, text.getvalue())
+
+
+#: top-level key of last.ckpt with spinefx's own resume information (see :class:`LastState`)
+RESUME_KEY = "spinefx"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic in the run directory itself.
+
+    Lightning's own ``_atomic_save`` writes through an fsspec transaction whose temporary
+    file is created by ``tempfile.mkstemp()`` in the *system* temporary folder and then
+    ``shutil.move``-d into place: when ``/tmp`` is another file system than the run directory
+    (tmpfs, a scratch or network volume) that move is a plain copy into ``last.ckpt``, so a
+    kill during it leaves a truncated file; nothing is fsynced either. Here the temporary
+    file sits next to the target and is fsynced, then ``os.replace``-d (atomic on POSIX).
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        save_state_atomic(checkpoint, path)
+
+
+class LastState(pl.Callback):
+    """Writes ``last.ckpt`` (Lightning's full training state) at the end of every epoch.
+
+    Saved in ``on_train_epoch_end``, which Lightning calls after the epoch's validation: by
+    then :class:`BestCheckpoint` and early stopping have seen the epoch's score, and it is
+    listed after :class:`EpochHistory`, so ``history.csv`` already has the epoch's row. A
+    resume therefore restarts at the next epoch with weights, optimizer, early-stopping and
+    best-checkpoint state, and the history, of the same epoch. The file also holds
+    ``RESUME_KEY``: epochs completed, whether early stopping had ended the run, and the
+    random-number generator states (restored on load, so dropout draws continue too).
+
+    Not ``ModelCheckpoint(save_last=True)``: with ``save_top_k=0`` it writes ``last.ckpt``
+    only when training ends, its version counter writes ``last-v1.ckpt`` beside a
+    ``last.ckpt`` of an earlier run, and its writes are not atomic across file systems
+    (see :class:`AtomicCheckpointIO`, which the trainer must be given as a plugin).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = RunPaths(Path(run_dir)).last_state
+        self._saving = False
+
+    def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            remove_stale_parts(self.path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._saving = True
+        try:  # every rank calls it (strategies may gather state); global rank zero writes
+            trainer.save_checkpoint(self.path, weights_only=False)  # + optimizer, loops
+        finally:
+            self._saving = False
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._saving:
+            checkpoint[RESUME_KEY] = {
+                "epochs_completed": int(trainer.current_epoch) + 1,
+                "stopped_early": bool(trainer.should_stop),
+                "rng": capture_rng_state(),
+            }
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        restore_rng_state((checkpoint.get(RESUME_KEY) or {}).get("rng"))

@@ -6,7 +6,11 @@ Run directory (``run_dir``; with ``trials > 1`` each trial is ``run_dir/trial-<i
 * ``config.yaml``: the :class:`PatchTrainingConfig`; ``run.json``: data folder, seeds, devices;
 * ``splits.json``: how the split was made, case ids and counts per split, exclusion counts;
 * ``checkpoint.pt``: best model (plain state dict + config, ``torch.load(weights_only=True)``);
-* ``last.ckpt``: Lightning state for ``resume``; ``history.csv``: one row per epoch;
+* ``last.ckpt``: Lightning's training state, rewritten atomically after every epoch (after its
+  validation): ``resume=True`` (``spinefx train --resume``) continues a run killed at any
+  point with the epoch after the last completed one, with optimizer, early-stopping,
+  best-checkpoint and random-number state restored; a corrupt one is an ``InputError``;
+* ``history.csv``: one row per epoch (rows past the resumed epoch are dropped on resume);
 * ``metrics.json``: best epoch and its validation metrics, wall time, parameter count;
 * ``log.txt``: the log of the run.
 """
@@ -188,20 +192,27 @@ def train_one(
         run_dir: output folder (created).
         seed: seeds weights, sampling and augmentation (``lightning.seed_everything``).
         split_seed: seed of the patient split when the manifest has none (default ``seed``).
-        resume: continue from ``run_dir/last.ckpt`` when it exists.
+        resume: continue from ``run_dir/last.ckpt`` when it exists, with the epoch after the
+            last completed one (a run that early stopping had ended trains no further).
         launch: accelerator / devices / nodes for Lightning.
+
+    Raises:
+        InputError: bad data, or (``resume``) a ``last.ckpt`` that is corrupt or truncated
+            or holds another network.
     """
     import lightning.pytorch as pl
 
     _quiet_lightning()
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping
 
     from spinefx.models import count_parameters
     from spinefx.progress import progress_enabled
     from spinefx.training.patch_module import (
         MONITOR,
+        AtomicCheckpointIO,
         BestCheckpoint,
         EpochHistory,
+        LastState,
         PatchClassifierModule,
     )
 
@@ -240,6 +251,15 @@ def train_one(
             torch.set_num_threads(int(config.cpu_threads))
         module = PatchClassifierModule(config)
         best = BestCheckpoint(run_dir, seed=seed)
+        last = RunPaths(run_dir).last_state
+        resumed = None
+        if resume and last.is_file():
+            resumed = _resume_point(last, module, config)
+        elif resume:
+            log.warning("%s: no last.ckpt to resume from; training from scratch", run_dir)
+        max_epochs = config.max_epochs
+        if resumed is not None and resumed.stopped_early:
+            max_epochs = min(max_epochs, resumed.epochs_completed)  # nothing left to train
         multi = launch.num_nodes > 1 or str(launch.devices) not in ("1", "auto")
         trainer = pl.Trainer(
             accelerator=launch.accelerator,
@@ -248,7 +268,7 @@ def train_one(
             strategy="ddp" if multi else "auto",
             # SyncBatchNorm is GPU-only in torch; CPU DDP keeps per-process statistics
             sync_batchnorm=multi and config.model.norm == "batch" and launch.accelerator != "cpu",
-            max_epochs=config.max_epochs,
+            max_epochs=max_epochs,
             callbacks=[
                 best,
                 EpochHistory(run_dir),
@@ -258,8 +278,10 @@ def train_one(
                     patience=config.patience_epochs,
                     check_on_train_epoch_end=False,
                 ),
-                ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0),
+                LastState(run_dir),  # after EpochHistory: the epoch's row is written first
             ],
+            plugins=[AtomicCheckpointIO()],
+            enable_checkpointing=False,  # no ModelCheckpoint: LastState writes last.ckpt
             logger=False,
             enable_progress_bar=progress_enabled(),
             enable_model_summary=False,
@@ -269,10 +291,7 @@ def train_one(
             default_root_dir=run_dir,
         )
         train_loader, val_loader = make_loaders(table, config, seed=seed, trainer=trainer)
-        last = RunPaths(run_dir).last_state
-        ckpt_path = str(last) if resume and last.is_file() else None
-        if resume and ckpt_path is None:
-            log.warning("%s: no last.ckpt to resume from; training from scratch", run_dir)
+        ckpt_path = None if resumed is None else str(last)
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
         counts = {
             name: {
@@ -288,7 +307,8 @@ def train_one(
             "best_val_score": best.best_score,
             "epochs_trained": int(trainer.current_epoch),
             "stopped_early": bool(
-                trainer.should_stop and trainer.current_epoch < config.max_epochs
+                (trainer.should_stop or (resumed is not None and resumed.stopped_early))
+                and trainer.current_epoch < config.max_epochs
             ),
             "train_seconds": round(time.perf_counter() - started, 2),
             "parameters": count_parameters(module.model),
@@ -304,6 +324,52 @@ def train_one(
         for name in ("spinefx", "lightning"):
             logging.getLogger(name).removeHandler(handler)
         handler.close()
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a ``last.ckpt`` leaves a run: epochs completed, and whether it had stopped early."""
+
+    epochs_completed: int
+    stopped_early: bool
+
+
+def _resume_point(path: Path, module: Any, config: PatchTrainingConfig) -> ResumePoint:
+    """Check that ``last.ckpt`` loads and fits the network, and log where training continues.
+
+    Loaded once more here, before Lightning loads it, so a file cut short by a kill (of an
+    older spinefx, or a copy) or a changed model config is an ``InputError`` naming the file,
+    not a traceback from inside ``trainer.fit``.
+
+    Raises:
+        InputError: the file is corrupt or truncated, or holds a different network.
+    """
+    from spinefx.training.last_state import check_same_network, load_state
+    from spinefx.training.patch_module import RESUME_KEY
+
+    state = load_state(path, required=("state_dict", "optimizer_states", "loops"))
+    check_same_network(path, state["state_dict"], module.state_dict())
+    info = state.get(RESUME_KEY) or {}
+    # last.ckpt of older versions was written when training ended: "epoch" is then the count
+    done = int(info.get("epochs_completed", state.get("epoch", 0)))
+    point = ResumePoint(epochs_completed=done, stopped_early=bool(info.get("stopped_early")))
+    if point.stopped_early:
+        log.info(
+            "resuming from %s: early stopping had ended this run after %d epoch(s); "
+            "nothing left to train",
+            path,
+            done,
+        )
+    else:
+        log.info(
+            "resuming from %s: %d epoch(s) completed; continuing with epoch %d "
+            "(0-based, as in history.csv) of max_epochs %d",
+            path,
+            done,
+            done,
+            config.max_epochs,
+        )
+    return point
 
 
 def _best_val_metrics(run_dir: Path) -> dict[str, float]:

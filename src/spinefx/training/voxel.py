@@ -8,7 +8,11 @@ rate is halved when the validation loss has not improved for ``lr_patience_epoch
 The checkpoint of the lowest validation loss is kept (early stopping on the 15 % split).
 
 Run directory: ``config.yaml``, ``checkpoint.pt`` (``torch.load(weights_only=True)``),
-``history.csv``, ``metrics.json``, ``splits.json``.
+``history.csv``, ``metrics.json``, ``splits.json``, and ``last.ckpt``: the training state
+(:data:`VOXEL_STATE_FORMAT`: weights, optimizer, LR schedule, history, best epoch, elapsed
+time and random-number states), rewritten atomically after every epoch. ``resume=True``
+(``spinefx train --model voxel --resume``) continues a killed run with the epoch after the
+last completed one, drawing the segments an uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
@@ -30,6 +34,25 @@ from spinefx.runs.layout import RunPaths
 from spinefx.training.voxel_data import VoxelCase, sample_segments
 
 log = logging.getLogger(__name__)
+
+#: ``format`` of the voxel classifier's ``last.ckpt``, a plain ``weights_only`` dict:
+#: ``epochs_completed, stopped, model, optimizer, scheduler, history, best, splits,
+#: train_seconds, rng`` (``sampling``: the segment sampler's generator, ``global``: torch's
+#: and Python's generators)
+VOXEL_STATE_FORMAT = "spinefx-voxel-state-v1"
+_STATE_KEYS = (
+    "format",
+    "epochs_completed",
+    "stopped",
+    "model",
+    "optimizer",
+    "scheduler",
+    "history",
+    "best",
+    "splits",
+    "train_seconds",
+    "rng",
+)
 
 
 def weight_penalty(model, *, l1: float, l2: float):
@@ -85,6 +108,7 @@ def train_voxel_classifier(
     train_cases: list[VoxelCase],
     val_cases: list[VoxelCase],
     device: str | None = None,
+    resume: bool = False,
 ) -> dict[str, float]:
     """Train on prepared cases and write the run directory.
 
@@ -96,9 +120,17 @@ def train_voxel_classifier(
         device: torch device of the network (``"cpu"``, ``"cuda"``, ``"cuda:1"``); None picks
             CUDA when available. Segments are sampled on the CPU either way; the checkpoint
             is device-neutral.
+        resume: continue from ``run_dir/last.ckpt`` when it exists, with the epoch after the
+            last completed one (``config.epochs`` may have been raised since); the time
+            limit and ``train_seconds`` count the earlier sessions too, and a run that stopped
+            at its time limit trains no further.
 
     Returns:
         metrics of the kept (best validation loss) checkpoint.
+
+    Raises:
+        InputError: too few scans, or (``resume``) a ``last.ckpt`` that is corrupt,
+            truncated, of another network or of other scans.
     """
     import torch
 
@@ -106,6 +138,11 @@ def train_voxel_classifier(
     from spinefx.models.voxel_classifier import count_parameters, training_geometry
     from spinefx.progress import progress
     from spinefx.runs.checkpoint import save_checkpoint
+    from spinefx.training.last_state import (
+        capture_rng_state,
+        remove_stale_parts,
+        restore_rng_state,
+    )
 
     if not train_cases or not val_cases:
         raise InputError(
@@ -143,9 +180,39 @@ def train_voxel_classifier(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=config.lr_factor, patience=config.lr_patience_epochs
     )
-    history, best = [], None
-    started = time.monotonic()
-    for epoch in progress(range(config.epochs), desc="voxel epochs", total=config.epochs):
+    history, best, start, stopped, seconds_before = [], None, 0, False, 0.0
+    state = _resume_state(paths.last_state, model, splits) if resume else None
+    remove_stale_parts(paths.last_state)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, best = list(state["history"]), state["best"]
+        start, stopped = int(state["epochs_completed"]), bool(state["stopped"])
+        seconds_before = float(state["train_seconds"])
+        rng.bit_generator.state = state["rng"]["sampling"]
+        restore_rng_state(state["rng"]["global"])
+        if history:  # drop rows of an epoch that ran after last.ckpt was written
+            _write_history(paths.history, history)
+        if stopped:
+            log.info(
+                "resuming from %s: the run had stopped at its time limit after %d epoch(s); "
+                "nothing left to train",
+                paths.last_state,
+                start,
+            )
+        else:
+            log.info(
+                "resuming from %s: %d epoch(s) completed; continuing with epoch %d (0-based, "
+                "as in history.csv) of %d",
+                paths.last_state,
+                start,
+                start,
+                config.epochs,
+            )
+    started = time.monotonic() - seconds_before
+    epochs = range(start, start if stopped else max(start, config.epochs))
+    for epoch in progress(epochs, desc="voxel epochs", total=len(epochs)):
         train_loss = _train_epoch(model, opt, train_cases, geometry, config, rng)
         row = {
             "epoch": epoch,
@@ -169,7 +236,22 @@ def train_voxel_classifier(
             )
         _write_history(paths.history, history)
         minutes = (time.monotonic() - started) / 60
-        if config.time_limit_minutes and minutes >= config.time_limit_minutes:
+        stopped = bool(config.time_limit_minutes and minutes >= config.time_limit_minutes)
+        # after checkpoint.pt and history.csv, so a resume never repeats a recorded epoch
+        _save_state(
+            paths.last_state,
+            epochs_completed=epoch + 1,
+            stopped=stopped,
+            model=model,
+            opt=opt,
+            sched=sched,
+            history=history,
+            best=best,
+            splits=splits,
+            train_seconds=time.monotonic() - started,
+            rng={"sampling": rng.bit_generator.state, "global": capture_rng_state()},
+        )
+        if stopped:
             log.info("time limit: stopping after epoch %d (%.1f min)", epoch, minutes)
             break
     metrics = {  # the run-record schema shared with the patch classifier (runs.layout)
@@ -185,6 +267,50 @@ def train_voxel_classifier(
     }
     write_text_atomic(paths.metrics, json.dumps(metrics, indent=2))
     return metrics
+
+
+def _save_state(path: Path, *, model, opt, sched, **values) -> None:
+    from spinefx.training.last_state import save_state_atomic
+
+    state = {
+        "format": VOXEL_STATE_FORMAT,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        **values,
+    }
+    save_state_atomic(state, path)
+
+
+def _resume_state(path: Path, model, splits: dict[str, list[str]]) -> dict | None:
+    """The voxel training state in ``path`` (None, with a warning, when there is none).
+
+    Raises:
+        InputError: the file is corrupt or truncated, not a voxel classifier's, of another
+            network, or of other training/validation scans.
+    """
+    from spinefx.training.last_state import check_same_network, load_state
+
+    if not path.is_file():
+        log.warning("%s: no %s to resume from; training from scratch", path.parent, path.name)
+        return None
+    state = load_state(path, required=_STATE_KEYS)
+    fix = f"delete {path.name}, or train without --resume (into a new --out folder)"
+    if state["format"] != VOXEL_STATE_FORMAT:
+        raise InputError(
+            f"not a voxel classifier training state (format {state['format']!r})",
+            path=path,
+            fix=fix,
+        )
+    check_same_network(path, state["model"], model.state_dict())
+    if {k: list(v) for k, v in state["splits"].items()} != splits:
+        raise InputError(
+            "the training state to resume from was trained on other training/validation "
+            "scans (the data or the seed changed)",
+            path=path,
+            fix=f"resume with the data and seed the run was trained with, or {fix}",
+        )
+    return state
 
 
 def _train_epoch(model, opt, cases, geometry, config: VoxelTrainingConfig, rng) -> float:
@@ -259,6 +385,7 @@ def train_voxel_run(
     *,
     cases: list | None = None,
     device: str | None = None,
+    resume: bool = False,
 ) -> dict[str, float]:
     """Train from a dataset: load ``config.data`` (or ``cases``), hold out 15 %, train.
 
@@ -268,6 +395,7 @@ def train_voxel_run(
         run_dir: output run directory.
         cases: :class:`~spinefx.records.Case` list or prepared ``VoxelCase`` list.
         device: torch device (None: CUDA when available).
+        resume: continue from ``run_dir/last.ckpt`` (see :func:`train_voxel_classifier`).
 
     Returns:
         metrics of the kept checkpoint; problems with skipped scans go to ``errors.csv``.
@@ -292,4 +420,6 @@ def train_voxel_run(
         lines = ["case_id,problem"] + [f'{c},"{m}"' for c, m in problems]
         write_text_atomic(RunPaths(run_dir).errors, "\n".join(lines) + "\n")
     train, val = split_validation(cases, fraction=config.validation_fraction, seed=config.seed)
-    return train_voxel_classifier(config, run_dir, train_cases=train, val_cases=val, device=device)
+    return train_voxel_classifier(
+        config, run_dir, train_cases=train, val_cases=val, device=device, resume=resume
+    )
