@@ -70,15 +70,21 @@ def test_cli_no_ct_check_flag_before_or_after_the_command(tmp_path, capsys):
     assert main(["--no-ct-check", "inspect", str(path)]) == 0
 
 
-def test_a_singular_sform_names_the_file(tmp_path):
+def write_singular_sform(path, data) -> None:
+    """A NIfTI whose sform (code 1) has a zero row, written byte by byte (nibabel's writer
+    would replace it with a valid affine)."""
+    import struct
+
     import nibabel as nib
 
-    img = nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4))
-    singular = np.eye(4)
-    singular[2] = 0.0
-    img.header.set_sform(singular, code=1)
-    img.header["qform_code"] = 0
-    nib.save(img, tmp_path / "flat.nii")
-    with pytest.raises(InputError, match="singular") as err:
+    raw = bytearray(nib.Nifti1Image(data, np.eye(4)).to_bytes())
+    struct.pack_into("<hh", raw, 252, 0, 1)  # qform_code 0, sform_code 1
+    struct.pack_into("<4f", raw, 312, 0.0, 0.0, 0.0, 0.0)  # srow_z
+    path.write_bytes(bytes(raw))
+
+
+def test_a_singular_sform_names_the_file(tmp_path):
+    write_singular_sform(tmp_path / "flat.nii", _ct().data)
+    with pytest.raises(InputError, match="sform is singular or not finite") as err:
         load_scan(tmp_path / "flat.nii")
     assert "flat.nii" in str(err.value)
