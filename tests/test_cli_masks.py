@@ -17,6 +17,13 @@ def test_predict_takes_vertebra_positions_from_a_real_verse_mask(real_data, tmp_
     rows = json.loads(out.read_text())["vertebrae"]
     assert [r["level"] for r in rows] == ["T9", "T10", "T11", "T12", "L1", "L2", "L3"]
     assert all(r["centroid_source"] for r in rows)
+    csv = tmp_path / "p.csv"
+    assert main(["predict", str(scan), "--mask", str(mask), "--out", str(csv)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    assert set(table["scan"]) == {str(scan)} and table["model_run"][0] == "patch_classifier"
+    assert len(set(table["weights_sha256"])) == 1 and set(table["spinefx_version"])
 
 
 def test_detect_and_report_on_the_totalsegmentator_ct_with_its_spine_mask(real_data, tmp_path):

@@ -117,6 +117,8 @@ def test_cli_prints_a_table_and_writes_json(real_data, tmp_path, capsys):
             str(d / "sub-verse004_seg-subreg_ctd.json"),
             "--json",
             str(out),
+            "--csv",
+            str(tmp_path / "m.csv"),
         ]
     )
     assert code == 0
@@ -124,7 +126,16 @@ def test_cli_prints_a_table_and_writes_json(real_data, tmp_path, capsys):
     assert "L1" in text and "Ha mm" in text
     import json
 
-    records = json.loads(out.read_text())
+    payload = json.loads(out.read_text())
+    assert (
+        payload["mask"].endswith("sub-verse004_seg-vert_msk.nii.gz") and payload["spinefx_version"]
+    )
+    records = payload["vertebrae"]
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "m.csv")
+    assert list(table["level"]) == [r["level"] for r in records]
+    assert {"anterior_height_mm", "middle_height_mm", "posterior_height_mm", "mask"} <= set(table)
     assert [r["level"] for r in records] == [
         "T9",
         "T10",

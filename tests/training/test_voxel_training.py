@@ -163,6 +163,8 @@ def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
     assert patient["patient_fractured"] == (largest_vox >= max(op["noise_threshold_vox"], 1))
 
     table = pd.read_csv(out / "vertebrae.csv")
+    assert {"scan", "model_run", "weights_sha256", "spinefx_version"} <= set(table.columns)
+    assert table["weights_sha256"].nunique() == 1 and len(table["weights_sha256"][0]) >= 12
     assert table["vertebra_label"].tolist() == [21, 22, 23, 24]
     assert table["level"].tolist() == ["L2", "L3", "L4", "L5"]
     np.testing.assert_allclose(

@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--centroids", help="VerSe centroid JSON of the same scan (optional)")
     p.add_argument("--subregion-mask", help="VerSe sub-region mask (49-50 = body; optional)")
     p.add_argument("--json", dest="json_out", help="also write the table as JSON to this file")
+    p.add_argument("--csv", dest="csv_out", help="also write the table as CSV to this file")
     p.set_defaults(func=run)
 
 
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from spinefx.io import load_centroids, load_mask
     from spinefx.io.vertebra_masks import load_vertebra_mask
     from spinefx.morphometry import format_table, measure_vertebrae
+    from spinefx.runs.shipped import provenance_columns
 
     mask = load_vertebra_mask(args.mask, numbering=args.mask_numbering).image
     centroids = load_centroids(args.centroids, mask) if args.centroids else None
@@ -51,21 +53,37 @@ def run(args: argparse.Namespace) -> int:
             fix="check that the mask holds whole vertebral bodies (thoracic or lumbar)",
         )
     print(format_table(rows))
+    records = [
+        {
+            "level": r.level,
+            "vertebra_label": r.vertebra_label,
+            "heights_mm": [round(h, 2) for h in r.heights_mm],
+            "wedge_ratio": round(r.wedge_ratio, 3),
+            "biconcavity_ratio": round(r.biconcavity_ratio, 3),
+            "crush_ratio": round(r.crush_ratio, 3),
+            "height_loss": round(r.height_loss, 3),
+            "genant_grade": r.genant_grade,
+            "shape": r.shape,
+            "note": r.note,
+        }
+        for r in rows
+    ]
+    source = provenance_columns(args.mask)
     if args.json_out:
-        records = [
-            {
-                "level": r.level,
-                "vertebra_label": r.vertebra_label,
-                "heights_mm": [round(h, 2) for h in r.heights_mm],
-                "wedge_ratio": round(r.wedge_ratio, 3),
-                "biconcavity_ratio": round(r.biconcavity_ratio, 3),
-                "crush_ratio": round(r.crush_ratio, 3),
-                "height_loss": round(r.height_loss, 3),
-                "genant_grade": r.genant_grade,
-                "shape": r.shape,
-                "note": r.note,
-            }
-            for r in rows
-        ]
-        write_text_atomic(args.json_out, json.dumps(records, indent=1))
+        payload = {"mask": source["scan"], "spinefx_version": source["spinefx_version"]}
+        write_text_atomic(args.json_out, json.dumps({**payload, "vertebrae": records}, indent=1))
+    if args.csv_out:
+        import pandas as pd
+
+        flat = []
+        for record in records:
+            row = {k: v for k, v in record.items() if k != "heights_mm"}
+            for name, height in zip(
+                ("anterior", "middle", "posterior"), record["heights_mm"], strict=True
+            ):
+                row[f"{name}_height_mm"] = height
+            flat.append(
+                {**row, "mask": source["scan"], "spinefx_version": source["spinefx_version"]}
+            )
+        write_text_atomic(args.csv_out, pd.DataFrame(flat).to_csv(index=False))
     return 0

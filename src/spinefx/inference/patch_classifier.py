@@ -174,13 +174,20 @@ def check_prediction_output(path: str | Path) -> Path:
 
 
 def write_predictions(rows: Sequence[Mapping[str, Any]], path: str | Path, **meta: Any) -> None:
-    """Write prediction rows as CSV (``.csv``) or JSON (``.json``, with ``meta``), atomically."""
+    """Write prediction rows as CSV (``.csv``) or JSON (``.json``, with ``meta``), atomically.
+
+    A CSV row also names the scan, the model run, its weights' checksum and the spinefx
+    version (from ``meta["scan"]`` and ``meta["model"]``); the JSON holds them once, in ``meta``.
+    """
     import pandas as pd
 
     from spinefx.atomic import write_text_atomic
+    from spinefx.runs.shipped import provenance_columns
 
     path = check_prediction_output(path)
     if path.suffix.lower() == ".json":
         write_text_atomic(path, json.dumps({**meta, "vertebrae": list(rows)}, indent=2))
     else:
-        write_text_atomic(path, pd.DataFrame(list(rows)).to_csv(index=False))
+        extra = provenance_columns(meta.get("scan", ""), meta.get("model"))
+        table = pd.DataFrame([{**row, **extra} for row in rows])
+        write_text_atomic(path, table.to_csv(index=False))

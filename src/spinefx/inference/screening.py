@@ -46,6 +46,7 @@ class DetectionResult:
         flag_note: why vertebrae are not flagged ("" when the run has an operating point).
         model: which model answered (:func:`model_identity`): run, weights checksum,
             whether they are the shipped default, what it was trained on.
+        scan: the scan's source (file or DICOM folder), as every output names it.
     """
 
     vertebrae: list[VertebraResult]
@@ -57,6 +58,7 @@ class DetectionResult:
     fracture_map_1mm: Image = field(repr=False)
     flag_note: str = ""
     model: dict = field(default_factory=dict)
+    scan: str = ""
 
 
 def detect_fractures(
@@ -157,6 +159,7 @@ def detect_fractures(
         frac,
         flag_note=run.operating_point_note,
         model=model_identity(run),
+        scan=str(scan.meta.get("source", "")),
     )
 
 
@@ -175,10 +178,15 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
+    from spinefx.runs.shipped import provenance_columns
+
     table = pd.DataFrame([v.row() for v in result.vertebrae], columns=list(RESULT_COLUMNS))
+    for name, value in provenance_columns(result.scan, result.model).items():
+        table[name] = value
     paths["vertebrae"] = out / "vertebrae.csv"
     write_text_atomic(paths["vertebrae"], table.to_csv(index=False))
     summary = {
+        "scan": result.scan,
         "patient_score_mm3": result.patient_score,
         "patient_fractured": bool(result.patient_fractured),
         "operating_point": result.operating_point,

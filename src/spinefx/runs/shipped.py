@@ -136,6 +136,21 @@ def weights_checksum(run_dir: str | Path) -> str:
     return sha256(RunPaths(trial_dirs(Path(run_dir))[0]).checkpoint)
 
 
+def provenance_columns(scan: str | Path, model: dict | None = None) -> dict[str, str]:
+    """The columns every per-vertebra table row carries: which scan, which model (its weights'
+    checksum) and which spinefx version made it, so a CSV taken out of its folder still says."""
+    from spinefx import __version__
+
+    columns = {"scan": str(scan)}
+    if model:
+        columns["model_run"] = Path(str(model.get("run", ""))).name
+        columns["weights_sha256"] = str(model.get("weights_sha256", ""))
+    columns["spinefx_version"] = str(
+        model.get("spinefx_version", __version__) if model else __version__
+    )
+    return columns
+
+
 def model_identity(run) -> dict:
     """What every output says about the model that answered (a :class:`TrainedRun`): its run,
     kind, weights checksum, whether it is the shipped default, its training note and the
