@@ -135,50 +135,10 @@ def create_app(
     )
     app = FastAPI(title="spinefx concept visualisation", docs_url=None, redoc_url=None)
     app.state.spinefx = state
-    # Middleware added last runs first: host check, then the size limit, then origin + token.
-    app.add_middleware(SameOriginToken, token=state.token)
-    app.add_middleware(
-        BodySizeLimit,
-        limit_bytes=lambda: state.max_upload_bytes + MULTIPART_OVERHEAD,
-        message=lambda _limit: (
-            f"Upload too large: the limit is "
-            f"{state.max_upload_bytes / 1e6:.0f} MB (start the app with --max-upload-mb)."
-        ),
-    )
-    if allowed_hosts:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+    _install_guards(app, state, allowed_hosts)
+    _install_error_handlers(app)
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
-
-    @app.exception_handler(SpinefxError)
-    async def spinefx_error(_request: Request, exc: SpinefxError):
-        status = 413 if isinstance(exc, uploads.UploadTooLarge) else 400
-        return JSONResponse({"detail": public_message(exc)}, status_code=status)
-
-    @app.exception_handler(Busy)
-    async def busy(_request: Request, exc: Busy):
-        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": "5"})
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError):
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
-            parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
-        return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=400)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception):
-        log.exception("unexpected error in the app")
-        return JSONResponse(
-            {
-                "detail": f"internal error ({type(exc).__name__}); the app's log has the "
-                "details - please report it"
-            },
-            status_code=500,
-        )
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request):
@@ -278,6 +238,57 @@ def create_app(
         return HTMLResponse(html, headers=_attachment(ws.analysis.name, "html"))
 
     return app
+
+
+def _install_guards(app: FastAPI, state: AppState, allowed_hosts: list[str] | None) -> None:
+    """Host check, streaming body-size limit, then same-origin + token (in that order)."""
+    # Middleware added last runs first.
+    app.add_middleware(SameOriginToken, token=state.token)
+    app.add_middleware(
+        BodySizeLimit,
+        limit_bytes=lambda: state.max_upload_bytes + MULTIPART_OVERHEAD,
+        message=lambda _limit: (
+            f"Upload too large: the limit is "
+            f"{state.max_upload_bytes / 1e6:.0f} MB (start the app with --max-upload-mb)."
+        ),
+    )
+    if allowed_hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Errors as JSON ``{"detail": ...}`` for the page: input errors 400 (413 for uploads over
+    the limit) without server paths, busy 429, invalid bodies 400, anything else 500."""
+
+    @app.exception_handler(SpinefxError)
+    async def spinefx_error(_request: Request, exc: SpinefxError):
+        status = 413 if isinstance(exc, uploads.UploadTooLarge) else 400
+        return JSONResponse({"detail": public_message(exc)}, status_code=status)
+
+    @app.exception_handler(Busy)
+    async def busy(_request: Request, exc: Busy):
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError):
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+            parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception):
+        log.exception("unexpected error in the app")
+        return JSONResponse(
+            {
+                "detail": f"internal error ({type(exc).__name__}); the app's log has the "
+                "details - please report it"
+            },
+            status_code=500,
+        )
 
 
 def _open_scan(state: AppState, scan_path: Path, ctd_path: Path | None, *, name: str):
