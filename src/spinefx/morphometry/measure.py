@@ -134,6 +134,20 @@ def measure_vertebrae(
     if centroids is None:
         centroids = {k: mask.voxel_to_world(np.argwhere(mask.data == k)).mean(0) for k in present}
     centroids = {int(k): np.asarray(v, float) for k, v in centroids.items() if int(k) in present}
+    measured = _measure_bodies(mask, centroids, subregion_mask)
+    hmap = {k: (h.anterior_mm, h.middle_mm, h.posterior_mm) for k, (h, _, _) in measured.items()}
+    usable = {
+        k: not h.cut_by_border and h.posterior_mm > 0 and not is_cervical(k)
+        for k, (h, _, _) in measured.items()
+    }
+    defs = deformities(hmap, usable)
+    return [_record(label, *measured[label], defs[label]) for label in measured]
+
+
+def _measure_bodies(
+    mask: Image, centroids: dict[int, np.ndarray], subregion_mask: Image | None
+) -> dict[int, tuple[BodyHeights, np.ndarray, np.ndarray]]:
+    """Heights, body centroid and cranial axis of every measurable body, cranial first."""
     frames = _frames(centroids)
     measured: dict[int, tuple[BodyHeights, np.ndarray, np.ndarray]] = {}
     for label in sorted(centroids, key=spine_rank):
@@ -152,43 +166,30 @@ def measure_vertebrae(
         origin = mask.voxel_to_world(body).mean(0)
         heights = measure_heights(mask, body, frame_axes=axes, origin_mm=origin)
         measured[label] = (heights, origin, axes[:, 2])
-    hmap = {k: (h.anterior_mm, h.middle_mm, h.posterior_mm) for k, (h, _, _) in measured.items()}
-    usable = {
-        k: not h.cut_by_border and h.posterior_mm > 0 and not is_cervical(k)
-        for k, (h, _, _) in measured.items()
-    }
-    defs = deformities(hmap, usable)
-    out = []
-    for label, (h, origin, axis) in measured.items():
-        d = defs[label]
-        loss, grade, shape = grade_deformity(d)
-        hp = h.posterior_mm if h.posterior_mm > 0 else np.nan
-        # Genant grading is defined for T1-L5; cervical bodies are measured, not graded
-        note = (
-            "cut by the scan border"
-            if h.cut_by_border
-            else "cervical"
-            if is_cervical(label)
-            else ""
-        )
-        out.append(
-            VertebraMorphometry(
-                vertebra_label=label,
-                heights=h,
-                wedge_ratio=h.anterior_mm / hp,
-                biconcavity_ratio=h.middle_mm / hp,
-                crush_ratio=hp / d["expected_hp"]
-                if np.isfinite(d["expected_hp"])
-                else float("nan"),
-                height_loss=loss,
-                genant_grade=None if note else grade,
-                shape=None if note else shape,
-                centroid_mm=origin,
-                axis=axis,
-                note=note,
-            )
-        )
-    return out
+    return measured
+
+
+def _record(
+    label: int, h: BodyHeights, origin: np.ndarray, axis: np.ndarray, d: dict
+) -> VertebraMorphometry:
+    """One vertebra's record from its heights and its deformity against its neighbours."""
+    loss, grade, shape = grade_deformity(d)
+    hp = h.posterior_mm if h.posterior_mm > 0 else np.nan
+    # Genant grading is defined for T1-L5; cervical bodies are measured, not graded
+    note = "cut by the scan border" if h.cut_by_border else "cervical" if is_cervical(label) else ""
+    return VertebraMorphometry(
+        vertebra_label=label,
+        heights=h,
+        wedge_ratio=h.anterior_mm / hp,
+        biconcavity_ratio=h.middle_mm / hp,
+        crush_ratio=hp / d["expected_hp"] if np.isfinite(d["expected_hp"]) else float("nan"),
+        height_loss=loss,
+        genant_grade=None if note else grade,
+        shape=None if note else shape,
+        centroid_mm=origin,
+        axis=axis,
+        note=note,
+    )
 
 
 def format_table(rows: list[VertebraMorphometry]) -> str:
