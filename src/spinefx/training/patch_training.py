@@ -203,16 +203,9 @@ def train_one(
     import lightning.pytorch as pl
 
     _quiet_lightning()
-    from lightning.pytorch.callbacks import EarlyStopping
 
-    from spinefx.models import count_parameters
-    from spinefx.progress import progress_enabled
     from spinefx.training.patch_module import (
-        MONITOR,
-        AtomicCheckpointIO,
         BestCheckpoint,
-        EpochHistory,
-        LastState,
         PatchClassifierModule,
     )
 
@@ -229,21 +222,7 @@ def train_one(
         table, record = split_vertebrae(
             prepared_dir, config, seed=seed if split_seed is None else split_seed
         )
-        save_config(config, RunPaths(run_dir).config)
-        write_text_atomic(RunPaths(run_dir).splits, json.dumps(record, indent=2))
-        write_text_atomic(
-            RunPaths(run_dir).provenance,
-            json.dumps(
-                {
-                    "data_dir": record["data_dir"],
-                    "seed": seed,
-                    "split_seed": seed if split_seed is None else split_seed,
-                    "launch": launch.__dict__,
-                    "training_data": training_data_origin(prepared_dir),
-                },
-                indent=2,
-            ),
-        )
+        _write_run_record(config, run_dir, record, prepared_dir, seed, split_seed, launch)
         pl.seed_everything(seed, workers=True, verbose=False)
         if config.cpu_threads:
             import torch
@@ -260,62 +239,13 @@ def train_one(
         max_epochs = config.max_epochs
         if resumed is not None and resumed.stopped_early:
             max_epochs = min(max_epochs, resumed.epochs_completed)  # nothing left to train
-        multi = launch.num_nodes > 1 or str(launch.devices) not in ("1", "auto")
-        trainer = pl.Trainer(
-            accelerator=launch.accelerator,
-            devices=launch.devices,
-            num_nodes=launch.num_nodes,
-            strategy="ddp" if multi else "auto",
-            # SyncBatchNorm is GPU-only in torch; CPU DDP keeps per-process statistics
-            sync_batchnorm=multi and config.model.norm == "batch" and launch.accelerator != "cpu",
-            max_epochs=max_epochs,
-            callbacks=[
-                best,
-                EpochHistory(run_dir),
-                EarlyStopping(
-                    monitor=MONITOR,
-                    mode="max",
-                    patience=config.patience_epochs,
-                    check_on_train_epoch_end=False,
-                ),
-                LastState(run_dir),  # after EpochHistory: the epoch's row is written first
-            ],
-            plugins=[AtomicCheckpointIO()],
-            enable_checkpointing=False,  # no ModelCheckpoint: LastState writes last.ckpt
-            logger=False,
-            enable_progress_bar=progress_enabled(),
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            use_distributed_sampler=False,
-            deterministic="warn",
-            default_root_dir=run_dir,
-        )
+        trainer = _make_trainer(config, launch, run_dir, best, max_epochs)
         train_loader, val_loader = make_loaders(table, config, seed=seed, trainer=trainer)
         ckpt_path = None if resumed is None else str(last)
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
-        counts = {
-            name: {
-                "vertebrae": int((table["split"] == name).sum()),
-                "fractured": int(table.loc[table["split"] == name, "fractured"].sum()),
-            }
-            for name in ("train", "val", "test")
-        }
-        metrics = {  # the run-record schema shared with the voxel classifier (runs.layout)
-            "kind": config.kind,
-            "seed": seed,
-            "best_epoch": best.best_epoch,
-            "best_val_score": best.best_score,
-            "epochs_trained": int(trainer.current_epoch),
-            "stopped_early": bool(
-                (trainer.should_stop or (resumed is not None and resumed.stopped_early))
-                and trainer.current_epoch < config.max_epochs
-            ),
-            "train_seconds": round(time.perf_counter() - started, 2),
-            "parameters": count_parameters(module.model),
-            "counts": counts,
-            "excluded": record["excluded"],
-            "best_val_metrics": _best_val_metrics(run_dir),
-        }
+        metrics = _run_metrics(
+            config, seed, table, record, trainer, best, module, resumed, started, run_dir
+        )
         if trainer.is_global_zero:
             write_text_atomic(RunPaths(run_dir).metrics, json.dumps(metrics, indent=2))
         return metrics
@@ -324,6 +254,101 @@ def train_one(
         for name in ("spinefx", "lightning"):
             logging.getLogger(name).removeHandler(handler)
         handler.close()
+
+
+def _write_run_record(config, run_dir, record, prepared_dir, seed, split_seed, launch) -> None:
+    """config.yaml, splits.json and run.json of a run, before training starts."""
+    save_config(config, RunPaths(run_dir).config)
+    write_text_atomic(RunPaths(run_dir).splits, json.dumps(record, indent=2))
+    write_text_atomic(
+        RunPaths(run_dir).provenance,
+        json.dumps(
+            {
+                "data_dir": record["data_dir"],
+                "seed": seed,
+                "split_seed": seed if split_seed is None else split_seed,
+                "launch": launch.__dict__,
+                "training_data": training_data_origin(prepared_dir),
+            },
+            indent=2,
+        ),
+    )
+
+
+def _make_trainer(config, launch, run_dir: Path, best, max_epochs: int):
+    """The Lightning trainer: best checkpoint, history, early stopping, per-epoch last.ckpt."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from spinefx.progress import progress_enabled
+    from spinefx.training.patch_module import (
+        MONITOR,
+        AtomicCheckpointIO,
+        EpochHistory,
+        LastState,
+    )
+
+    multi = launch.num_nodes > 1 or str(launch.devices) not in ("1", "auto")
+    return pl.Trainer(
+        accelerator=launch.accelerator,
+        devices=launch.devices,
+        num_nodes=launch.num_nodes,
+        strategy="ddp" if multi else "auto",
+        # SyncBatchNorm is GPU-only in torch; CPU DDP keeps per-process statistics
+        sync_batchnorm=multi and config.model.norm == "batch" and launch.accelerator != "cpu",
+        max_epochs=max_epochs,
+        callbacks=[
+            best,
+            EpochHistory(run_dir),
+            EarlyStopping(
+                monitor=MONITOR,
+                mode="max",
+                patience=config.patience_epochs,
+                check_on_train_epoch_end=False,
+            ),
+            LastState(run_dir),  # after EpochHistory: the epoch's row is written first
+        ],
+        plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=False,  # no ModelCheckpoint: LastState writes last.ckpt
+        logger=False,
+        enable_progress_bar=progress_enabled(),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        deterministic="warn",
+        default_root_dir=run_dir,
+    )
+
+
+def _run_metrics(
+    config, seed, table, record, trainer, best, module, resumed, started, run_dir
+) -> dict[str, Any]:
+    """The run-record schema shared with the voxel classifier (``runs.layout``)."""
+    from spinefx.models import count_parameters
+
+    counts = {
+        name: {
+            "vertebrae": int((table["split"] == name).sum()),
+            "fractured": int(table.loc[table["split"] == name, "fractured"].sum()),
+        }
+        for name in ("train", "val", "test")
+    }
+    return {
+        "kind": config.kind,
+        "seed": seed,
+        "best_epoch": best.best_epoch,
+        "best_val_score": best.best_score,
+        "epochs_trained": int(trainer.current_epoch),
+        "stopped_early": bool(
+            (trainer.should_stop or (resumed is not None and resumed.stopped_early))
+            and trainer.current_epoch < config.max_epochs
+        ),
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "parameters": count_parameters(module.model),
+        "counts": counts,
+        "excluded": record["excluded"],
+        "best_val_metrics": _best_val_metrics(run_dir),
+    }
 
 
 @dataclass(frozen=True)
