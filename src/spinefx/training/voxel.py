@@ -137,12 +137,7 @@ def train_voxel_classifier(
     from spinefx.models import build_model
     from spinefx.models.voxel_classifier import count_parameters, training_geometry
     from spinefx.progress import progress
-    from spinefx.runs.checkpoint import save_checkpoint
-    from spinefx.training.last_state import (
-        capture_rng_state,
-        remove_stale_parts,
-        restore_rng_state,
-    )
+    from spinefx.training.last_state import capture_rng_state, remove_stale_parts
 
     if not train_cases or not val_cases:
         raise InputError(
@@ -180,36 +175,11 @@ def train_voxel_classifier(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=config.lr_factor, patience=config.lr_patience_epochs
     )
-    history, best, start, stopped, seconds_before = [], None, 0, False, 0.0
     state = _resume_state(paths.last_state, model, splits) if resume else None
     remove_stale_parts(paths.last_state)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, best = list(state["history"]), state["best"]
-        start, stopped = int(state["epochs_completed"]), bool(state["stopped"])
-        seconds_before = float(state["train_seconds"])
-        rng.bit_generator.state = state["rng"]["sampling"]
-        restore_rng_state(state["rng"]["global"])
-        if history:  # drop rows of an epoch that ran after last.ckpt was written
-            _write_history(paths.history, history)
-        if stopped:
-            log.info(
-                "resuming from %s: the run had stopped at its time limit after %d epoch(s); "
-                "nothing left to train",
-                paths.last_state,
-                start,
-            )
-        else:
-            log.info(
-                "resuming from %s: %d epoch(s) completed; continuing with epoch %d (0-based, "
-                "as in history.csv) of %d",
-                paths.last_state,
-                start,
-                start,
-                config.epochs,
-            )
+    history, best, start, stopped, seconds_before = _restore(
+        state, model, opt, sched, rng, paths, config
+    )
     started = time.monotonic() - seconds_before
     epochs = range(start, start if stopped else max(start, config.epochs))
     for epoch in progress(epochs, desc="voxel epochs", total=len(epochs)):
@@ -225,15 +195,7 @@ def train_voxel_classifier(
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
         if best is None or row["val_loss"] < best["val_loss"]:
             best = row
-            save_checkpoint(
-                paths.checkpoint,
-                model,
-                config.model,
-                epoch=epoch,
-                seed=config.seed,
-                threshold=0.5,
-                val_metrics={k: v for k, v in row.items() if k != "epoch"},
-            )
+            _keep_best(paths.checkpoint, model, config, row)
         _write_history(paths.history, history)
         minutes = (time.monotonic() - started) / 60
         stopped = bool(config.time_limit_minutes and minutes >= config.time_limit_minutes)
@@ -267,6 +229,57 @@ def train_voxel_classifier(
     }
     write_text_atomic(paths.metrics, json.dumps(metrics, indent=2))
     return metrics
+
+
+def _keep_best(path: Path, model, config: VoxelTrainingConfig, row: dict) -> None:
+    """Write ``checkpoint.pt`` for the epoch of ``row`` (the best validation loss so far)."""
+    from spinefx.runs.checkpoint import save_checkpoint
+
+    save_checkpoint(
+        path,
+        model,
+        config.model,
+        epoch=row["epoch"],
+        seed=config.seed,
+        threshold=0.5,
+        val_metrics={k: v for k, v in row.items() if k != "epoch"},
+    )
+
+
+def _restore(state, model, opt, sched, rng, paths: RunPaths, config):
+    """Apply a resume state (or none) to the training objects; return
+    ``(history, best, epochs_completed, stopped, train_seconds_before)``."""
+    from spinefx.training.last_state import restore_rng_state
+
+    if state is None:
+        return [], None, 0, False, 0.0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    history, best = list(state["history"]), state["best"]
+    start, stopped = int(state["epochs_completed"]), bool(state["stopped"])
+    seconds_before = float(state["train_seconds"])
+    rng.bit_generator.state = state["rng"]["sampling"]
+    restore_rng_state(state["rng"]["global"])
+    if history:  # drop rows of an epoch that ran after last.ckpt was written
+        _write_history(paths.history, history)
+    if stopped:
+        log.info(
+            "resuming from %s: the run had stopped at its time limit after %d epoch(s); "
+            "nothing left to train",
+            paths.last_state,
+            start,
+        )
+    else:
+        log.info(
+            "resuming from %s: %d epoch(s) completed; continuing with epoch %d (0-based, "
+            "as in history.csv) of %d",
+            paths.last_state,
+            start,
+            start,
+            config.epochs,
+        )
+    return history, best, start, stopped, seconds_before
 
 
 def _save_state(path: Path, *, model, opt, sched, **values) -> None:
