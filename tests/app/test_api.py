@@ -208,3 +208,28 @@ def test_allowed_hosts_refuse_a_foreign_host_header(tiny_run, tmp_path):
     with TestClient(app, base_url="http://127.0.0.1") as c:
         assert c.get("/").status_code == 200
         assert c.get("/", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_a_vertebra_mask_upload_gives_the_vertebrae(real_data, tiny_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from spinefx.app import create_app, token_headers
+    from spinefx.reporting import load_model_run
+
+    scan = real_data / "verse/rawdata/sub-verse007/sub-verse007_ct.nii.gz"
+    mask = real_data / "verse/derivatives/sub-verse007/sub-verse007_seg-vert_msk.nii.gz"
+    app = create_app(load_model_run(tiny_run), max_upload_mb=20, cache_dir=tmp_path / "c")
+    files = {"scan": (scan.name, scan.read_bytes()), "mask": (mask.name, mask.read_bytes())}
+    with TestClient(app, headers=token_headers(app)) as c:
+        r = c.post("/api/scans", files=files, data={"mask_numbering": "verse"})
+        assert r.status_code == 200, r.text
+        levels = [v["level"] for v in r.json()["vertebrae"]]
+        assert levels == ["T9", "T10", "T11", "T12", "L1", "L2", "L3"]
+        assert "mask" in r.json()["centroid_source"]
+        both = {**files, "centroids": ("c.json", b"[]")}
+        r = c.post("/api/scans", files=both)
+        assert r.status_code == 400 and "one of them" in r.json()["detail"]
+        r = c.post("/api/scans", files={**files, "mask": ("m.zip", b"PK")})
+        assert r.status_code == 400 and "NIfTI" in r.json()["detail"]
+        r = c.post("/api/scans", files=files, data={"mask_numbering": "roman"})
+        assert r.status_code == 400 and "numbering" in r.json()["detail"]

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from spinefx.app import panels, uploads
 from spinefx.app.examples import example_names, get_example
 from spinefx.app.guards import BodySizeLimit, Busy, HeavyGate, SameOriginToken
-from spinefx.errors import SpinefxError
+from spinefx.errors import InputError, SpinefxError
 from spinefx.reporting import (
     ModelRun,
     ScanWorkspace,
@@ -40,8 +40,10 @@ from spinefx.reporting.backends import set_unit_concept
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 MAX_SCANS_IN_MEMORY = 4  # each keeps its patches and layer activations
+MASK_NUMBERINGS = ("auto", "verse", "totalseg_v1", "totalseg_v2")
 MAX_CENTROID_BYTES = 1_000_000  # a VerSe centroid JSON is a few kB
-MULTIPART_OVERHEAD = 1_000_000 + MAX_CENTROID_BYTES  # form framing and the centroid file
+# form framing, the centroid file and a vertebra mask (label maps compress to a few MB)
+MULTIPART_OVERHEAD = 1_000_000 + MAX_CENTROID_BYTES
 # An absolute POSIX path (two or more components) not inside a URL: shown as its last part
 _SERVER_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
 
@@ -159,17 +161,33 @@ def create_app(
     def upload_scan(
         scan: Annotated[UploadFile, File()],
         centroids: Annotated[UploadFile | None, File()] = None,
+        mask: Annotated[UploadFile | None, File()] = None,
+        mask_numbering: Annotated[str, Form()] = "auto",
     ):
         with state.heavy.slot(), tempfile.TemporaryDirectory(prefix="spinefx-upload-") as tmp:
             work = Path(tmp)
             saved = uploads.save_scan_upload(
                 scan.file, scan.filename or "scan", work, max_bytes=state.max_upload_bytes
             )
-            ctd_path = None
+            ctd_path = mask_path = None
             if centroids is not None and centroids.filename:
                 ctd_path = work / "centroids.json"
                 ctd_path.write_bytes(_read_limited(centroids, MAX_CENTROID_BYTES))
-            workspace = _open_scan(state, saved.path, ctd_path, name=saved.name)
+            if mask is not None and mask.filename:
+                mask_path = _save_mask_upload(mask, work, state.max_upload_bytes)
+            if ctd_path is not None and mask_path is not None:
+                raise InputError(
+                    "both a centroid file and a vertebra mask were uploaded",
+                    fix="upload one of them: the vertebra positions come from either",
+                )
+            workspace = _open_scan(
+                state,
+                saved.path,
+                ctd_path,
+                name=saved.name,
+                mask_path=mask_path,
+                mask_numbering=mask_numbering,
+            )
         return _scan_summary(state.add(workspace), workspace)
 
     @app.post("/api/examples/{name}")
@@ -291,9 +309,22 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def _open_scan(state: AppState, scan_path: Path, ctd_path: Path | None, *, name: str):
+def _open_scan(
+    state: AppState,
+    scan_path: Path,
+    ctd_path: Path | None,
+    *,
+    name: str,
+    mask_path: Path | None = None,
+    mask_numbering: str = "auto",
+):
     from spinefx.io.nifti import image_size_limit
 
+    if mask_numbering not in MASK_NUMBERINGS:
+        raise InputError(
+            f"unknown mask numbering {mask_numbering!r}",
+            fix=f"choose one of {', '.join(MASK_NUMBERINGS)}",
+        )
     with image_size_limit(state.max_image_gb):
         return open_workspace(
             state.run,
@@ -301,7 +332,23 @@ def _open_scan(state: AppState, scan_path: Path, ctd_path: Path | None, *, name:
             centroids_path=ctd_path,
             voxel_run_dir=state.voxel_run_dir,
             name=name,
+            mask_path=mask_path,
+            mask_numbering=mask_numbering,
         )
+
+
+def _save_mask_upload(mask: UploadFile, work: Path, max_bytes: int) -> Path:
+    """A vertebra mask upload (NIfTI only: VerSe or TotalSegmentator labels) in ``work/mask``."""
+    name = uploads.safe_name(mask.filename or "mask")
+    if not name.lower().endswith(uploads.NIFTI_SUFFIXES):
+        raise InputError(
+            "a vertebra mask must be a NIfTI file (.nii or .nii.gz)",
+            path=name,
+            fix="upload the VerSe _seg-vert_msk or TotalSegmentator multilabel file",
+        )
+    folder = work / "mask"
+    folder.mkdir()
+    return uploads.save_scan_upload(mask.file, name, folder, max_bytes=max_bytes).path
 
 
 def _scan_summary(scan_id: str, ws: ScanWorkspace) -> dict:

@@ -55,6 +55,8 @@ $("#upload-form").addEventListener("submit", (ev) => {
   form.append("scan", scan);
   const ctd = $("#ctd-file").files[0];
   if (ctd) form.append("centroids", ctd);
+  const mask = $("#mask-file").files[0];
+  if (mask) { form.append("mask", mask); form.append("mask_numbering", $("#mask-numbering").value); }
   analyse(() => api("/api/scans", { method: "POST", body: form }), scan.name);
 });
 document.querySelectorAll("button.example").forEach((btn) =>
