@@ -59,7 +59,8 @@ def test_predict_writes_the_shared_result_columns(tmp_path, capsys, patch_run):
     out = tmp_path / "table.csv"
     assert main(["predict", str(run), str(scan), "--centroids", str(ctd), "--out", str(out)]) == 0
     table = pd.read_csv(out)
-    assert tuple(table.columns) == RESULT_COLUMNS
+    provenance = ("scan", "model_run", "weights_sha256", "spinefx_version")
+    assert tuple(table.columns) == (*RESULT_COLUMNS, *provenance)
     assert table["level"].tolist() == ["L1"] and table["method"].tolist() == ["patch"]
     assert 0.0 <= float(table["probability"].iloc[0]) <= 1.0
 

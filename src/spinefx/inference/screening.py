@@ -47,6 +47,7 @@ class DetectionResult:
         model: which model answered (:func:`model_identity`): run, weights checksum,
             whether they are the shipped default, what it was trained on.
         scan: the scan's source (file or DICOM folder), as every output names it.
+        roi_fraction: share of the network's grid inside the screened spine region.
     """
 
     vertebrae: list[VertebraResult]
@@ -59,6 +60,7 @@ class DetectionResult:
     flag_note: str = ""
     model: dict = field(default_factory=dict)
     scan: str = ""
+    roi_fraction: float = 1.0
 
 
 def detect_fractures(
@@ -68,6 +70,7 @@ def detect_fractures(
     *,
     cube_size_vox: int = 10,
     output_tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
+    spine_roi: bool = True,
     show_progress: bool = True,
 ) -> DetectionResult:
     """Screen one CT for vertebral fractures with a trained voxel classifier.
@@ -81,6 +84,10 @@ def detect_fractures(
             :mod:`spinefx.inference.localisation`).
         cube_size_vox: cube edge of the vertebra-level aggregation (1 mm voxels).
         output_tile_vox: inference tile edge.
+        spine_roi: run the network only inside the spine region found by a cheap pass
+            (a tube around the centroids when given, else near bone; see
+            :mod:`spinefx.inference.spine_roi`); the maps are background outside it, and
+            identical to the whole-volume result inside it. False runs every tissue tile.
         show_progress: progress bar over tiles.
 
     Returns:
@@ -101,8 +108,15 @@ def detect_fractures(
         spacing_mm=model.config.input_spacing_mm,
         normalisation=model.config.intensity_normalisation,
     )
+    roi = None
+    if spine_roi:
+        from spinefx.inference.spine_roi import spine_region
+
+        roi = spine_region(view.hu_image(), centroids)
     per_trial = [
-        predict_network_view(m, view, output_tile_vox=output_tile_vox, show_progress=show_progress)
+        predict_network_view(
+            m, view, output_tile_vox=output_tile_vox, roi_mask=roi, show_progress=show_progress
+        )
         for m in run.models
     ]
     maps_1mm = {  # the run's ensemble rule over trials (one trial: its maps)
@@ -160,6 +174,7 @@ def detect_fractures(
         flag_note=run.operating_point_note,
         model=model_identity(run),
         scan=str(scan.meta.get("source", "")),
+        roi_fraction=1.0 if roi is None else float(roi.mean()),
     )
 
 
@@ -193,6 +208,7 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
         "vertebrae_flagged": not result.flag_note,
         "flag_note": result.flag_note,
         "n_vertebrae": len(result.vertebrae),
+        "screened_fraction": round(result.roi_fraction, 4),
         "model": result.model,
     }
     paths["patient"] = out / "patient.json"
