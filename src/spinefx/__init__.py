@@ -97,6 +97,7 @@ _EXPORTS: dict[str, str] = {
     "draft_findings": "spinefx.reporting",
     "build_html_report": "spinefx.reporting",
     "write_scan_report": "spinefx.reporting",
+    "export_results": "spinefx.reporting",
     "create_app": "spinefx.app",
 }
 

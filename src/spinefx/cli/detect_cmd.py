@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from spinefx.cli.export_args import add_dicom_out_argument, print_export
 from spinefx.cli.mask_args import add_mask_arguments, centroids_from_arguments
 
 
@@ -30,7 +31,13 @@ def register(subparsers) -> None:
     parser.add_argument("--centroids", help="VerSe centroid JSON (default: localise automatically)")
     add_mask_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder")
+    add_dicom_out_argument(parser)
     parser.add_argument("--cube-size", type=int, default=10, help="vertebra cube edge, voxels")
+    parser.add_argument(
+        "--whole-volume",
+        action="store_true",
+        help="run the network on every tissue tile, not only in the spine region found first",
+    )
     parser.add_argument(
         "--allow-empty",
         action="store_true",
@@ -65,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
     scan = load_scan(args.scan)
     centroids = centroids_from_arguments(args, scan)
-    result = detect_fractures(model, scan, centroids, cube_size_vox=args.cube_size)
+    result = detect_fractures(
+        model, scan, centroids, cube_size_vox=args.cube_size, spine_roi=not args.whole_volume
+    )
     if not result.vertebrae and not args.allow_empty:
         raise InputError(
             "no vertebra found in this scan: no patient result",
@@ -77,6 +86,18 @@ def run(args: argparse.Namespace) -> int:
     if result.vertebrae:
         located = {v.vertebra_label: v.centroid_mm for v in result.vertebrae}
         save_centroids(located, f"{args.out}/centroids.json", reference=scan)
+    if args.dicom_out:
+        from spinefx.reporting.dicom_export import export_results
+
+        exported = export_results(
+            scan,
+            result.vertebrae,
+            args.dicom_out,
+            source=args.scan,
+            mask_path=args.mask,
+            mask_numbering=args.mask_numbering,
+            models={"voxel": result.model},
+        )
     state = "FRACTURE" if result.patient_fractured else "no fracture"
     print(f"patient: {state} (largest fracture component {result.patient_score:.0f} mm^3)")
     for v in result.vertebrae:
@@ -86,4 +107,6 @@ def run(args: argparse.Namespace) -> int:
         if note:
             print(f"note: {note}")
     print(f"outputs in {args.out}: {', '.join(p.name for p in paths.values())}")
+    if args.dicom_out:
+        print_export(exported, args.dicom_out)
     return 0

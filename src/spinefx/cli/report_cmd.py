@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spinefx.cli.export_args import add_dicom_out_argument
 from spinefx.cli.mask_args import add_mask_arguments, check_one_source
 
 
@@ -29,6 +30,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--atlas", type=Path, help="concept atlas file (default: the run's own)")
     p.add_argument("--out", type=Path, required=True, help="output .html (a .txt is written too)")
+    add_dicom_out_argument(p)
     p.add_argument(
         "--include-identifiers",
         action="store_true",
@@ -54,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         mask_numbering=args.mask_numbering,
         atlas_path=args.atlas,
         include_identifiers=args.include_identifiers,
+        dicom_out=args.dicom_out,
     )
     print(f"wrote {html_path} and {text_path}")
+    if args.dicom_out:
+        print(f"results for PACS in {args.dicom_out}")
     return 0

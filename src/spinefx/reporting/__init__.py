@@ -11,11 +11,14 @@ Public names:
     build_html_report: the self-contained HTML report.
     report_metadata: allow-listed scan metadata for reports.
     open_workspace, write_scan_report: scan file -> workspace -> written report.
+    export_results, ResultsExport: findings for PACS (DICOM SEG + SR, or NIfTI + JSON).
+    VertebraFinding, vertebra_findings: per-vertebra probabilities joined with morphometry.
     ScanAnalysis, VertebraExplanation, UnitEvidence, UnitConcept: value types.
 """
 
 from spinefx.records import VertebraResult
 from spinefx.reporting.analysis import ModelRun, ScanWorkspace, load_model_run
+from spinefx.reporting.dicom_export import ResultsExport, export_results
 from spinefx.reporting.findings import DRAFT_BANNER, draft_findings
 from spinefx.reporting.html_report import build_html_report
 from spinefx.reporting.privacy import report_metadata
@@ -26,20 +29,25 @@ from spinefx.reporting.types import (
     UnitEvidence,
     VertebraExplanation,
 )
+from spinefx.reporting.vertebra_findings import VertebraFinding, vertebra_findings
 
 __all__ = [
     "DRAFT_BANNER",
     "ModelRun",
+    "ResultsExport",
     "ScanAnalysis",
     "ScanWorkspace",
     "UnitConcept",
     "UnitEvidence",
     "VertebraExplanation",
+    "VertebraFinding",
     "VertebraResult",
     "build_html_report",
     "draft_findings",
+    "export_results",
     "load_model_run",
     "open_workspace",
     "report_metadata",
+    "vertebra_findings",
     "write_scan_report",
 ]

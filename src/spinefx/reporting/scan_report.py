@@ -61,6 +61,7 @@ def write_scan_report(
     include_identifiers: bool = False,
     mask_path: str | Path | None = None,
     mask_numbering: str = "auto",
+    dicom_out: str | Path | None = None,
 ) -> tuple[Path, Path]:
     """Write the DRAFT report of one scan as HTML (images inlined) and as plain text.
 
@@ -74,6 +75,9 @@ def write_scan_report(
         mask_path / mask_numbering: vertebra mask whose body centroids locate the vertebrae
             when no centroid file is given (see :mod:`spinefx.io.vertebra_masks`).
         include_identifiers: show patient/study identifiers from DICOM headers.
+        dicom_out: also write the findings for PACS to this folder
+            (:func:`spinefx.reporting.dicom_export.export_results`: DICOM SEG of the mask's
+            vertebrae + SR for a DICOM series, NIfTI map + JSON for a NIfTI scan).
 
     Returns:
         ``(html_path, text_path)``, both written atomically.
@@ -102,4 +106,17 @@ def write_scan_report(
     text_path = html_path.with_suffix(".txt")
     write_text_atomic(html_path, html)
     write_text_atomic(text_path, text + "\n")
+    if dicom_out is not None:
+        from spinefx.reporting.dicom_export import export_results
+        from spinefx.runs.shipped import model_identity
+
+        export_results(
+            ws.analysis.scan,
+            ws.analysis.predictions,
+            dicom_out,
+            source=scan_path,
+            mask_path=mask_path,
+            mask_numbering=mask_numbering,
+            models={"patch": model_identity(run.trained)} if run.trained is not None else {},
+        )
     return html_path, text_path
