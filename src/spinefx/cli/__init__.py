@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(
+            "interrupted: finished work is kept (every file is written whole); run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -19,6 +19,9 @@ def register(subparsers) -> None:
         default="default",
         help="default | small | thoracolumbar | clean (default: default)",
     )
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes (the files do not depend on it)"
+    )
     p.set_defaults(func=run)
 
 
@@ -28,9 +31,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n_scans < 1:
         raise InputError(f"--n-scans must be >= 1, got {args.n_scans}", fix="pass a positive count")
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}", fix="pass 1 or more")
     config = preset(args.preset)
     root = generate_dataset(
-        args.out, n_scans=args.n_scans, seed=args.seed, preset=args.preset, config=config
+        args.out,
+        n_scans=args.n_scans,
+        seed=args.seed,
+        preset=args.preset,
+        config=config,
+        workers=args.workers,
     )
     print(f"wrote {args.n_scans} synthetic scans to {root}")
     return 0

@@ -22,7 +22,6 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -33,7 +32,6 @@ from spinefx.atomic import write_text_atomic
 from spinefx.config import load_config, save_config, to_dict
 from spinefx.conventions import VERTEBRA_LEVELS, is_cervical, level_name
 from spinefx.errors import InputError
-from spinefx.progress import progress
 from spinefx.records import Case, VertebraRecord
 
 log = logging.getLogger(__name__)
@@ -255,23 +253,22 @@ def _case_done(case: Case, out_dir: Path, config: PrepareConfig) -> bool:
 
 # --- work ------------------------------------------------------------------------------------
 def _run(todo: list[Case], out_dir: Path, config: PrepareConfig, workers: int):
+    from functools import partial
+
+    from spinefx.parallel import run_jobs
+
     if not todo:
         return
-    if workers == 1 or len(todo) == 1:
-        for case in progress(todo, desc="prepare", total=len(todo)):
-            yield _prepare_case_safely(case, out_dir, config)
-        return
-    context = get_context("spawn")  # SimpleITK's thread pool does not survive fork safely
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(todo)),
-        mp_context=context,
+    threads = max(1, (os.cpu_count() or 1) // max(int(workers), 1))
+    yield from run_jobs(
+        partial(_prepare_case_safely, out_dir=out_dir, config=config),
+        todo,
+        workers=workers,
+        desc="prepare",
+        mp_context=get_context("spawn"),  # SimpleITK's thread pool does not survive fork safely
         initializer=_init_worker,
         initargs=(threads,),
-    ) as pool:
-        futures = [pool.submit(_prepare_case_safely, c, out_dir, config) for c in todo]
-        for future in progress(as_completed(futures), desc="prepare", total=len(futures)):
-            yield future.result()
+    )
 
 
 def _init_worker(threads: int) -> None:

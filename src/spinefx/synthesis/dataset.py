@@ -34,7 +34,6 @@ from spinefx.config import to_dict
 from spinefx.conventions import level_name
 from spinefx.image import Image
 from spinefx.io.grades import LONG_COLUMNS
-from spinefx.progress import progress
 from spinefx.synthesis.config import SynthesisConfig
 from spinefx.synthesis.config import preset as get_preset
 from spinefx.synthesis.generator import SyntheticCase, generate_case
@@ -207,13 +206,9 @@ def generate_dataset(
     grades: list[dict] = []
     truth: list[dict] = []
     jobs = [(config, root, seed, index) for index in range(int(n_scans))]
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    from spinefx.parallel import run_jobs
 
-        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-            rows = list(progress(pool.map(_make_case, jobs), desc="synth", total=int(n_scans)))
-    else:
-        rows = [_make_case(job) for job in progress(jobs, desc="synth", total=int(n_scans))]
+    rows = list(run_jobs(_make_case, jobs, workers=int(workers), desc="synth", ordered=True))
     for case_grades, case_truth in rows:
         grades += case_grades
         truth += case_truth

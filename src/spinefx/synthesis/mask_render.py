@@ -36,7 +36,6 @@ from spinefx.image import Image
 from spinefx.io.centroids import save_centroids
 from spinefx.morphometry.centroids import body_centroids
 from spinefx.preprocessing.orientation import reorient
-from spinefx.progress import progress
 from spinefx.synthesis.dataset import GRADE_COLUMNS, _csv_text, case_rng, nifti_bytes
 from spinefx.synthesis.mask_render_config import MaskRenderConfig
 from spinefx.synthesis.mask_scan import RenderParams, render_ct, sample_render_params
@@ -212,15 +211,11 @@ def generate_mask_render_dataset(
     jobs = [
         (usable[order[i % len(usable)]], root, config, int(seed), i) for i in range(int(n_scans))
     ]
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    from spinefx.parallel import run_jobs
 
-        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-            results = list(
-                progress(pool.map(_make_case, jobs), desc="mask render", total=len(jobs))
-            )
-    else:
-        results = [_make_case(job) for job in progress(jobs, desc="mask render", total=len(jobs))]
+    results = list(
+        run_jobs(_make_case, jobs, workers=int(workers), desc="mask render", ordered=True)
+    )
     done = [r for r in results if r is not None]
     grades = [row for r in done for row in r[0]]
     truth = [row for r in done for row in r[1]]
