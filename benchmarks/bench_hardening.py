@@ -365,7 +365,7 @@ PYTEST_CASES = [
     ),
     (
         7,
-        "Ctrl-C during prepare/synth --workers 2: prompt stop, no partial files, resume",
+        "Ctrl-C during synth --workers 2 (prepare uses the same pool): prompt stop, no partial files, rerun completes",
         "tests/preprocessing/test_interrupt.py",
     ),
     (
