@@ -24,6 +24,11 @@ def test_predict_takes_vertebra_positions_from_a_real_verse_mask(real_data, tmp_
     table = pd.read_csv(csv)
     assert set(table["scan"]) == {str(scan)} and table["model_run"][0] == "patch_classifier"
     assert len(set(table["weights_sha256"])) == 1 and set(table["spinefx_version"])
+    from spinefx.morphometry import MORPHOMETRY_COLUMNS
+
+    assert set(MORPHOMETRY_COLUMNS) <= set(table.columns)  # the mask's morphometry beside p
+    assert table["posterior_height_mm"].between(15, 40).all()
+    assert set(table["morph_grade"].dropna()) <= {0, 1, 2, 3}
 
 
 def test_detect_and_report_on_the_totalsegmentator_ct_with_its_spine_mask(real_data, tmp_path):
@@ -33,6 +38,10 @@ def test_detect_and_report_on_the_totalsegmentator_ct_with_its_spine_mask(real_d
     assert main(["detect", str(scan), "--mask", str(mask), "--out", str(out)]) == 0
     levels = [line.split(",")[1] for line in (out / "vertebrae.csv").read_text().splitlines()[1:]]
     assert levels == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    import pandas as pd
+
+    table = pd.read_csv(out / "vertebrae.csv")
+    assert table["middle_height_mm"].notna().sum() >= 5 and "morph_grade" in table
     html = tmp_path / "r.html"
     assert main(["report", str(scan), "--mask", str(mask), "--out", str(html)]) == 0
     assert "body centroids of the vertebra mask" in html.with_suffix(".txt").read_text()

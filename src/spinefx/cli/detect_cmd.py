@@ -82,7 +82,15 @@ def run(args: argparse.Namespace) -> int:
             fix="pass --centroids FILE.json (VerSe centroid JSON) for the vertebrae in view, "
             "check that the scan shows the spine, or pass --allow-empty",
         )
-    paths = write_detection(result, args.out)
+    morphometry = None
+    if args.mask:
+        from spinefx.io.vertebra_masks import load_vertebra_mask
+        from spinefx.morphometry import morphometry_columns
+
+        morphometry = morphometry_columns(
+            load_vertebra_mask(args.mask, numbering=args.mask_numbering).image
+        )
+    paths = write_detection(result, args.out, morphometry=morphometry)
     if result.vertebrae:
         located = {v.vertebra_label: v.centroid_mm for v in result.vertebrae}
         save_centroids(located, f"{args.out}/centroids.json", reference=scan)

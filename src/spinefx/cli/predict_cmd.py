@@ -68,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
     scan = load_scan(args.scan)
     centroids = centroids_from_arguments(args, scan)
     rows = predict_scan(run_dir, scan, centroids)
+    if args.mask:  # the mask's morphometry beside every probability
+        from spinefx.io.vertebra_masks import load_vertebra_mask
+        from spinefx.morphometry import morphometry_columns, with_morphometry
+
+        mask = load_vertebra_mask(args.mask, numbering=args.mask_numbering).image
+        rows = with_morphometry(rows, morphometry_columns(mask))
     model = model_identity(load_trained(run_dir))
     if args.out:
         write_predictions(rows, args.out, scan=str(args.scan), run_dir=str(run_dir), model=model)

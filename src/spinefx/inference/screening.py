@@ -178,8 +178,13 @@ def detect_fractures(
     )
 
 
-def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, Path]:
+def write_detection(
+    result: DetectionResult, out_dir: str | Path, *, morphometry: dict[int, dict] | None = None
+) -> dict[str, Path]:
     """Write ``vertebrae.csv``, ``patient.json``, ``prob_<class>.nii.gz`` and ``midsagittal.png``.
+
+    ``morphometry`` (:func:`spinefx.morphometry.morphometry_columns` of the vertebra mask)
+    adds the heights and the morphometric grade beside each probability in ``vertebrae.csv``.
 
     Returns:
         name -> path of every file written (atomically).
@@ -196,6 +201,10 @@ def write_detection(result: DetectionResult, out_dir: str | Path) -> dict[str, P
     from spinefx.runs.shipped import provenance_columns
 
     table = pd.DataFrame([v.row() for v in result.vertebrae], columns=list(RESULT_COLUMNS))
+    if morphometry is not None:  # the mask's heights and grade beside each probability
+        from spinefx.morphometry import with_morphometry
+
+        table = pd.DataFrame(with_morphometry(table.to_dict("records"), morphometry))
     for name, value in provenance_columns(result.scan, result.model).items():
         table[name] = value
     paths["vertebrae"] = out / "vertebrae.csv"

@@ -2,9 +2,17 @@
 
 from spinefx.morphometry.grading import deformities, grade_deformity
 from spinefx.morphometry.heights import BodyHeights, body_voxels, measure_heights
-from spinefx.morphometry.measure import VertebraMorphometry, format_table, measure_vertebrae
+from spinefx.morphometry.measure import (
+    MORPHOMETRY_COLUMNS,
+    VertebraMorphometry,
+    format_table,
+    measure_vertebrae,
+    morphometry_columns,
+    with_morphometry,
+)
 
 __all__ = [
+    "MORPHOMETRY_COLUMNS",
     "BodyHeights",
     "VertebraMorphometry",
     "body_voxels",
@@ -13,4 +21,6 @@ __all__ = [
     "grade_deformity",
     "measure_heights",
     "measure_vertebrae",
+    "morphometry_columns",
+    "with_morphometry",
 ]

@@ -192,6 +192,47 @@ def _record(
     )
 
 
+#: the morphometry columns shown beside a network's probability (same names in every table)
+MORPHOMETRY_COLUMNS = (
+    "anterior_height_mm",
+    "middle_height_mm",
+    "posterior_height_mm",
+    "height_loss",
+    "morph_grade",
+    "morph_shape",
+    "morph_note",
+)
+
+
+def morphometry_columns(mask: Image) -> dict[int, dict]:
+    """Per VerSe label, the :data:`MORPHOMETRY_COLUMNS` of its body measured in ``mask``.
+
+    What ``predict``/``detect --mask`` put beside each probability, so a reader sees the
+    heights and the morphometric Genant grade next to the network's answer. Vertebrae that
+    cannot be measured are absent (their columns stay empty).
+    """
+    out = {}
+    for r in measure_vertebrae(mask):
+        h = r.heights
+        out[r.vertebra_label] = {
+            "anterior_height_mm": round(float(h.anterior_mm), 1),
+            "middle_height_mm": round(float(h.middle_mm), 1),
+            "posterior_height_mm": round(float(h.posterior_mm), 1),
+            "height_loss": round(float(r.height_loss), 3),
+            "morph_grade": r.genant_grade,
+            "morph_shape": r.shape or "",
+            "morph_note": r.note,
+        }
+    return out
+
+
+def with_morphometry(rows: list[dict], columns: Mapping[int, dict]) -> list[dict]:
+    """``rows`` (each with ``vertebra_label``) with the morphometry columns added (empty when
+    that vertebra was not measured)."""
+    blank = dict.fromkeys(MORPHOMETRY_COLUMNS)
+    return [{**row, **columns.get(int(row["vertebra_label"]), blank)} for row in rows]
+
+
 def format_table(rows: list[VertebraMorphometry]) -> str:
     """A plain-text table of the morphometry (one line per vertebra)."""
     head = f"{'level':<6}{'Ha mm':>7}{'Hm mm':>7}{'Hp mm':>7}{'Ha/Hp':>7}{'Hm/Hp':>7}{'Hp/exp':>7}{'loss':>7}  grade  shape"
