@@ -45,6 +45,7 @@ def test_detect_and_report_on_the_totalsegmentator_ct_with_its_spine_mask(real_d
     html = tmp_path / "r.html"
     assert main(["report", str(scan), "--mask", str(mask), "--out", str(html)]) == 0
     assert "body centroids of the vertebra mask" in html.with_suffix(".txt").read_text()
+    assert "Morphometric grade" in html.read_text()  # the mask's morphometry beside p
 
 
 def test_a_binary_mask_is_a_clear_error_everywhere(real_data, tmp_path, capsys):

@@ -226,6 +226,10 @@ def test_a_vertebra_mask_upload_gives_the_vertebrae(real_data, tiny_run, tmp_pat
         levels = [v["level"] for v in r.json()["vertebrae"]]
         assert levels == ["T9", "T10", "T11", "T12", "L1", "L2", "L3"]
         assert "mask" in r.json()["centroid_source"]
+        morph = [v["morphometry"] for v in r.json()["vertebrae"]]
+        assert all(m and 10 < m["posterior_height_mm"] < 45 for m in morph), morph
+        html = c.post(f"/api/scans/{r.json()['scan_id']}/report.html", data={"findings": "x"})
+        assert "Morphometric grade" in html.text and "Ha / Hm / Hp (mm)" in html.text
         both = {**files, "centroids": ("c.json", b"[]")}
         r = c.post("/api/scans", files=both)
         assert r.status_code == 400 and "one of them" in r.json()["detail"]

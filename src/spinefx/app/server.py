@@ -370,6 +370,7 @@ def _scan_summary(scan_id: str, ws: ScanWorkspace) -> dict:
                 "flagged": p.flagged,
                 "assessable": p.assessable,
                 "note": p.note,
+                "morphometry": a.morphometry.get(p.vertebra_label),
             }
             for p in a.predictions
         ],

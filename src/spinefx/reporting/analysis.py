@@ -165,6 +165,8 @@ class ScanWorkspace:
         name: display name (a file name, never a patient identifier).
         centroid_source: how the centroids were obtained, for the report.
         top_units: number of most relevant units per vertebra.
+        morphometry: the vertebra mask's heights and grade per label (shown beside each
+            probability), or None.
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class ScanWorkspace:
         name: str,
         centroid_source: str = "",
         top_units: int = 5,
+        morphometry: Mapping[int, Mapping] | None = None,
     ) -> None:
         from spinefx.preprocessing import extract_vertebra_patches
 
@@ -209,6 +212,7 @@ class ScanWorkspace:
             decision_threshold=run.decision_threshold,
             notes=notes,
             centroid_source=centroid_source,
+            morphometry=dict(morphometry or {}),
         )
         self._explanations: dict[int, VertebraExplanation] = {}
         self._overview: bytes | None = None

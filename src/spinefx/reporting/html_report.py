@@ -64,6 +64,7 @@ def build_html_report(
         name=analysis.name,
         findings=findings_text,
         predictions=analysis.predictions,
+        morphometry=analysis.morphometry,
         threshold=analysis.decision_threshold,
         centroid_source=(
             f"Vertebra positions: {analysis.centroid_source}." if analysis.centroid_source else ""

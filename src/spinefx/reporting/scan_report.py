@@ -45,8 +45,21 @@ def open_workspace(
     else:
         centroids = locate_vertebrae(scan, None if voxel_run_dir is None else Path(voxel_run_dir))
         source = "from automatic localisation (voxel classifier)"
+    morphometry = None
+    if mask_path is not None:
+        from spinefx.io.vertebra_masks import load_vertebra_mask
+        from spinefx.morphometry import morphometry_columns
+
+        morphometry = morphometry_columns(
+            load_vertebra_mask(mask_path, numbering=mask_numbering).image
+        )
     return ScanWorkspace(
-        run, scan, centroids, name=name or Path(scan_path).name, centroid_source=source
+        run,
+        scan,
+        centroids,
+        name=name or Path(scan_path).name,
+        centroid_source=source,
+        morphometry=morphometry,
     )
 
 

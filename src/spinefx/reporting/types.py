@@ -8,6 +8,7 @@ wired in :mod:`spinefx.reporting.analysis`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,8 @@ class ScanAnalysis:
         decision_threshold: probability at or above which a vertebra is called fractured.
         notes: messages about what could not be done (e.g. no atlas for this run).
         centroid_source: "uploaded file", "automatic localisation", ...
+        morphometry: per VerSe label, the vertebra mask's heights and morphometric grade
+            (:func:`spinefx.morphometry.morphometry_columns`); empty without a mask.
     """
 
     name: str
@@ -113,6 +116,7 @@ class ScanAnalysis:
     decision_threshold: float = 0.5
     notes: tuple[str, ...] = ()
     centroid_source: str = ""
+    morphometry: Mapping[int, Mapping] = field(default_factory=dict)
 
     def prediction(self, vertebra_label: int) -> VertebraResult | None:
         for p in self.predictions:

@@ -74,6 +74,8 @@ function showScan(s) {
   notes.replaceChildren(...s.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
   const body = $("#vertebra-table tbody");
   body.replaceChildren();
+  const hasMorph = s.vertebrae.some((v) => v.morphometry);
+  $("#morph-head").hidden = !hasMorph;
   for (const v of s.vertebrae) {
     const tr = document.createElement("tr");
     tr.className = !v.assessable ? "na" : v.flagged ? "fx" : "ok";
@@ -86,6 +88,13 @@ function showScan(s) {
     badge.classList.add(!v.assessable ? "na" : v.flagged ? "fx" : "ok");
     badge.textContent = !v.assessable ? "not assessable" : v.flagged ? "fracture" : "no fracture";
     if (!v.assessable) badge.title = v.note;
+    const morph = tr.insertCell();  // the mask's morphometry beside the probability
+    const m = v.morphometry;
+    morph.className = "morph";
+    morph.hidden = !hasMorph;
+    morph.textContent = !m ? (hasMorph ? "not measured" : "")
+      : `${m.middle_height_mm} mm (Hm), loss ${Math.round(m.height_loss * 100)} %, ` +
+        (m.morph_grade === null ? (m.morph_note || "not graded") : `grade ${m.morph_grade}${m.morph_shape ? " " + m.morph_shape : ""}`);
     tr.addEventListener("click", () => selectVertebra(v.label));
     body.appendChild(tr);
   }
