@@ -94,7 +94,7 @@ def detect_fractures(
         :class:`DetectionResult`.
     """
     from spinefx.datasets.voxel_sampling import prepare_voxel_input
-    from spinefx.inference.voxel_tiling import predict_network_view, to_original_geometry
+    from spinefx.inference.voxel_tiling import to_original_geometry
 
     if not isinstance(scan, Image):
         from spinefx.io import load_scan
@@ -113,16 +113,7 @@ def detect_fractures(
         from spinefx.inference.spine_roi import spine_region
 
         roi = spine_region(view.hu_image(), centroids)
-    per_trial = [
-        predict_network_view(
-            m, view, output_tile_vox=output_tile_vox, roi_mask=roi, show_progress=show_progress
-        )
-        for m in run.models
-    ]
-    maps_1mm = {  # the run's ensemble rule over trials (one trial: its maps)
-        name: img.with_data(run.ensemble([t[name].data for t in per_trial]).astype(np.float32))
-        for name, img in per_trial[0].items()
-    }
+    maps_1mm = _ensemble_maps(run, view, roi, output_tile_vox, show_progress)
     frac = maps_1mm["fractured"]
     hu = view.hu_image()
     op = {**DEFAULT_OPERATING_POINT, **(run.operating_point or {})}
@@ -139,6 +130,42 @@ def detect_fractures(
         check_localisation(centroids)
         source = "automatic"
     scores = vertebra_scores(frac, centroids, cube_size_vox=cube_size_vox)
+    vertebrae = _vertebra_results(scan, centroids, scores, run, source)
+    return DetectionResult(
+        vertebrae,
+        float(largest * np.prod(frac.spacing_mm)),
+        largest >= max(op["noise_threshold_vox"], 1),
+        op,
+        to_original_geometry(maps_1mm, scan),
+        hu,
+        frac,
+        flag_note=run.operating_point_note,
+        model=model_identity(run),
+        scan=str(scan.meta.get("source", "")),
+        roi_fraction=1.0 if roi is None else float(roi.mean()),
+    )
+
+
+def _ensemble_maps(run: TrainedRun, view, roi, output_tile_vox: int, show_progress: bool):
+    """Every trial's maps on the network grid, combined by the run's ensemble rule."""
+    from spinefx.inference.voxel_tiling import predict_network_view
+
+    per_trial = [
+        predict_network_view(
+            m, view, output_tile_vox=output_tile_vox, roi_mask=roi, show_progress=show_progress
+        )
+        for m in run.models
+    ]
+    return {  # one trial: its maps
+        name: img.with_data(run.ensemble([t[name].data for t in per_trial]).astype(np.float32))
+        for name, img in per_trial[0].items()
+    }
+
+
+def _vertebra_results(
+    scan: Image, centroids, scores, run: TrainedRun, source: str
+) -> list[VertebraResult]:
+    """Per vertebra, cranial first: score, flag at the run's cut, not-assessable reasons."""
     cut = run.threshold if run.threshold is not None and np.isfinite(run.threshold) else None
     vertebrae = []
     for lab in sorted(centroids, key=spine_rank):
@@ -163,19 +190,7 @@ def detect_fractures(
                 centroid_source=source,
             )
         )
-    return DetectionResult(
-        vertebrae,
-        float(largest * np.prod(frac.spacing_mm)),
-        largest >= max(op["noise_threshold_vox"], 1),
-        op,
-        to_original_geometry(maps_1mm, scan),
-        hu,
-        frac,
-        flag_note=run.operating_point_note,
-        model=model_identity(run),
-        scan=str(scan.meta.get("source", "")),
-        roi_fraction=1.0 if roi is None else float(roi.mean()),
-    )
+    return vertebrae
 
 
 def write_detection(
