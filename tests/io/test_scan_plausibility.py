@@ -88,3 +88,30 @@ def test_a_singular_sform_names_the_file(tmp_path):
     with pytest.raises(InputError, match="sform is singular or not finite") as err:
         load_scan(tmp_path / "flat.nii")
     assert "flat.nii" in str(err.value)
+
+
+def test_prepare_workers_inherit_no_ct_check(tmp_path):
+    """A worker process starts with a fresh context: the pool's initializer hands it the flag."""
+    import threading
+
+    from spinefx.io.scan import ct_check_enabled
+    from spinefx.preprocessing.prepare import _init_worker
+
+    seen = []
+
+    def worker():  # a new thread, like a worker process, starts with the default
+        seen.append(ct_check_enabled())
+        _init_worker(1, False)
+        seen.append(ct_check_enabled())
+        path = save_image(_ct(bone=False), tmp_path / "air.nii.gz")
+        seen.append(load_scan(path).shape)
+
+    import SimpleITK as sitk
+
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # the initializer set 1
+    assert seen == [True, False, (24, 24, 24)]
+    assert ct_check_enabled()  # this thread is unchanged

@@ -52,6 +52,17 @@ MAX_EXTENT_MM = 3000.0
 _CT_CHECK: ContextVar[bool] = ContextVar("spinefx_ct_check", default=True)
 
 
+def ct_check_enabled() -> bool:
+    """Whether :func:`load_scan` checks intensities by default here (False: ``--no-ct-check``)."""
+    return _CT_CHECK.get()
+
+
+def set_ct_check(enabled: bool) -> None:
+    """Set the default for this thread; for worker processes, which do not inherit a context
+    (their initializer calls it with the parent's :func:`ct_check_enabled`)."""
+    _CT_CHECK.set(bool(enabled))
+
+
 @contextmanager
 def ct_check_disabled() -> Iterator[None]:
     """Within the block, scans that fail the CT intensity check load with a warning."""

@@ -255,6 +255,7 @@ def _case_done(case: Case, out_dir: Path, config: PrepareConfig) -> bool:
 def _run(todo: list[Case], out_dir: Path, config: PrepareConfig, workers: int):
     from functools import partial
 
+    from spinefx.io.scan import ct_check_enabled
     from spinefx.parallel import run_jobs
 
     if not todo:
@@ -267,14 +268,17 @@ def _run(todo: list[Case], out_dir: Path, config: PrepareConfig, workers: int):
         desc="prepare",
         mp_context=get_context("spawn"),  # SimpleITK's thread pool does not survive fork safely
         initializer=_init_worker,
-        initargs=(threads,),
+        initargs=(threads, ct_check_enabled()),  # --no-ct-check reaches the workers
     )
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, ct_check: bool = True) -> None:
     import SimpleITK as sitk
 
+    from spinefx.io.scan import set_ct_check
+
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    set_ct_check(ct_check)
 
 
 def _prepare_case_safely(case: Case, out_dir: Path, config: PrepareConfig):
