@@ -89,12 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     except SpinefxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(
-            "interrupted: finished work is kept (every file is written whole); run the same "
-            "command again to resume",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, no traceback (130 = 128 + SIGINT)
+        from spinefx.parallel import Interrupted
+
+        if isinstance(exc, Interrupted):  # a batch of cases: how far it got
+            print(exc.message, file=sys.stderr)
+        else:
+            print(
+                "interrupted: finished work is kept (every file is written whole); run the "
+                "same command again to resume",
+                file=sys.stderr,
+            )
         return 130
 
 

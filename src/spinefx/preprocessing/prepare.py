@@ -157,7 +157,7 @@ def prepare_dataset(
     todo = [c for c in cases if not _case_done(c, out_dir, config)]
     result.n_resumed = len(cases) - len(todo)
     failed: dict[str, str] = {}
-    for case_id, error, warnings in _run(todo, out_dir, config, workers):
+    for case_id, error, warnings in _run(todo, out_dir, config, workers, result.n_resumed):
         result.warnings.extend(warnings)
         if error is not None:
             failed[case_id] = error
@@ -252,7 +252,7 @@ def _case_done(case: Case, out_dir: Path, config: PrepareConfig) -> bool:
 
 
 # --- work ------------------------------------------------------------------------------------
-def _run(todo: list[Case], out_dir: Path, config: PrepareConfig, workers: int):
+def _run(todo: list[Case], out_dir: Path, config: PrepareConfig, workers: int, resumed: int = 0):
     from functools import partial
 
     from spinefx.io.scan import ct_check_enabled
@@ -266,6 +266,7 @@ def _run(todo: list[Case], out_dir: Path, config: PrepareConfig, workers: int):
         todo,
         workers=workers,
         desc="prepare",
+        already_done=resumed,  # Ctrl-C reports "N of M cases done" over the whole dataset
         mp_context=get_context("spawn"),  # SimpleITK's thread pool does not survive fork safely
         initializer=_init_worker,
         initargs=(threads, ct_check_enabled()),  # --no-ct-check reaches the workers

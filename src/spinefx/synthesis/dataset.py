@@ -201,14 +201,22 @@ def generate_dataset(
     Returns:
         The dataset root.
     """
+    from spinefx.synthesis.resume import finish_cases, run_cases
+
     root = Path(out_dir)
     config = config or get_preset(preset)
     grades: list[dict] = []
     truth: list[dict] = []
     jobs = [(config, root, seed, index) for index in range(int(n_scans))]
-    from spinefx.parallel import run_jobs
-
-    rows = list(run_jobs(_make_case, jobs, workers=int(workers), desc="synth", ordered=True))
+    rows = run_cases(  # an interrupted run's finished cases are kept (case i: its own seed)
+        _make_case,
+        jobs,
+        root=root,
+        names=[case_id(index) for index in range(int(n_scans))],
+        settings={"generator": "procedural", "seed": int(seed), "config": to_dict(config)},
+        workers=int(workers),
+        desc="synth",
+    )
     for case_grades, case_truth in rows:
         grades += case_grades
         truth += case_truth
@@ -221,5 +229,6 @@ def generate_dataset(
         "config": to_dict(config),
     }
     write_text_atomic(root / "synthesis_config.yaml", yaml.safe_dump(provenance, sort_keys=False))
+    finish_cases(root)
     log.info("wrote %d synthetic scans to %s", n_scans, root)
     return root

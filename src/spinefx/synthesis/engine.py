@@ -112,6 +112,28 @@ def _generate_source(name: str, out: Path, n: int, subjects, config: EngineConfi
     )
 
 
+def _source(name: str, out: Path, n: int, subjects, config, workers: int, settings) -> Path:
+    """Source ``name``'s dataset: made now, or kept from an interrupted run of these settings.
+
+    A source marks itself finished with ``<out>/<name>/.engine-source.json`` (written last,
+    atomically; hidden, so dataset loaders skip it). An unfinished one resumes at its first
+    unfinished case (:mod:`spinefx.synthesis.resume`).
+    """
+    import json
+
+    marker, key = out / name / ".engine-source.json", {"settings": settings, "n_scans": int(n)}
+    try:
+        if json.loads(marker.read_text(encoding="utf-8")) == json.loads(json.dumps(key)):
+            log.info("reusing the finished %s source in %s", name, marker.parent)
+            return marker.parent
+    except (OSError, ValueError):
+        pass
+    marker.unlink(missing_ok=True)
+    root = Path(_generate_source(name, out / name, n, subjects, config, workers))
+    write_text_atomic(marker, json.dumps(key))
+    return root
+
+
 def _source_rows(root: Path) -> dict[str, dict]:
     path = root / "sources.csv"
     if not path.is_file():  # the procedural generator: no real subject behind its cases
@@ -199,7 +221,7 @@ def build_training_data(
     for name in SOURCE_NAMES:
         if counts[name] == 0:
             continue
-        root = _generate_source(name, out / name, counts[name], subjects, config, workers)
+        root = _source(name, out, counts[name], subjects, config, workers, settings)
         source_rows, source_origin = _manifest_rows(name, Path(root), out)
         rows += source_rows
         origin += source_origin

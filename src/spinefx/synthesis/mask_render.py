@@ -211,10 +211,25 @@ def generate_mask_render_dataset(
     jobs = [
         (usable[order[i % len(usable)]], root, config, int(seed), i) for i in range(int(n_scans))
     ]
-    from spinefx.parallel import run_jobs
+    from spinefx.synthesis.resume import finish_cases, run_cases
 
-    results = list(
-        run_jobs(_make_case, jobs, workers=int(workers), desc="mask render", ordered=True)
+    subjects_used = [
+        {"subject_id": s.subject_id, "scans": [scan.scan_id for scan in s.scans]} for s in usable
+    ]
+    results = run_cases(  # an interrupted run's finished cases are kept
+        _make_case,
+        jobs,
+        root=root,
+        names=[case_id(i) for i in range(int(n_scans))],
+        settings={
+            "generator": SOURCE,
+            "seed": int(seed),
+            "config": to_dict(config),
+            "subjects": subjects_used,
+        },
+        unit="mask_render cases",  # the engine runs several generators in turn
+        workers=int(workers),
+        desc="mask render",
     )
     done = [r for r in results if r is not None]
     grades = [row for r in done for row in r[0]]
@@ -239,5 +254,6 @@ def generate_mask_render_dataset(
         ],
     }
     write_text_atomic(root / "synthesis_config.yaml", yaml.safe_dump(provenance, sort_keys=False))
+    finish_cases(root)
     log.info("rendered %d of %d scans from real masks into %s", len(done), n_scans, root)
     return root

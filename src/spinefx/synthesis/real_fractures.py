@@ -30,7 +30,6 @@ from spinefx.config import to_dict
 from spinefx.conventions import level_name, spine_rank
 from spinefx.errors import InputError
 from spinefx.io.centroids import centroids_from_mask, save_centroids
-from spinefx.progress import progress
 from spinefx.synthesis.dataset import GRADE_COLUMNS, _csv_text, case_rng, nifti_bytes
 from spinefx.synthesis.deformation import deform_scan, simulate_fracture
 from spinefx.synthesis.genant_deformation import deform_to_genant
@@ -176,13 +175,23 @@ def generate_real_fracture_dataset(
         (*canvases[canvas_index(seed, i, len(canvases))], config, root, seed, i)
         for i in range(int(n_scans))
     ]
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    from spinefx.synthesis.resume import finish_cases, run_cases
 
-        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-            results = list(progress(pool.map(_make_case, jobs), desc="real-fx", total=len(jobs)))
-    else:
-        results = [_make_case(job) for job in progress(jobs, desc="real-fx", total=len(jobs))]
+    results = run_cases(  # in a pool that stops on Ctrl-C; an interrupted run's cases are kept
+        _make_case,
+        jobs,
+        root=root,
+        names=[case_id(i) for i in range(int(n_scans))],
+        settings={
+            "generator": SOURCE_NAME,
+            "seed": int(seed),
+            "config": to_dict(config),
+            "canvases": [[s.subject_id, scan.scan_id] for s, scan in canvases],
+        },
+        unit="real_fracture cases",  # the engine runs several generators in turn
+        workers=int(workers),
+        desc="real-fx",
+    )
     grades = [row for r in results for row in r[0]]
     truth = [row for r in results for row in r[1]]
     write_text_atomic(root / "fracture_grades.csv", _csv_text(grades, GRADE_COLUMNS))
@@ -202,5 +211,6 @@ def generate_real_fracture_dataset(
         },
     }
     write_text_atomic(root / "synthesis_config.yaml", yaml.safe_dump(provenance, sort_keys=False))
+    finish_cases(root)
     log.info("wrote %d simulated-fracture cases on real CT to %s", len(sources), root)
     return root
