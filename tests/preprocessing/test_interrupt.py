@@ -154,7 +154,9 @@ def test_ctrl_c_stops_prepare_and_a_rerun_resumes(tmp_path, manifest, workers):
     _, err = _interrupt(command, lambda _: any(out.glob("patches/*/patches.csv")), group=True)
     done, total = _counts(err)
     fragments = sorted(out.glob("patches/*/patches.csv"))
-    assert total == 40 and 1 <= done <= len(fragments) < 40
+    # done never counts a case without its files; on a loaded machine up to `workers` cases
+    # can have written their files but not yet reported to the parent when Ctrl-C lands
+    assert total == 40 and max(0, len(fragments) - workers) <= done <= len(fragments) < 40
     assert not (out / "manifest.csv").exists()
     assert _partials(out) == []
     for patch in out.glob("patches/*/*.nii"):  # every file there is whole
@@ -207,7 +209,7 @@ def test_ctrl_c_stops_synth_and_a_rerun_resumes(tmp_path, workers, group):
     _, err = _interrupt(command, lambda _: any(records.glob("sub-*.json")), group=group)
     done, total = _counts(err)
     finished = sorted(p.stem for p in records.glob("sub-*.json"))
-    assert total == 8 and 1 <= done <= len(finished) < 8
+    assert total == 8 and max(0, len(finished) - workers) <= done <= len(finished) < 8
     assert not (out / "fracture_grades.csv").exists()
     assert _partials(out) == []
     _case_files_load(out)

@@ -211,24 +211,21 @@ def generate_mask_render_dataset(
     jobs = [
         (usable[order[i % len(usable)]], root, config, int(seed), i) for i in range(int(n_scans))
     ]
-    from spinefx.synthesis.resume import finish_cases, run_cases
+    from spinefx.synthesis.resume import finish_cases, run_generator
 
     subjects_used = [
         {"subject_id": s.subject_id, "scans": [scan.scan_id for scan in s.scans]} for s in usable
     ]
-    results = run_cases(  # an interrupted run's finished cases are kept
+    results = run_generator(  # an interrupted run's finished cases are kept
         _make_case,
         jobs,
         root=root,
         names=[case_id(i) for i in range(int(n_scans))],
-        settings={
-            "generator": SOURCE,
-            "seed": int(seed),
-            "config": to_dict(config),
-            "subjects": subjects_used,
-        },
-        unit="mask_render cases",  # the engine runs several generators in turn
-        workers=int(workers),
+        generator=SOURCE,
+        seed=seed,
+        config=config,
+        sources=subjects_used,
+        workers=workers,
         desc="mask render",
     )
     done = [r for r in results if r is not None]

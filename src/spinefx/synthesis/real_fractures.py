@@ -175,21 +175,18 @@ def generate_real_fracture_dataset(
         (*canvases[canvas_index(seed, i, len(canvases))], config, root, seed, i)
         for i in range(int(n_scans))
     ]
-    from spinefx.synthesis.resume import finish_cases, run_cases
+    from spinefx.synthesis.resume import finish_cases, run_generator
 
-    results = run_cases(  # in a pool that stops on Ctrl-C; an interrupted run's cases are kept
+    results = run_generator(  # in a pool that stops on Ctrl-C; an interrupted run's cases are kept
         _make_case,
         jobs,
         root=root,
         names=[case_id(i) for i in range(int(n_scans))],
-        settings={
-            "generator": SOURCE_NAME,
-            "seed": int(seed),
-            "config": to_dict(config),
-            "canvases": [[s.subject_id, scan.scan_id] for s, scan in canvases],
-        },
-        unit="real_fracture cases",  # the engine runs several generators in turn
-        workers=int(workers),
+        generator=SOURCE_NAME,
+        seed=seed,
+        config=config,
+        sources=[[s.subject_id, scan.scan_id] for s, scan in canvases],
+        workers=workers,
         desc="real-fx",
     )
     grades = [row for r in results for row in r[0]]

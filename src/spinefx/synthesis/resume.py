@@ -100,6 +100,45 @@ def run_cases(
     return results
 
 
+def run_generator(
+    make: Callable[[Any], Any],
+    jobs: Sequence[Any],
+    *,
+    root: str | Path,
+    names: Sequence[str],
+    generator: str,
+    seed: int,
+    config: Any,
+    sources: Any,
+    workers: int = 1,
+    desc: str = "cases",
+) -> list:
+    """:func:`run_cases` for one of the engine's generators, with its standard settings.
+
+    The settings a case depends on are the generator's name, the seed, its config dataclass
+    and the real sources it draws from (``sources``: JSON-able, e.g. subject and scan ids);
+    the Ctrl-C message counts "<generator> cases", since the engine runs several generators
+    in turn.
+    """
+    from spinefx.config import to_dict
+
+    return run_cases(
+        make,
+        jobs,
+        root=root,
+        names=names,
+        settings={
+            "generator": generator,
+            "seed": int(seed),
+            "config": to_dict(config),
+            "sources": sources,
+        },
+        unit=f"{generator} cases",
+        workers=int(workers),
+        desc=desc,
+    )
+
+
 def finish_cases(root: str | Path) -> None:
     """Delete the progress records (call once the dataset's tables are written)."""
     shutil.rmtree(Path(root) / PROGRESS_DIR, ignore_errors=True)
