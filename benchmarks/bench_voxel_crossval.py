@@ -86,7 +86,7 @@ def _cases(work: Path, setup: str, n_scans: int):
 
 
 def _prepare(job):
-    from spinefx.training.voxel_data import load_voxel_cases
+    from spinefx.datasets.voxel_cases import load_voxel_cases
 
     case, config = job
     return load_voxel_cases(

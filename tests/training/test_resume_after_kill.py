@@ -18,12 +18,12 @@ import torch
 from spinefx.cli import main
 from spinefx.config import from_dict, save_config
 from spinefx.datasets.patch_toy import write_toy_prepared
+from spinefx.datasets.voxel_cases import make_voxel_case
 from spinefx.errors import InputError
 from spinefx.runs.configs import PatchTrainingConfig, voxel_preset
 from spinefx.runs.layout import RunPaths
 from spinefx.training.patch_training import train_patch_classifier
 from spinefx.training.voxel import train_voxel_classifier
-from spinefx.training.voxel_data import make_voxel_case
 
 TINY_MODEL = {
     "widths": [4, 8, 8, 16],

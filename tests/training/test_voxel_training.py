@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from spinefx.datasets.voxel_cases import make_voxel_case
 from spinefx.image import Image
 from spinefx.records import VertebraRecord
 from spinefx.runs import RUN_RECORD_KEYS, load_trained, voxel_preset
@@ -15,7 +16,6 @@ from spinefx.training.voxel import (
     train_voxel_classifier,
     weight_penalty,
 )
-from spinefx.training.voxel_data import make_voxel_case
 
 
 def phantom(seed: int, fractured: tuple[int, ...] = ()):
@@ -285,8 +285,8 @@ def test_segments_are_class_balanced_over_the_whole_sub_epoch(cases):
     Balancing per scan (the earlier behaviour) gave the fractured class only the fractured
     scans' share, ~1/12 here, and the network learned never to predict it.
     """
+    from spinefx.datasets.voxel_cases import sample_segments
     from spinefx.models.voxel_classifier import training_geometry
-    from spinefx.training.voxel_data import sample_segments
 
     subset = [cases[0], cases[1], cases[2], cases[4]]  # only p1 has a fracture
     assert [c.fractured for c in subset] == [False, True, False, False]

@@ -78,11 +78,11 @@ def _patch_point(run, data: Path) -> dict:
 def _voxel_point(run, data, *, cube_size_vox: int, seed: int) -> dict:
     import pandas as pd
 
+    from spinefx.datasets.voxel_cases import load_voxel_cases_for
     from spinefx.evaluation.crossval import evaluate_case
     from spinefx.evaluation.patient_roc import best_operating_point
     from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
     from spinefx.io import load_dataset
-    from spinefx.training.voxel_data import load_voxel_cases_for
 
     splits = json.loads(RunPaths(run.run_dir).splits.read_text(encoding="utf-8"))
     val_ids = set(splits.get("val", []))

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from spinefx.atomic import atomic_path, write_text_atomic
+from spinefx.datasets.voxel_cases import VoxelCase
 from spinefx.errors import InputError
 from spinefx.evaluation.metrics import auc_statistic, bootstrap, choose_threshold
 from spinefx.evaluation.patient_roc import (
@@ -54,7 +55,6 @@ from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.runs.configs import VoxelTrainingConfig
 from spinefx.runs.layout import OPERATING_POINT
 from spinefx.training.voxel import split_validation, train_voxel_classifier
-from spinefx.training.voxel_data import VoxelCase
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def crossvalidate_voxel(
     ``out_dir``. The summary is written once every fold has results.
 
     Args:
-        cases: prepared scans (``spinefx.training.voxel_data.load_voxel_cases``).
+        cases: prepared scans (``spinefx.datasets.voxel_cases.load_voxel_cases``).
         config: training config of every fold (its seed also seeds the folds).
         out_dir: output folder; fold runs go to ``out_dir/fold<k>``.
         n_folds: folds (paper: 5).
@@ -227,8 +227,8 @@ def crossvalidate_voxel_dataset(
     Returns:
         ``(summary, problems)``; problems are ``(case_id, message)`` of skipped scans.
     """
+    from spinefx.datasets.voxel_cases import load_voxel_cases_for
     from spinefx.io import load_dataset
-    from spinefx.training.voxel_data import load_voxel_cases_for
 
     if not config.data:
         raise InputError("no dataset to cross-validate", fix="pass --data DATASET")

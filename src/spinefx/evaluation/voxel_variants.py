@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from spinefx.atomic import write_text_atomic
+from spinefx.datasets.voxel_cases import VoxelCase
 from spinefx.evaluation.metrics import auc_statistic
 from spinefx.inference.aggregation import vertebra_scores
 from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
@@ -22,7 +23,6 @@ from spinefx.models.voxel_classifier import VARIANTS
 from spinefx.runs.configs import VoxelTrainingConfig
 from spinefx.runs.trained import load_trained
 from spinefx.training.voxel import resolve_device, train_voxel_classifier
-from spinefx.training.voxel_data import VoxelCase
 
 
 def compare_variants(

@@ -27,11 +27,11 @@ import numpy as np
 from spinefx.atomic import write_text_atomic
 from spinefx.config import save_config
 from spinefx.datasets.provenance import origin_of_scans
+from spinefx.datasets.voxel_cases import VoxelCase, sample_segments
 from spinefx.datasets.voxel_labels import FRACTURED, IGNORE_LABEL, NORMAL
 from spinefx.errors import InputError
 from spinefx.runs.configs import VoxelTrainingConfig
 from spinefx.runs.layout import RunPaths
-from spinefx.training.voxel_data import VoxelCase, sample_segments
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +413,7 @@ def train_voxel_run(
     Returns:
         metrics of the kept checkpoint; problems with skipped scans go to ``errors.csv``.
     """
-    from spinefx.training.voxel_data import load_voxel_cases_for
+    from spinefx.datasets.voxel_cases import load_voxel_cases_for
 
     if cases is None:
         if not config.data:
