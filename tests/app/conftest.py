@@ -62,6 +62,17 @@ def write_phantom(folder: Path, *, seed: int = 0) -> tuple[Path, Path]:
     return scan_path, ctd_path
 
 
+def phantom_body_mask(scan: Image, centroids: dict) -> Image:
+    """VerSe-labelled vertebral bodies of the phantom (r <= 16 mm, +-10 mm about each centroid)."""
+    ijk = np.indices(scan.shape).reshape(3, -1).T
+    xyz = scan.voxel_to_world(ijk).reshape(*scan.shape, 3)
+    data = np.zeros(scan.shape, dtype=np.uint8)
+    for label, c in centroids.items():
+        radial = np.hypot(xyz[..., 0] - c[0], xyz[..., 1] - c[1])
+        data[(radial <= 16) & (np.abs(xyz[..., 2] - c[2]) <= 10)] = label
+    return scan.with_data(data)
+
+
 def build_tiny_run(run_dir: Path) -> Path:
     """An untrained tiny patch classifier with a dissection atlas (5 labelled units, collages)."""
     import torch
@@ -135,6 +146,18 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def phantom_files(tmp_path_factory) -> tuple[Path, Path]:
     return write_phantom(tmp_path_factory.mktemp("phantom"))
+
+
+@pytest.fixture(scope="session")
+def phantom_mask_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A phantom scan (seed 3) and its vertebral-body mask in VerSe ids, as NIfTI files."""
+    from spinefx.io import save_image
+
+    scan, centroids = make_phantom(seed=3)
+    folder = tmp_path_factory.mktemp("phantom-mask")
+    save_image(scan, folder / "phantom3_ct.nii.gz")
+    save_image(phantom_body_mask(scan, centroids), folder / "phantom3_msk.nii.gz")
+    return folder / "phantom3_ct.nii.gz", folder / "phantom3_msk.nii.gz"
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
-from spinefx.app import panels, uploads
+from spinefx.app import panels, uploads, volumes
 from spinefx.app.examples import example_names, get_example
 from spinefx.app.guards import BodySizeLimit, Busy, HeavyGate, SameOriginToken
 from spinefx.errors import InputError, SpinefxError
@@ -39,7 +39,7 @@ from spinefx.reporting.backends import set_unit_concept
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
-MAX_SCANS_IN_MEMORY = 4  # each keeps its patches and layer activations
+MAX_SCANS_IN_MEMORY = 4  # each keeps its patches, layer activations and viewer volumes
 MASK_NUMBERINGS = ("auto", "verse", "totalseg_v1", "totalseg_v2")
 MAX_CENTROID_BYTES = 1_000_000  # a VerSe centroid JSON is a few kB
 # form framing, the centroid file and a vertebra mask (label maps compress to a few MB)
@@ -79,17 +79,20 @@ class AppState:
         self.max_upload_bytes = int(max_upload_mb * 1e6)
         self.cache_dir = Path(cache_dir)
         self.scans: OrderedDict[str, ScanWorkspace] = OrderedDict()
+        self.volumes: dict[str, volumes.ScanVolumes] = {}  # the scan viewer's, per scan
         self.lock = threading.Lock()
         self.token = secrets.token_urlsafe(24)  # per app session; the page carries it
         self.heavy = HeavyGate(max_concurrent)
         self.max_image_gb = float(max_image_gb)
 
-    def add(self, workspace: ScanWorkspace) -> str:
+    def add(self, workspace: ScanWorkspace, viewer: volumes.ScanVolumes) -> str:
         scan_id = secrets.token_urlsafe(8)
         with self.lock:
             self.scans[scan_id] = workspace
+            self.volumes[scan_id] = viewer
             while len(self.scans) > MAX_SCANS_IN_MEMORY:
-                self.scans.popitem(last=False)
+                old, _ = self.scans.popitem(last=False)
+                self.volumes.pop(old, None)
         return scan_id
 
     def get(self, scan_id: str) -> ScanWorkspace:
@@ -97,6 +100,12 @@ class AppState:
             if scan_id not in self.scans:
                 raise HTTPException(404, "scan not found (the app keeps the last few scans only)")
             return self.scans[scan_id]
+
+    def viewer(self, scan_id: str) -> volumes.ScanVolumes:
+        with self.lock:
+            if scan_id not in self.volumes:
+                raise HTTPException(404, "scan not found (the app keeps the last few scans only)")
+            return self.volumes[scan_id]
 
 
 def create_app(
@@ -188,7 +197,8 @@ def create_app(
                 mask_path=mask_path,
                 mask_numbering=mask_numbering,
             )
-        return _scan_summary(state.add(workspace), workspace)
+            viewer = _scan_volumes(workspace, mask_path, mask_numbering)
+        return _scan_summary(state.add(workspace, viewer), workspace, viewer)
 
     @app.post("/api/examples/{name}")
     def open_example(name: str):
@@ -197,11 +207,25 @@ def create_app(
             workspace = _open_scan(
                 state, example.scan_path, example.centroids_path, name=f"{name} (synthetic example)"
             )
-        return _scan_summary(state.add(workspace), workspace)
+        viewer = volumes.ScanVolumes(workspace.analysis)
+        return _scan_summary(state.add(workspace, viewer), workspace, viewer)
 
     @app.get("/api/scans/{scan_id}/overview.png")
     def overview(scan_id: str):
         return _png(panels.overview_png(state.get(scan_id)))
+
+    @app.get("/api/scans/{scan_id}/volumes/{name}.nii.gz")
+    def volume(scan_id: str, name: str):
+        viewer = state.viewer(scan_id)
+        if name not in volumes.VOLUME_NAMES:
+            raise HTTPException(
+                404, f"no volume {name!r}: one of {', '.join(volumes.VOLUME_NAMES)}"
+            )
+        return Response(
+            viewer.nifti_gz(name),
+            media_type="application/gzip",
+            headers={"Cache-Control": "private, max-age=600"},
+        )
 
     @app.get("/api/scans/{scan_id}/vertebrae/{label}/panel")
     def panel(scan_id: str, label: int):
@@ -351,7 +375,20 @@ def _save_mask_upload(mask: UploadFile, work: Path, max_bytes: int) -> Path:
     return uploads.save_scan_upload(mask.file, name, folder, max_bytes=max_bytes).path
 
 
-def _scan_summary(scan_id: str, ws: ScanWorkspace) -> dict:
+def _scan_volumes(
+    ws: ScanWorkspace, mask_path: Path | None, mask_numbering: str
+) -> volumes.ScanVolumes:
+    """The viewer's volumes: labels from the uploaded mask when there is one, else spheres."""
+    if mask_path is None:
+        return volumes.ScanVolumes(ws.analysis)
+    from spinefx.io.vertebra_masks import load_vertebra_mask
+
+    mask = load_vertebra_mask(mask_path, numbering=mask_numbering).image
+    labels = volumes.mask_labels_on_scan(mask, ws.analysis.scan)
+    return volumes.ScanVolumes(ws.analysis, mask_labels=labels)
+
+
+def _scan_summary(scan_id: str, ws: ScanWorkspace, viewer: volumes.ScanVolumes) -> dict:
     a = ws.analysis
     return {
         "scan_id": scan_id,
@@ -371,9 +408,11 @@ def _scan_summary(scan_id: str, ws: ScanWorkspace) -> dict:
                 "assessable": p.assessable,
                 "note": p.note,
                 "morphometry": a.morphometry.get(p.vertebra_label),
+                "centroid_mm": [round(float(c), 2) for c in p.centroid_mm],
             }
             for p in a.predictions
         ],
+        "viewer": viewer.describe(f"/api/scans/{scan_id}/volumes"),
     }
 
 
