@@ -9,30 +9,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from tiny_training import tiny_patch_config
 
 from spinefx.datasets.patch_dataset import load_patch
 from spinefx.datasets.patch_toy import write_toy_prepared
 from spinefx.evaluation.metrics import binary_metrics
 from spinefx.runs.checkpoint import load_checkpoint
-from spinefx.runs.configs import PatchTrainingConfig, load_training_config
+from spinefx.runs.configs import load_training_config
 from spinefx.runs.layout import RUN_RECORD_KEYS
 from spinefx.training.patch_module import validation_scores
 from spinefx.training.patch_training import make_loaders, split_vertebrae, train_patch_classifier
-
-TINY_MODEL = {
-    "widths": [4, 8, 8, 16],
-    "patch_size_vox": 16,
-    "spacing_mm": 6.0,
-    "head_conv_widths": [8, 4],
-    "head_mlp_widths": [16, 8],
-}
-
-
-def tiny_config(**changes) -> PatchTrainingConfig:
-    from spinefx.config import from_dict
-
-    values = {"model": TINY_MODEL, "batch_size": 8, "max_epochs": 2, "patience_epochs": 5}
-    return from_dict(PatchTrainingConfig, {**values, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +37,7 @@ def test_presets_load_and_match_the_paper_settings():
 
 def test_train_writes_run_dir_and_a_weights_only_checkpoint(toy, tmp_path):
     run = tmp_path / "run"
-    metrics = train_patch_classifier(tiny_config(), toy, run, seed=3)
+    metrics = train_patch_classifier(tiny_patch_config(), toy, run, seed=3)
     for name in (
         "config.yaml",
         "splits.json",
@@ -72,7 +58,7 @@ def test_train_writes_run_dir_and_a_weights_only_checkpoint(toy, tmp_path):
 
     model, info = load_checkpoint(run / "checkpoint.pt")
     assert not model.training and info["epoch"] == metrics["best_epoch"]
-    table, _ = split_vertebrae(toy, tiny_config(), seed=3)
+    table, _ = split_vertebrae(toy, tiny_patch_config(), seed=3)
     x = torch.from_numpy(
         np.stack([load_patch(p, patch_size_vox=16, spacing_mm=6.0) for p in table["abs_path"][:4]])
     )
@@ -82,9 +68,9 @@ def test_train_writes_run_dir_and_a_weights_only_checkpoint(toy, tmp_path):
 
 def test_resume_continues_from_last_checkpoint(toy, tmp_path):
     run = tmp_path / "run"
-    train_patch_classifier(tiny_config(max_epochs=1), toy, run, seed=0)
+    train_patch_classifier(tiny_patch_config(max_epochs=1), toy, run, seed=0)
     first = (run / "history.csv").read_text().splitlines()
-    train_patch_classifier(tiny_config(max_epochs=2), toy, run, seed=0, resume=True)
+    train_patch_classifier(tiny_patch_config(max_epochs=2), toy, run, seed=0, resume=True)
     with (run / "history.csv").open() as f:
         epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
     assert epochs == [0, 1]
@@ -94,7 +80,7 @@ def test_resume_continues_from_last_checkpoint(toy, tmp_path):
 
 
 def test_training_batches_are_augmented_and_validation_batches_never(toy):
-    config = tiny_config(cache_patches=False)
+    config = tiny_patch_config(cache_patches=False)
     table, _ = split_vertebrae(toy, config, seed=0)
     trainer = SimpleNamespace(global_rank=0, world_size=1)
     train_loader, val_loader = make_loaders(table, config, seed=0, trainer=trainer)
@@ -133,7 +119,7 @@ def test_an_epoch_smaller_than_one_batch_still_trains(toy, tmp_path):
     # few fractures: the balanced epoch (2 x 2 = 4 patches) is smaller than a batch of 32
     run = tmp_path / "run"
     metrics = train_patch_classifier(
-        tiny_config(batch_size=32, epoch_size=4, max_epochs=1), toy, run, seed=1
+        tiny_patch_config(batch_size=32, epoch_size=4, max_epochs=1), toy, run, seed=1
     )
     assert (run / "checkpoint.pt").is_file()
     assert metrics["epochs_trained"] == 1

@@ -14,80 +14,33 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_training import TINY_MODEL, phantom, tiny_patch_config, tiny_voxel_config
 
 from spinefx.cli import main
-from spinefx.config import from_dict, save_config
+from spinefx.config import save_config
 from spinefx.datasets.patch_toy import write_toy_prepared
 from spinefx.datasets.voxel_cases import make_voxel_case
 from spinefx.errors import InputError
-from spinefx.runs.configs import PatchTrainingConfig, voxel_preset
 from spinefx.runs.layout import RunPaths
 from spinefx.training.patch_training import train_patch_classifier
 from spinefx.training.voxel import train_voxel_classifier
 
-TINY_MODEL = {
-    "widths": [4, 8, 8, 16],
-    "patch_size_vox": 16,
-    "spacing_mm": 6.0,
-    "head_conv_widths": [8, 4],
-    "head_mlp_widths": [16, 8],
-}
+
+def patch_config(**changes):
+    """The tiny patch config, one thread, patches cached, no early stop unless asked."""
+    return tiny_patch_config(**{"patience_epochs": 50, "cpu_threads": 1, "cache_patches": True,
+                                **changes})  # fmt: skip
 
 
-def tiny_patch_config(**changes) -> PatchTrainingConfig:
-    values = {
-        "model": TINY_MODEL,
-        "batch_size": 8,
-        "max_epochs": 2,
-        "patience_epochs": 50,
-        "cpu_threads": 1,
-        "cache_patches": True,
-    }
-    return from_dict(PatchTrainingConfig, {**values, **changes})
-
-
-def tiny_voxel_config(**changes):
-    model = {"target_params": 20_000, "fc_widths": [16, 16], "input_spacing_mm": 2.0}
-    values = {
-        "epochs": 2,
-        "subepochs": 1,
-        "segments_per_subepoch": 30,
-        "val_segments": 20,
-        "lr_patience_epochs": 0,  # the learning rate changes within 3 epochs: the schedule
-        "model": model,  # state must be restored for the resumed history to match
-    }
-    return voxel_preset("cpu", **{**values, **changes})
+def voxel_config(**changes):
+    """The tiny voxel config with the learning rate changing within 3 epochs: the schedule
+    state must be restored for the resumed history to match."""
+    return tiny_voxel_config(**{"lr_patience_epochs": 0, **changes})
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     return write_toy_prepared(tmp_path_factory.mktemp("toy"), n_cases=10, seed=2)
-
-
-def phantom(seed: int, fractured: tuple[int, ...] = ()):
-    """A 2 mm 'spine' of 4 bright bodies in a soft-tissue cylinder (as test_voxel_training)."""
-    import numpy as np
-
-    from spinefx.image import Image
-    from spinefx.records import VertebraRecord
-
-    rng = np.random.default_rng(seed)
-    shape = (24, 24, 56)
-    affine = np.diag([-2.0, -2.0, 2.0, 1.0])
-    affine[:3, 3] = [46.0, 46.0, 0.0]
-    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
-    x, y, z = np.moveaxis(Image(np.zeros(shape, np.float32), affine).voxel_to_world(ijk), -1, 0)
-    data = np.full(shape, -1000.0, np.float32)
-    data[(x - 23) ** 2 + (y - 23) ** 2 < 20**2] = 40.0
-    records = []
-    for i, label in enumerate((21, 22, 23, 24)):
-        cz = 95 - i * 26
-        h = 9.0 * (0.55 if label in fractured else 1.0)
-        data[((x - 23) ** 2 + (y - 23) ** 2 < 11**2) & (np.abs(z - cz) < h)] = 300.0
-        grade = 2 if label in fractured else 0
-        records.append(VertebraRecord(f"p{seed}", label, (23.0, 23.0, float(cz)), grade))
-    data += rng.normal(0, 20, shape).astype(np.float32)
-    return Image(data, affine), records
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +68,7 @@ def _epochs_completed(run: Path) -> int:
 def test_patch_training_killed_in_epoch_3_resumes_at_epoch_3(toy, tmp_path):
     # ~1 s epochs (20 batches of 8 on one thread), so "a third into epoch 3" is well defined
     config = tmp_path / "tiny.yaml"
-    save_config(tiny_patch_config(max_epochs=5, epoch_size=160), config)
+    save_config(patch_config(max_epochs=5, epoch_size=160), config)
     run = tmp_path / "run"
     argv = ["train", "--model", "patch", "--config", str(config), "--data", str(toy)]
     argv += ["--out", str(run)]
@@ -193,10 +146,10 @@ def test_a_kill_during_the_write_leaves_the_previous_last_ckpt(tmp_path):
 
 def test_patch_resume_trains_what_an_uninterrupted_run_trains(toy, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    train_patch_classifier(tiny_patch_config(max_epochs=3), toy, whole, seed=0)
-    train_patch_classifier(tiny_patch_config(max_epochs=2), toy, parts, seed=0)
+    train_patch_classifier(patch_config(max_epochs=3), toy, whole, seed=0)
+    train_patch_classifier(patch_config(max_epochs=2), toy, parts, seed=0)
     assert _epochs_completed(parts) == 2  # written every epoch, not only at the end
-    train_patch_classifier(tiny_patch_config(max_epochs=3), toy, parts, seed=0, resume=True)
+    train_patch_classifier(patch_config(max_epochs=3), toy, parts, seed=0, resume=True)
 
     def values(run):  # all but the timing column
         return [{k: v for k, v in r.items() if k != "seconds"} for r in history_rows(run)]
@@ -209,14 +162,12 @@ def test_patch_resume_trains_what_an_uninterrupted_run_trains(toy, tmp_path):
 
 def test_patch_resume_of_an_early_stopped_run_trains_no_further(toy, tmp_path):
     run = tmp_path / "run"
-    first = train_patch_classifier(
-        tiny_patch_config(max_epochs=12, patience_epochs=1), toy, run, seed=0
-    )
+    first = train_patch_classifier(patch_config(max_epochs=12, patience_epochs=1), toy, run, seed=0)
     if not first["stopped_early"]:
         pytest.skip("the score improved every epoch; early stopping never ended the run")
     rows = RunPaths(run).history.read_text()
     again = train_patch_classifier(
-        tiny_patch_config(max_epochs=12, patience_epochs=1), toy, run, seed=0, resume=True
+        patch_config(max_epochs=12, patience_epochs=1), toy, run, seed=0, resume=True
     )
     assert RunPaths(run).history.read_text() == rows
     assert again["epochs_trained"] == first["epochs_trained"] and again["stopped_early"]
@@ -226,7 +177,7 @@ def test_patch_resume_of_an_early_stopped_run_trains_no_further(toy, tmp_path):
 @pytest.fixture(scope="module")
 def one_epoch_run(toy, tmp_path_factory):
     run = tmp_path_factory.mktemp("one_epoch") / "run"
-    train_patch_classifier(tiny_patch_config(max_epochs=1), toy, run, seed=0)
+    train_patch_classifier(patch_config(max_epochs=1), toy, run, seed=0)
     return run
 
 
@@ -249,7 +200,7 @@ def test_resume_from_a_corrupt_last_ckpt_is_an_input_error(toy, one_epoch_run, t
     last = RunPaths(run).last_state
     _damage(last, how)
     with pytest.raises(InputError) as err:
-        train_patch_classifier(tiny_patch_config(max_epochs=2), toy, run, seed=0, resume=True)
+        train_patch_classifier(patch_config(max_epochs=2), toy, run, seed=0, resume=True)
     assert err.value.path == str(last)
     assert "corrupt or truncated" in err.value.problem
     assert "delete last.ckpt" in err.value.fix and "without --resume" in err.value.fix
@@ -262,7 +213,7 @@ def test_cli_resume_from_a_corrupt_last_ckpt_says_what_to_do(toy, one_epoch_run,
     shutil.copytree(one_epoch_run, run)
     _damage(RunPaths(run).last_state, "truncated")
     config = tmp_path / "tiny.yaml"
-    save_config(tiny_patch_config(max_epochs=2), config)
+    save_config(patch_config(max_epochs=2), config)
     argv = ["train", "--config", str(config), "--data", str(toy), "--out", str(run), "--resume"]
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -275,7 +226,7 @@ def test_resume_with_another_network_is_an_input_error(toy, one_epoch_run, tmp_p
 
     run = tmp_path / "run"
     shutil.copytree(one_epoch_run, run)
-    wider = tiny_patch_config(model={**TINY_MODEL, "widths": [8, 8, 8, 16]})
+    wider = patch_config(model={**TINY_MODEL, "widths": [8, 8, 8, 16]})
     with pytest.raises(InputError, match="different network"):
         train_patch_classifier(wider, toy, run, seed=0, resume=True)
 
@@ -283,8 +234,8 @@ def test_resume_with_another_network_is_an_input_error(toy, one_epoch_run, tmp_p
 def test_voxel_training_resumes_with_the_next_epoch(voxel_cases, tmp_path, caplog):
     train, val = voxel_cases[:4], voxel_cases[4:]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    train_voxel_classifier(tiny_voxel_config(epochs=3), whole, train_cases=train, val_cases=val)
-    train_voxel_classifier(tiny_voxel_config(epochs=2), parts, train_cases=train, val_cases=val)
+    train_voxel_classifier(voxel_config(epochs=3), whole, train_cases=train, val_cases=val)
+    train_voxel_classifier(voxel_config(epochs=2), parts, train_cases=train, val_cases=val)
     state = torch.load(RunPaths(parts).last_state, map_location="cpu", weights_only=True)
     assert state["epochs_completed"] == 2 and len(state["history"]) == 2
     # an epoch that ran after last.ckpt was written, before a kill: its row must go
@@ -293,7 +244,7 @@ def test_voxel_training_resumes_with_the_next_epoch(voxel_cases, tmp_path, caplo
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="spinefx.training.voxel"):
         metrics = train_voxel_classifier(
-            tiny_voxel_config(epochs=3), parts, train_cases=train, val_cases=val, resume=True
+            voxel_config(epochs=3), parts, train_cases=train, val_cases=val, resume=True
         )
     epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split(":")[0] for line in epoch_lines] == ["epoch 2"]  # only one more epoch
@@ -313,7 +264,7 @@ def test_voxel_resume_without_a_state_trains_from_scratch(voxel_cases, tmp_path,
     run = tmp_path / "run"
     with caplog.at_level(logging.WARNING, logger="spinefx.training.voxel"):
         metrics = train_voxel_classifier(
-            tiny_voxel_config(epochs=1),
+            voxel_config(epochs=1),
             run,
             train_cases=voxel_cases[:2],
             val_cases=voxel_cases[4:5],
@@ -327,7 +278,7 @@ def test_voxel_resume_from_a_corrupt_or_foreign_state_is_an_input_error(
     voxel_cases, one_epoch_run, tmp_path, how
 ):
     run = tmp_path / "run"
-    config = tiny_voxel_config(epochs=1, segments_per_subepoch=10)
+    config = voxel_config(epochs=1, segments_per_subepoch=10)
     train_voxel_classifier(config, run, train_cases=voxel_cases[:2], val_cases=voxel_cases[4:5])
     last = RunPaths(run).last_state
     _damage(last, how)
@@ -346,7 +297,7 @@ def test_voxel_resume_from_a_corrupt_or_foreign_state_is_an_input_error(
 
 def test_voxel_resume_on_other_scans_is_an_input_error(voxel_cases, tmp_path):
     run = tmp_path / "run"
-    config = tiny_voxel_config(epochs=1, segments_per_subepoch=10)
+    config = voxel_config(epochs=1, segments_per_subepoch=10)
     train_voxel_classifier(config, run, train_cases=voxel_cases[:2], val_cases=voxel_cases[4:5])
     with pytest.raises(InputError, match="other training/validation scans"):
         train_voxel_classifier(

@@ -7,53 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_training import phantom, tiny_voxel_config
 
 from spinefx.datasets.voxel_cases import make_voxel_case
-from spinefx.image import Image
-from spinefx.records import VertebraRecord
-from spinefx.runs import RUN_RECORD_KEYS, load_trained, voxel_preset
+from spinefx.runs import RUN_RECORD_KEYS, load_trained
 from spinefx.training.voxel import (
     train_voxel_classifier,
     weight_penalty,
 )
-
-
-def phantom(seed: int, fractured: tuple[int, ...] = ()):
-    """A 2 mm, LPS-ordered 'spine' of 4 bright bodies in a soft-tissue cylinder (world mm)."""
-    rng = np.random.default_rng(seed)
-    shape = (24, 24, 56)
-    affine = np.diag([-2.0, -2.0, 2.0, 1.0])
-    affine[:3, 3] = [46.0, 46.0, 0.0]
-    img0 = Image(np.zeros(shape, np.float32), affine)
-    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
-    x, y, z = np.moveaxis(img0.voxel_to_world(ijk), -1, 0)
-    data = np.full(shape, -1000.0, np.float32)
-    data[(x - 23) ** 2 + (y - 23) ** 2 < 20**2] = 40.0
-    recs = []
-    for i, lab in enumerate((21, 22, 23, 24)):
-        cz = 95 - i * 26
-        h = 9.0 * (0.55 if lab in fractured else 1.0)
-        body = ((x - 23) ** 2 + (y - 23) ** 2 < 11**2) & (np.abs(z - cz) < h)
-        data[body] = 300.0
-        recs.append(
-            VertebraRecord(f"p{seed}", lab, (23.0, 23.0, float(cz)), 2 if lab in fractured else 0)
-        )
-    data += rng.normal(0, 20, shape).astype(np.float32)
-    return Image(data, affine), recs
-
-
-def tiny_config(**kw):
-    # a small model keeps the test fast; the paper-size model is tested in tests/models
-    model = {"target_params": 20_000, "fc_widths": [16, 16], "input_spacing_mm": 2.0}
-    values = {
-        "epochs": 2,
-        "subepochs": 1,
-        "segments_per_subepoch": 30,
-        "val_segments": 20,
-        "model": model,
-        **kw,
-    }
-    return voxel_preset("cpu", **values)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +28,7 @@ def cases():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, cases):
     run = tmp_path_factory.mktemp("voxel_run")
-    train_voxel_classifier(tiny_config(), run, train_cases=cases[:4], val_cases=cases[4:])
+    train_voxel_classifier(tiny_voxel_config(), run, train_cases=cases[:4], val_cases=cases[4:])
     return run
 
 
@@ -87,13 +48,13 @@ def test_run_directory_is_complete_and_loads_weights_only(run_dir):
 
 def test_training_is_seeded(tmp_path, cases):
     a = train_voxel_classifier(
-        tiny_config(epochs=1, segments_per_subepoch=10),
+        tiny_voxel_config(epochs=1, segments_per_subepoch=10),
         tmp_path / "a",
         train_cases=cases[:2],
         val_cases=cases[4:5],
     )
     b = train_voxel_classifier(
-        tiny_config(epochs=1, segments_per_subepoch=10),
+        tiny_voxel_config(epochs=1, segments_per_subepoch=10),
         tmp_path / "b",
         train_cases=cases[:2],
         val_cases=cases[4:5],
@@ -245,7 +206,7 @@ def test_detect_reports_a_screwed_vertebra_as_not_assessable(run_dir, tmp_path):
 def test_crossvalidation_on_phantoms(tmp_path, cases):
     from spinefx.evaluation.crossval import crossvalidate_voxel
 
-    config = tiny_config(epochs=1)
+    config = tiny_voxel_config(epochs=1)
     partial = crossvalidate_voxel(
         cases, config, tmp_path, n_folds=2, n_bootstrap=50, tile_vox=30, folds=[0]
     )
@@ -260,7 +221,7 @@ def test_crossvalidation_on_phantoms(tmp_path, cases):
     assert set(op) == {"probability_threshold", "noise_threshold_vox", "vertebra_threshold"}
     # results made with other settings are not reused: fold 0 reruns, fold 1 is now stale
     other = crossvalidate_voxel(
-        cases, tiny_config(epochs=1, l2=2e-4), tmp_path, n_folds=2, tile_vox=30, folds=[0]
+        cases, tiny_voxel_config(epochs=1, l2=2e-4), tmp_path, n_folds=2, tile_vox=30, folds=[0]
     )
     assert other == {"n_folds": 2, "completed_folds": [0]}
     assert (tmp_path / "fold0" / "checkpoint.pt").stat().st_mtime_ns != fold0
@@ -290,7 +251,7 @@ def test_segments_are_class_balanced_over_the_whole_sub_epoch(cases):
 
     subset = [cases[0], cases[1], cases[2], cases[4]]  # only p1 has a fracture
     assert [c.fractured for c in subset] == [False, True, False, False]
-    geometry = training_geometry(tiny_config().model)
+    geometry = training_geometry(tiny_voxel_config().model)
     _, _, target = sample_segments(
         subset,
         600,
@@ -313,7 +274,7 @@ def test_training_learns_the_fracture_class_on_held_out_phantoms(tmp_path):
         make_voxel_case(f"p{i}", *phantom(i, (22,) if i % 2 else ()), spacing_mm=2.0)
         for i in range(8)
     ]
-    config = tiny_config(epochs=8, segments_per_subepoch=80, seed=1)
+    config = tiny_voxel_config(epochs=8, segments_per_subepoch=80, seed=1)
     train_voxel_classifier(config, tmp_path, train_cases=scans[:4], val_cases=scans[4:6])
     model = load_trained(tmp_path, expect="voxel").model
     scores = {}
@@ -347,7 +308,7 @@ def test_cross_fitted_vertebra_point_uses_thresholds_from_the_other_folds():
 
 
 def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path, cases):
-    config = tiny_config(epochs=5, time_limit_minutes=1e-6)
+    config = tiny_voxel_config(epochs=5, time_limit_minutes=1e-6)
     metrics = train_voxel_classifier(config, tmp_path, train_cases=cases[:4], val_cases=cases[4:])
     assert metrics["epochs_trained"] == 1 and metrics["best_epoch"] == 0
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 2
@@ -357,7 +318,7 @@ def test_compare_variants_trains_each_variant_with_the_same_budget(tmp_path, cas
     from spinefx.evaluation.voxel_variants import compare_variants
 
     rows = compare_variants(
-        cases[:4], cases[4:], tiny_config(epochs=1), tmp_path, variants=("1slice", "3d")
+        cases[:4], cases[4:], tiny_voxel_config(epochs=1), tmp_path, variants=("1slice", "3d")
     )
     assert [r["variant"] for r in rows] == ["1slice", "3d"]
     sizes = [r["parameters"] for r in rows]
