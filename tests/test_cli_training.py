@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny_training import tiny_patch_config, tiny_voxel_config
 
 from spinefx.cli import main
 from spinefx.config import save_config
@@ -14,34 +15,12 @@ pytestmark = pytest.mark.slow
 
 
 def _tiny_patch_config(path):
-    from spinefx.config import from_dict
-    from spinefx.runs.configs import PatchTrainingConfig
-
-    model = {
-        "widths": [4, 8, 8, 16],
-        "patch_size_vox": 16,
-        "spacing_mm": 6.0,
-        "head_conv_widths": [8, 4],
-        "head_mlp_widths": [16, 8],
-    }
-    values = {"model": model, "batch_size": 8, "max_epochs": 2, "patience_epochs": 5}
-    save_config(from_dict(PatchTrainingConfig, values), path)
+    save_config(tiny_patch_config(), path)
     return path
 
 
 def _tiny_voxel_config(path):
-    from spinefx.runs import voxel_preset
-
-    model = {"target_params": 20_000, "fc_widths": [16, 16], "input_spacing_mm": 2.0}
-    config = voxel_preset(
-        "cpu",
-        epochs=1,
-        subepochs=1,
-        segments_per_subepoch=30,
-        val_segments=20,
-        model=model,
-    )
-    save_config(config, path)
+    save_config(tiny_voxel_config(epochs=1), path)
     return path
 
 
