@@ -230,6 +230,7 @@ class ScanVolumes:
             "label_source": self.label_source,
             "sphere_radius_mm": None if self.radius_mm is None else round(self.radius_mm, 1),
             "levels": {str(k): _level(k) for k in self.present_labels},
+            "world_to_voxel": np.round(np.linalg.inv(self._analysis.scan.affine), 8).tolist(),
         }
 
 

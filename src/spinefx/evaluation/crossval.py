@@ -354,40 +354,31 @@ def _fold_results(out: Path, fold: int, cases, test_idx, settings: dict) -> dict
 
 
 def summarise(patients, vertebrae, locs, *, cube_sizes_vox, n_bootstrap: int, seed: int) -> dict:
-    """Bootstrapped patient/vertebra AUCs, per-grade AUCs, operating point, localisation."""
+    """Bootstrapped patient/vertebra AUCs, per-grade AUCs, operating point, localisation.
+
+    One flat mapping (``summary.json``) of three parts: :func:`patient_summary`,
+    :func:`vertebra_summary` and :func:`localisation_summary`.
+    """
+    return {
+        **patient_summary(patients, n_bootstrap=n_bootstrap, seed=seed),
+        **vertebra_summary(
+            vertebrae, cube_sizes_vox=cube_sizes_vox, n_bootstrap=n_bootstrap, seed=seed
+        ),
+        "localisation": localisation_summary(locs),
+    }
+
+
+def patient_summary(patients, *, n_bootstrap: int, seed: int) -> dict:
+    """Patient AUC (convex hull over the noise thresholds, bootstrapped), the operating point
+    on all folds and cross-fitted (each fold's thresholds chosen on the others)."""
     y_pat = np.array([p["fractured"] for p in patients])
     largest = np.array([p["largest"] for p in patients])
-    tn = DEFAULT_NOISE_THRESHOLDS_VOX
 
     def hull_auc(y, s):
-        return convex_hull_auc(y, s, noise_thresholds_vox=tn)
+        return convex_hull_auc(y, s, noise_thresholds_vox=DEFAULT_NOISE_THRESHOLDS_VOX)
 
-    vt = pd.DataFrame(vertebrae)
-    primary = f"score_cube{cube_sizes_vox[0]}"
-    valid = vt.dropna(subset=[primary])
-    groups = valid["patient_id"].to_numpy()
-
-    def vert_boot(column, frame=valid):
-        frame = frame.dropna(subset=[column])
-        return bootstrap(
-            frame["fractured"].to_numpy(),
-            frame[column].to_numpy(),
-            auc_statistic,
-            n_resamples=n_bootstrap,
-            seed=seed,
-            groups=frame["patient_id"].to_numpy(),
-        )
-
-    by_grade = {}
-    for g in (1, 2, 3):
-        sub = valid[valid["genant_grade"].isin([0, g])]
-        by_grade[f"grade{g}"] = {
-            "n_fractured": int((sub["genant_grade"] == g).sum()),
-            "auc": vert_boot(primary, sub),
-        }
     op = best_operating_point(y_pat, largest)
     folds = np.array([p["fold"] for p in patients])
-    loc = pd.DataFrame(locs)
     return {
         "patient_auc": bootstrap(y_pat, largest, hull_auc, n_resamples=n_bootstrap, seed=seed),
         "patient_auc_pooled": hull_auc(y_pat, largest),
@@ -400,28 +391,60 @@ def summarise(patients, vertebrae, locs, *, cube_sizes_vox, n_bootstrap: int, se
             "tpr": op.tpr,
         },
         "operating_point_cross_fitted": cross_fitted_patient_point(y_pat, largest, folds),
+    }
+
+
+def vertebra_summary(vertebrae, *, cube_sizes_vox, n_bootstrap: int, seed: int) -> dict:
+    """Vertebra AUCs (bootstrapped over patients) on the first cube size, with 3 mm centroid
+    perturbation, per cube size and per Genant grade; the vertebra threshold."""
+    vt = pd.DataFrame(vertebrae)
+    primary = f"score_cube{cube_sizes_vox[0]}"
+    valid = vt.dropna(subset=[primary])
+
+    def vert_boot(column, frame=valid):
+        frame = frame.dropna(subset=[column])
+        return bootstrap(
+            frame["fractured"].to_numpy(),
+            frame[column].to_numpy(),
+            auc_statistic,
+            n_resamples=n_bootstrap,
+            seed=seed,
+            groups=frame["patient_id"].to_numpy(),
+        )
+
+    def pooled_auc(column):
+        frame = valid.dropna(subset=[column])
+        return auc_statistic(frame["fractured"].to_numpy(), frame[column].to_numpy())
+
+    by_grade = {}
+    for g in (1, 2, 3):
+        sub = valid[valid["genant_grade"].isin([0, g])]
+        by_grade[f"grade{g}"] = {
+            "n_fractured": int((sub["genant_grade"] == g).sum()),
+            "auc": vert_boot(primary, sub),
+        }
+    return {
         "vertebra_threshold": choose_threshold(
             valid["fractured"], valid[primary], one_class=math.nan
         ),
         "vertebra_operating_point_cross_fitted": cross_fitted_vertebra_point(valid, primary),
         "vertebra_auc": vert_boot(primary),
         "vertebra_auc_perturbed_3mm": vert_boot("score_perturbed"),
-        "vertebra_auc_by_cube_size": {
-            str(k): auc_statistic(
-                valid.dropna(subset=[f"score_cube{k}"])["fractured"].to_numpy(),
-                valid.dropna(subset=[f"score_cube{k}"])[f"score_cube{k}"].to_numpy(),
-            )
-            for k in cube_sizes_vox
-        },
+        "vertebra_auc_by_cube_size": {str(k): pooled_auc(f"score_cube{k}") for k in cube_sizes_vox},
         "vertebra_auc_by_grade": by_grade,
         "n_vertebrae": int(len(valid)),
         "n_fractured_vertebrae": int(valid["fractured"].sum()),
-        "n_patient_clusters": int(len(set(groups))),
-        "localisation": {
-            "mean_error_mm": _nanmean(loc["mean_error_mm"]),
-            "identification_rate": _nanmean(loc["identification_rate"]),
-            "mean_nearest_mm": _nanmean(loc["mean_nearest_mm"]),
-        },
+        "n_patient_clusters": int(valid["patient_id"].nunique()),
+    }
+
+
+def localisation_summary(locs) -> dict:
+    """Mean localisation error, identification rate and nearest-centroid distance over scans."""
+    loc = pd.DataFrame(locs)
+    return {
+        "mean_error_mm": _nanmean(loc["mean_error_mm"]),
+        "identification_rate": _nanmean(loc["identification_rate"]),
+        "mean_nearest_mm": _nanmean(loc["mean_nearest_mm"]),
     }
 
 

@@ -98,15 +98,31 @@ function showScan(s) {
     tr.addEventListener("click", () => selectVertebra(v.label));
     body.appendChild(tr);
   }
-  $("#overview").src = `/api/scans/${s.scan_id}/overview.png`;
   $("#panel").hidden = true;
   loadDraft();
   const first = s.vertebrae.filter((v) => v.flagged)[0] || s.vertebrae.slice().sort((a, b) => b.probability - a.probability)[0];
-  if (first && s.has_atlas) selectVertebra(first.label);
+  showViewer(s, first);
+  if (first && s.has_atlas) selectVertebra(first.label, { fromViewer: true });
 }
 
-async function selectVertebra(label) {
+// The three-plane viewer when the browser has WebGL2, else (or when it fails) the PNG overview.
+function showViewer(s, first) {
+  const fallback = () => {
+    $("#overview-fig").hidden = false;
+    $("#overview").src = `/api/scans/${s.scan_id}/overview.png`;
+  };
+  $("#overview-fig").hidden = true;
+  $("#no-webgl").hidden = ScanViewer.supported();
+  if (!ScanViewer.supported()) { $("#viewer").hidden = true; fallback(); return; }
+  ScanViewer.show(s, {
+    pick: (label) => selectVertebra(label, { fromViewer: true }),
+    focus: first ? first.label : undefined,
+  }).catch(fallback);
+}
+
+async function selectVertebra(label, { fromViewer = false } = {}) {
   state.label = label;
+  if (!fromViewer) ScanViewer.goTo(label);
   document.querySelectorAll("#vertebra-table tbody tr").forEach((tr) =>
     tr.classList.toggle("selected", Number(tr.dataset.label) === label));
   $("#panel").hidden = false;
