@@ -46,6 +46,7 @@ def nifti_gz(
     *,
     dtype: np.dtype | type,
     slope: float = 1.0,
+    intent: str | None = None,
     compresslevel: int = GZIP_LEVEL,
 ) -> bytes:
     """A gzipped single-file NIfTI-1 of ``data`` (``(X, Y, Z)``) with ``affine`` as s/qform.
@@ -59,6 +60,7 @@ def nifti_gz(
             (code 1, scanner).
         dtype: on-disk data type.
         slope: ``scl_slope`` (stored value x slope = the value a reader sees).
+        intent: NIfTI intent (``"label"`` for a label map: viewers draw it as regions).
         compresslevel: gzip level.
     """
     dtype = np.dtype(dtype)
@@ -69,6 +71,8 @@ def nifti_gz(
     header.set_qform(affine, code=1)
     header.set_xyzt_units("mm")
     header.set_slope_inter(slope, 0.0)
+    if intent is not None:
+        header.set_intent(intent)
     header.set_data_offset(352)  # 348-byte header + 4-byte (empty) extension flag
     buffer = io.BytesIO()
     per_slice = max(1, int(np.prod(data.shape[:2])) * dtype.itemsize)
@@ -216,7 +220,7 @@ class ScanVolumes:
                 for p in self._analysis.predictions
             }
             labels, self.radius_mm = centroid_spheres(scan.shape, scan.affine, centroids)
-        self._encoded["labels"] = nifti_gz(labels, scan.affine, dtype=np.uint8)
+        self._encoded["labels"] = nifti_gz(labels, scan.affine, dtype=np.uint8, intent="label")
         codes = probability_codes(self._analysis.predictions)[labels]
         self._encoded["probability"] = nifti_gz(
             codes, scan.affine, dtype=np.uint8, slope=1.0 / PROBABILITY_STEPS

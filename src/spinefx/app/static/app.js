@@ -114,6 +114,11 @@ function showViewer(s, first) {
   $("#overview-fig").hidden = true;
   $("#no-webgl").hidden = ScanViewer.supported();
   if (!ScanViewer.supported()) { $("#viewer").hidden = true; fallback(); return; }
+  document.querySelectorAll("#vertebra-table tbody tr").forEach((tr) => {
+    const colour = ScanViewer.levelColour(s, Number(tr.dataset.label));
+    if (colour) tr.cells[0].prepend(Object.assign(document.createElement("span"),
+      { className: "swatch", title: "outline colour in the viewer", style: `border-color: ${colour}` }));
+  });
   ScanViewer.show(s, {
     pick: (label) => selectVertebra(label, { fromViewer: true }),
     focus: first ? first.label : undefined,
