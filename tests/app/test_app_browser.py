@@ -218,8 +218,15 @@ def test_scan_viewer_scrolls_windows_and_opens_a_panel_from_a_click_in_chromium(
         page.goto(live_app)
         if not page.evaluate(HAS_WEBGL2):
             pytest.skip("this Chromium has no software WebGL2 (SwiftShader); see the fallback test")
+        page.evaluate(  # record the viewer's states: the loading indicator must show first
+            """() => { const el = document.getElementById('viewer'); window.viewerStates = [];
+              new MutationObserver(() => viewerStates.push(
+                [el.dataset.state, !document.getElementById('viewer-loading').hidden]))
+              .observe(el, {attributes: true, attributeFilter: ['data-state']}); }"""
+        )
         summary = _upload_and_wait_for_table(page, scan_path, ctd_path)
         page.wait_for_selector("#viewer[data-state=ready]", timeout=60_000)
+        assert page.evaluate("viewerStates") == [["loading", True], ["ready", False]]
         assert page.locator("#overview-fig").is_hidden()
         by_label = {v["label"]: v for v in summary["vertebrae"]}
         spacing = max(summary["spacing_mm"])
