@@ -1,20 +1,28 @@
-"""The screening figure: mid-sagittal overlay of p(fracture) on the network view (matplotlib)."""
+"""The screening figure: mid-sagittal overlay of p(fracture) on the network view (matplotlib).
+
+Drawn in the display convention of every spinefx figure (:mod:`spinefx.display`): anterior on
+the left, superior at the top, edge letters, ticks and the slice position in world RAS+ mm.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from spinefx.display import annotate_axes, display_slice
+
 #: Fracture probabilities below this are not drawn on the overlay.
 OVERLAY_MIN_PROBABILITY = 0.05
+#: Width of the figure's image area in inches (the height follows the view's aspect, capped).
+FIGURE_WIDTH_IN = 5.0
+MAX_FIGURE_HEIGHT_IN = 9.0
 
 
 def midsagittal_figure(result, *, hu_window=(-400.0, 1000.0)):
     """Mid-sagittal slice of the 1 mm RAS network view with p(fracture) overlaid.
 
     The sagittal plane is the fixed-x slice through the median centroid x (or the volume
-    centre); y (anterior) runs left->right, z (superior) upwards. Probabilities below
-    :data:`OVERLAY_MIN_PROBABILITY` are transparent; each vertebra is marked with its level and
-    score.
+    centre). Probabilities below :data:`OVERLAY_MIN_PROBABILITY` are transparent; each vertebra
+    is marked with its level and score at its world position.
 
     Args:
         result: a :class:`~spinefx.inference.screening.DetectionResult`.
@@ -29,28 +37,24 @@ def midsagittal_figure(result, *, hu_window=(-400.0, 1000.0)):
     import matplotlib.pyplot as plt
 
     view, frac = result.network_view, result.fracture_map_1mm
+    through = None
     if result.vertebrae:
-        xs = [view.world_to_voxel(np.asarray(v.centroid_mm))[0] for v in result.vertebrae]
-        i = int(np.clip(round(float(np.median(xs))), 0, view.shape[0] - 1))
-    else:
-        i = view.shape[0] // 2
-    ct = np.asarray(view.data[i]).T  # (z, y)
-    prob = np.asarray(frac.data[i]).T
-    overlay = np.ma.masked_less(prob, OVERLAY_MIN_PROBABILITY)
-    fig, ax = plt.subplots(figsize=(5, 5 * ct.shape[0] / max(ct.shape[1], 1) + 0.5))
-    sp = view.spacing_mm  # isotropic grid: axes in mm from the grid origin
-    extent = (-0.5 * sp[1], (ct.shape[1] - 0.5) * sp[1], -0.5 * sp[2], (ct.shape[0] - 0.5) * sp[2])
-    ax.imshow(ct, cmap="gray", origin="lower", vmin=hu_window[0], vmax=hu_window[1], extent=extent)
-    im = ax.imshow(
-        overlay, cmap="autumn_r", origin="lower", vmin=0, vmax=1, alpha=0.6, extent=extent
-    )
+        through = np.median([np.asarray(v.centroid_mm, float) for v in result.vertebrae], axis=0)
+    ct = display_slice(view, plane="sagittal", through_mm=through)
+    prob = display_slice(frac, plane="sagittal", index=ct.index)
+    overlay = np.ma.masked_less(prob.pixels, OVERLAY_MIN_PROBABILITY)
+    width_mm, height_mm = ct.size_mm
+    height_in = min(FIGURE_WIDTH_IN * height_mm / max(width_mm, 1e-6), MAX_FIGURE_HEIGHT_IN)
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN + 1.2, max(height_in, 2.0) + 0.9))
+    ax.imshow(ct.pixels, cmap="gray", vmin=hu_window[0], vmax=hu_window[1], **ct.imshow_kwargs())
+    im = ax.imshow(overlay, cmap="autumn_r", vmin=0, vmax=1, alpha=0.6, **ct.imshow_kwargs())
     for v in result.vertebrae:
-        _, y, z = view.world_to_voxel(np.asarray(v.centroid_mm)) * sp
+        _, y, z = np.asarray(v.centroid_mm, float)
         ax.plot(y, z, "c+", ms=6)
-        ax.text(y + 3, z, f"{v.level} {v.probability:.2f}", color="cyan", fontsize=7)
+        # y - 3 mm: just right of the mark (anterior is on the left)
+        ax.text(y - 3, z, f"{v.level} {v.probability:.2f}", color="cyan", fontsize=7)
+    annotate_axes(ax, ct, fontsize=8)
     state = "fracture" if result.patient_fractured else "no fracture"
-    ax.set_title(f"p(fracture), sagittal slice x = {i * sp[0]:.0f} mm: patient {state}", fontsize=9)
-    ax.set_xlabel("y (anterior) [mm]")
-    ax.set_ylabel("z (superior) [mm]")
+    ax.set_title(f"p(fracture), sagittal slice {ct.position_label}: patient {state}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04, label="p(fracture)")
     return fig
