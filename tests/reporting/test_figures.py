@@ -8,41 +8,20 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from spinefx.display import LETTER_RGB, PLANE_AXIS
 from spinefx.errors import InputError
 from spinefx.image import Image
 from spinefx.reporting.figures import (
+    OVERVIEW_MAX_PX,
     best_slice,
-    canonical_view,
     overlay_rgb,
     render_patch_slice,
     render_scan_overview,
-    take_slice,
 )
 
 
 def _png_array(data: bytes) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(data)).convert("RGB"))
-
-
-def test_sagittal_slice_shows_cranial_up_and_anterior_left():
-    vol = np.zeros((3, 4, 5))
-    vol[1, 3, 4] = 1.0  # most anterior (y) and most cranial (z) voxel of slice x=1
-    sl = take_slice(vol, plane="sagittal", index=1)
-    assert sl.shape == (5, 4)
-    assert sl[0, 0] == 1.0  # top-left
-
-
-def test_axial_slice_shows_anterior_up_and_patient_right_on_the_left():
-    vol = np.zeros((3, 4, 5))
-    vol[2, 3, 0] = 1.0  # most right (+x) and most anterior (+y) at z=0
-    sl = take_slice(vol, plane="axial", index=0)
-    assert sl.shape == (4, 3)
-    assert sl[0, 0] == 1.0
-
-
-def test_unknown_plane_is_an_input_error():
-    with pytest.raises(InputError, match="plane"):
-        take_slice(np.zeros((2, 2, 2)), plane="oblique", index=0)
 
 
 def test_outline_is_drawn_exactly_on_the_inner_boundary_of_the_thresholded_region():
@@ -79,19 +58,6 @@ def test_best_slice_follows_the_thresholded_activation_mass():
     assert best_slice(np.zeros((6, 6, 6)), plane="axial") == 3
 
 
-def test_canonical_view_keeps_every_voxel_at_its_world_position():
-    rng = np.random.default_rng(0)
-    data = rng.normal(size=(4, 5, 6)).astype(np.float32)
-    affine = np.array([[0, 0, -2.0, 10], [-1.5, 0, 0, 3], [0, 1.0, 0, -7], [0, 0, 0, 1]])
-    scan = Image(data, affine)
-    ras = canonical_view(scan)
-    assert ras.orientation == "RAS"
-    for ijk in [(0, 0, 0), (3, 4, 5), (1, 2, 3)]:
-        world = scan.voxel_to_world(np.array(ijk, float))
-        back = np.round(ras.world_to_voxel(world)).astype(int)
-        assert ras.data[tuple(back)] == data[ijk]
-
-
 def test_overview_is_the_same_picture_whatever_the_storage_orientation():
     rng = np.random.default_rng(1)
     data = rng.uniform(-1000, 1500, size=(20, 22, 30)).astype(np.float32)
@@ -109,3 +75,64 @@ def test_overview_is_the_same_picture_whatever_the_storage_orientation():
     assert a == b
     red = np.all(_png_array(a) == (230, 60, 50), axis=-1)
     assert red.any()
+
+
+#: a patch-like grid whose voxel (0, 0, 0) is at world (-50, 20, 310) mm, 2 mm voxels
+PATCH_AFFINE = np.array([[2.0, 0, 0, -50.0], [0, 2, 0, 20.0], [0, 0, 2, 310.0], [0, 0, 0, 1]])
+
+
+def _bright_columns(png: np.ndarray, *, margin: int = 24) -> np.ndarray:
+    """Columns of the bright grey (CT marker) pixels away from the letters at the edges."""
+    inner = png[margin:-margin, margin:-margin].astype(int)
+    grey = (inner[..., 0] == inner[..., 1]) & (inner[..., 1] == inner[..., 2])
+    _, cols = np.nonzero(grey & (inner[..., 0] > 200))
+    return cols + margin
+
+
+def _letter_pixels(png: np.ndarray) -> np.ndarray:
+    """Pixels of the light-blue letters (anti-aliased: blue well above red)."""
+    rgb = png.astype(int)
+    assert LETTER_RGB[2] - LETTER_RGB[0] > 100
+    return (rgb[..., 2] - rgb[..., 0] > 60) & (rgb[..., 2] > 120)
+
+
+@pytest.mark.parametrize(
+    ("plane", "marker"),
+    [
+        ("sagittal", (8, 13, 8)),  # anterior (high y) on the left
+        ("axial", (13, 8, 8)),  # the patient's right (high x) on the left
+        ("coronal", (13, 8, 8)),
+    ],
+)
+def test_patch_slice_png_is_radiological_with_letters_at_every_edge(plane, marker):
+    data = np.full((16, 16, 16), -500.0, np.float32)
+    x, y, z = marker
+    data[x - 1 : x + 2, y - 1 : y + 2, z - 1 : z + 2] = 1500.0
+    patch = Image(data, PATCH_AFFINE)
+    index = marker[PLANE_AXIS[plane]]
+    png = _png_array(render_patch_slice(patch, plane=plane, index=index, height_px=192))
+    cols = _bright_columns(png)
+    assert cols.size and cols.max() < png.shape[1] / 2
+    blue = _letter_pixels(png)
+    h, w = blue.shape
+    edges = {
+        "left": blue[h // 3 : 2 * h // 3, : w // 8],
+        "right": blue[h // 3 : 2 * h // 3, -w // 8 :],
+        "top": blue[: h // 8, w // 3 : 2 * w // 3],
+        "bottom": blue[-h // 8 :, w // 3 : 2 * w // 3],
+    }
+    assert all(region.any() for region in edges.values()), "a letter is missing"
+
+
+def test_overview_png_shows_an_anterior_marker_on_the_left_and_fits_its_box():
+    data = np.full((30, 120, 40), -800.0, np.float32)  # thin slab: 120 mm y, 40 mm z
+    data[13:18, 100:110, 15:25] = 1500.0  # anterior
+    scan = Image(data, np.array([[1.0, 0, 0, -15], [0, 1, 0, -60], [0, 0, 1, 500], [0, 0, 0, 1]]))
+    png = _png_array(render_scan_overview(scan, {}))
+    assert png.shape[1] <= OVERVIEW_MAX_PX[0] and png.shape[0] <= OVERVIEW_MAX_PX[1]
+    assert png.shape[1] / png.shape[0] == pytest.approx(120 / 40, rel=0.02)  # mm aspect kept
+    cols = _bright_columns(png, margin=20)
+    assert cols.size and cols.max() < png.shape[1] / 3
+    tall = Image(np.zeros((10, 60, 900), np.float32), np.eye(4))
+    png = _png_array(render_scan_overview(tall, {}))
+    assert png.shape[0] == OVERVIEW_MAX_PX[1] and png.shape[1] == pytest.approx(36, abs=1)

@@ -1,36 +1,47 @@
 """Slice images of vertebra patches and scans, with activation overlays, as PNG bytes.
 
-Used by the web app's slice browser and by the HTML report. Rendering is plain array work
-(window, colour map lookup, boundary pixels) plus one PIL resize, so one slice takes a few
-milliseconds: much faster than a matplotlib figure per slice, which matters for the browser.
+Used by the web app's slice browser and PNG fallback, and by the HTML report. Rendering is
+plain array work (window, colour map lookup, boundary pixels) plus one PIL resize, so one slice
+takes a few milliseconds: much faster than a matplotlib figure per slice, which matters for the
+browser.
 
-Display conventions (radiological):
-    * patches are indexed in their local frame ``(x: left-right, y: anterior, z: cranial)``;
-      a *sagittal* slice is a fixed ``x`` index shown with cranial up and anterior to the left,
-      an *axial* slice a fixed ``z`` index shown with anterior up and the patient's right on
-      the viewer's left, a *coronal* slice a fixed ``y`` index with cranial up.
-    * scans are first brought to RAS+ voxel order (a permutation/flip, no resampling), then
-      shown the same way with their millimetre aspect ratio.
+Display convention: the one of every spinefx figure (:mod:`spinefx.display`), radiological.
+Sagittal slices show anterior on the left and cranial up, axial slices anterior up and the
+patient's right on the viewer's left, coronal slices cranial up and the patient's right on the
+left; each image carries its edge letters and the slice's world position (``x = 12.3 mm``,
+world RAS+). Patches are shown in their spine frame (x right, y anterior, z cranial), scans on
+their own grid brought to RAS voxel order (a permutation/flip, no resampling). Every image keeps
+its millimetre aspect ratio inside a bounded box, so a thin slab or a tall scan stays a
+readable size.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Literal
 
 import matplotlib
 import numpy as np
 from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont
 from skimage.segmentation import find_boundaries
 
 from spinefx.conventions import VERTEBRA_LEVELS as VERTEBRA_LABEL_NAMES
+from spinefx.conventions import level_name
+from spinefx.display import LETTER_RGB, PLANES, DisplaySlice, display_slice, fit_size, plane_axis
 from spinefx.errors import InputError
 from spinefx.image import Image
 
-Plane = Literal["sagittal", "axial", "coronal"]
-PLANES: tuple[str, ...] = ("sagittal", "axial", "coronal")
-#: array axis held fixed by each plane (patch/RAS voxel order x, y, z).
-PLANE_AXIS: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
+__all__ = [
+    "PLANES",
+    "best_slice",
+    "overview_slice",
+    "png_size",
+    "overlay_rgb",
+    "render_patch_slice",
+    "render_scan_overview",
+    "slice_count",
+    "window_to_gray",
+]
 
 #: Bone window (level 400 HU, width 1800 HU): vertebral cortex and endplates stay visible
 #: without the washed-out look of a full [-1000, 1000] HU ramp.
@@ -38,31 +49,14 @@ BONE_WINDOW_HU: tuple[float, float] = (-500.0, 1300.0)
 OUTLINE_RGB = (255, 221, 0)
 CENTROID_FRACTURE_RGB = (230, 60, 50)
 CENTROID_NORMAL_RGB = (60, 170, 90)
+#: box the scan overview fits in (its mm aspect kept): a thin slab is capped by the width,
+#: a tall scan by the height
+OVERVIEW_MAX_PX: tuple[int, int] = (720, 540)
 
 
-def slice_count(shape: tuple[int, int, int], *, plane: Plane) -> int:
+def slice_count(shape: tuple[int, int, int], *, plane: str) -> int:
     """Number of slices of a volume of ``shape`` in ``plane``."""
-    return int(shape[_plane_axis(plane)])
-
-
-def take_slice(volume: np.ndarray, *, plane: Plane, index: int) -> np.ndarray:
-    """One display-oriented 2-D slice (rows top→bottom, columns left→right) of an (x, y, z) array.
-
-    Args:
-        volume: array ``(X, Y, Z)`` in patch-frame or RAS voxel order.
-        plane: ``"sagittal"`` (fixed x), ``"coronal"`` (fixed y) or ``"axial"`` (fixed z).
-        index: slice index along the fixed axis; clipped to the valid range.
-
-    Returns:
-        2-D array: sagittal ``(Z, Y)`` cranial up / anterior left; coronal ``(Z, X)`` cranial
-        up / patient right on the left; axial ``(Y, X)`` anterior up / patient right on the left.
-    """
-    axis = _plane_axis(plane)
-    index = int(np.clip(index, 0, volume.shape[axis] - 1))
-    sl = np.take(volume, index, axis=axis)  # sagittal (Y,Z), coronal (X,Z), axial (X,Y)
-    # rows must run from high to low (cranial/anterior at the top), columns high to low
-    # (anterior left for sagittal, patient right = +x on the viewer's left otherwise).
-    return sl.T[::-1, ::-1]
+    return int(shape[plane_axis(plane)])
 
 
 def window_to_gray(
@@ -115,78 +109,70 @@ def overlay_rgb(
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def png_bytes(rgb: np.ndarray, *, pixel_aspect: float = 1.0, height_px: int = 256) -> bytes:
-    """Encode an RGB array as PNG, upscaled to ``height_px`` rows.
-
-    Args:
-        rgb: ``(H, W, 3)`` uint8.
-        pixel_aspect: physical width / height of one pixel (mm/mm), to keep anatomy undistorted.
-        height_px: output height in pixels.
-    """
-    h, w = rgb.shape[:2]
-    width_px = max(1, round(height_px * w * pixel_aspect / h))
-    img = PILImage.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).resize(
-        (width_px, height_px), PILImage.NEAREST
-    )
+def png_bytes(image: PILImage.Image) -> bytes:
+    """Encode a PIL image as PNG."""
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False)
+    image.save(buf, format="PNG", optimize=False)
     return buf.getvalue()
 
 
 def render_patch_slice(
     patch: Image,
     *,
-    plane: Plane = "sagittal",
+    plane: str = "sagittal",
     index: int | None = None,
     heat: np.ndarray | None = None,
     threshold: float | None = None,
     region: np.ndarray | None = None,
     height_px: int = 256,
+    max_width_px: int | None = None,
     window_hu: tuple[float, float] = BONE_WINDOW_HU,
 ) -> bytes:
     """PNG of one slice of a vertebra patch, optionally with an activation overlay.
 
     The slice and its activation are interpolated to the display size first (bilinear), then
     the thresholded region is outlined there, so the outline is a crisp 1-pixel line that
-    follows the interpolated map rather than the coarse voxel staircase.
+    follows the interpolated map rather than the coarse voxel staircase. Edge letters and the
+    slice's world position are drawn on the image.
 
     Args:
-        patch: HU patch in its local frame (patch→world affine), data ``(X, Y, Z)``.
+        patch: HU patch in its local frame (patch->world affine), data ``(X, Y, Z)``.
         plane: display plane.
         index: slice index along the plane's axis; default the middle slice.
         heat: activation ``(X, Y, Z)`` on the patch grid (input resolution), or None.
         threshold: the unit's threshold ``T_k``, outlined on the slice.
         region: bool ``(X, Y, Z)`` region to outline instead of ``heat > threshold``.
-        height_px: output height.
+        height_px: output height (less when the width cap binds).
+        max_width_px: output width cap (default ``2 * height_px``).
         window_hu: grey-level window.
     """
-    axis = _plane_axis(plane)
     if heat is not None and np.shape(heat) != patch.shape:
         raise InputError(
             f"activation map shape {np.shape(heat)} does not match the patch {patch.shape}",
             fix="put the activation on the patch grid (input resolution) before rendering",
         )
-    if index is None:
-        index = patch.shape[axis] // 2
-    hu = take_slice(patch.data, plane=plane, index=index)
-    size = _display_size(hu.shape, pixel_aspect=_pixel_aspect(patch, plane), height_px=height_px)
-    gray = window_to_gray(_resize(hu, size), window_hu=window_hu)
-    heat_2d = None if heat is None else _resize(take_slice(heat, plane=plane, index=index), size)
-    heat_max = None if heat is None else float(np.max(heat))
-    outline = None
+    view = display_slice(patch, plane=plane, index=index)
+    width_mm, height_mm = view.size_mm
+    size = fit_size(
+        width_mm, height_mm, max_width_px=max_width_px or 2 * height_px, max_height_px=height_px
+    )
+    gray = window_to_gray(_resize(view.pixels, size), window_hu=window_hu)
+    heat_2d = heat_max = outline = None
+    if heat is not None:
+        heat_2d = _resize(_same_slice(patch.with_data(heat), view), size)
+        heat_max = float(np.max(heat))
     if region is not None:
-        region_2d = take_slice(np.asarray(region, np.float32), plane=plane, index=index)
+        region_2d = _same_slice(patch.with_data(np.asarray(region, np.float32)), view)
         outline = _resize(region_2d, size) >= 0.5
     rgb = overlay_rgb(gray, heat_2d, threshold=threshold, heat_max=heat_max, outline=outline)
-    return png_bytes(rgb, height_px=height_px)
+    image = PILImage.fromarray(rgb)
+    draw_orientation(image, view)
+    return png_bytes(image)
 
 
-def _display_size(
-    shape: tuple[int, int], *, pixel_aspect: float, height_px: int
-) -> tuple[int, int]:
-    """(width, height) in display pixels of a ``(rows, cols)`` slice."""
-    rows, cols = shape
-    return max(1, round(height_px * cols * pixel_aspect / rows)), height_px
+def _same_slice(image: Image, view: DisplaySlice) -> np.ndarray:
+    """The pixels of ``image`` (same grid as the view's volume) on the plane of ``view``."""
+    return display_slice(image, plane=view.plane, index=view.index).pixels
 
 
 def _resize(slice_2d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -195,10 +181,56 @@ def _resize(slice_2d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img.resize(size, PILImage.BILINEAR), dtype=np.float32)
 
 
+def draw_orientation(image: PILImage.Image, view: DisplaySlice) -> None:
+    """Edge letters (A/P, S/I, R/L) and the slice's world position, drawn onto ``image``.
+
+    The letters sit at the middle of each edge, the position (``x = 12.3 mm``, world RAS+)
+    in the top-left corner, below the top letter when the image is too narrow for both.
+    """
+    width, height = image.size
+    draw = ImageDraw.Draw(image)
+    font = _font(max(11, min(18, min(width, height) // 14)))
+    pad = 3
+
+    def box(text):
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=1)
+        return left, top, right - left, bottom - top
+
+    def put(x, y, text):
+        left, top, _, _ = box(text)
+        draw.text(
+            (x - left, y - top),
+            text,
+            font=font,
+            fill=LETTER_RGB,
+            stroke_width=1,
+            stroke_fill=(0, 0, 0),
+        )
+
+    for edge, letter in view.letters.items():
+        _, _, w, h = box(letter)
+        x, y = {
+            "left": (pad, (height - h) / 2),
+            "right": (width - w - pad, (height - h) / 2),
+            "top": ((width - w) / 2, pad),
+            "bottom": ((width - w) / 2, height - h - pad),
+        }[edge]
+        put(x, y, letter)
+    label = view.position_label
+    _, _, w, h = box(label)
+    _, _, top_w, top_h = box(view.letters["top"])
+    clear_of_top = pad + w + 4 < (width - top_w) / 2
+    put(pad, pad if clear_of_top else 2 * pad + top_h, label)
+
+
+def _font(size: int):
+    return ImageFont.load_default(size=size)
+
+
 def best_slice(
     heat: np.ndarray,
     *,
-    plane: Plane,
+    plane: str,
     threshold: float | None = None,
     region: np.ndarray | None = None,
 ) -> int:
@@ -206,7 +238,7 @@ def best_slice(
 
     The region is ``region`` when given, else ``heat > threshold``, else everywhere.
     """
-    axis = _plane_axis(plane)
+    axis = plane_axis(plane)
     if region is None and threshold is not None:
         region = heat > threshold
     mass = np.where(region, heat, 0.0) if region is not None else np.abs(heat)
@@ -217,18 +249,16 @@ def best_slice(
     return int(np.argmax(per_slice))
 
 
-def canonical_view(scan: Image) -> Image:
-    """The scan with its array permuted/flipped to RAS+ voxel order (no resampling).
+def overview_slice(scan: Image, centroids_mm: dict[int, np.ndarray]) -> DisplaySlice:
+    """The sagittal slice the overview shows: through the median centroid (else the middle)."""
+    points = np.array(list(centroids_mm.values()), dtype=float).reshape(-1, 3)
+    through = np.median(points, axis=0) if len(points) else None
+    return display_slice(scan, plane="sagittal", through_mm=through)
 
-    nibabel's orientation tools do the bookkeeping; the returned affine still maps voxels to
-    the same world points, so overlays stay exact.
-    """
-    import nibabel as nib
 
-    ornt = nib.orientations.io_orientation(scan.affine)
-    data = nib.orientations.apply_orientation(np.asarray(scan.data), ornt)
-    affine = scan.affine @ nib.orientations.inv_ornt_aff(ornt, scan.shape)
-    return Image(data, affine, dict(scan.meta))
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG from its header."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
 def render_scan_overview(
@@ -236,59 +266,36 @@ def render_scan_overview(
     centroids_mm: dict[int, np.ndarray],
     *,
     fractured: dict[int, bool] | None = None,
-    height_px: int = 420,
+    max_size_px: tuple[int, int] = OVERVIEW_MAX_PX,
     window_hu: tuple[float, float] = BONE_WINDOW_HU,
 ) -> bytes:
     """PNG of the mid-sagittal scan slice through the vertebra centroids, centroids marked.
 
-    Each centroid is a dot (red: classified as fractured, green: not) labelled with its level.
+    Each centroid is a dot (red: classified as fractured, green: not) labelled with its level;
+    the edges carry their letters and the corner the slice's world x.
 
     Args:
         scan: the CT in any orientation (RAS+ mm affine).
-        centroids_mm: vertebra label → centroid in world RAS+ mm.
-        fractured: vertebra label → classifier decision.
-        height_px: output height.
+        centroids_mm: vertebra label -> centroid in world RAS+ mm.
+        fractured: vertebra label -> classifier decision.
+        max_size_px: ``(width, height)`` box the image fits in, its mm aspect ratio kept.
         window_hu: grey-level window.
     """
-    from PIL import ImageDraw
-
-    from spinefx.conventions import level_name
-
-    ras = canonical_view(scan)
-    points = np.array(list(centroids_mm.values()), dtype=float).reshape(-1, 3)
-    if len(points):
-        x_index = int(round(float(np.median(ras.world_to_voxel(points)[:, 0]))))
-    else:
-        x_index = ras.shape[0] // 2
-    hu = take_slice(ras.data, plane="sagittal", index=x_index)
-    rows, cols = hu.shape
-    size = _display_size(hu.shape, pixel_aspect=_pixel_aspect(ras, "sagittal"), height_px=height_px)
-    gray = window_to_gray(_resize(hu, size), window_hu=window_hu)
+    view = overview_slice(scan, centroids_mm)
+    rows, cols = view.pixels.shape
+    size = fit_size(*view.size_mm, max_width_px=max_size_px[0], max_height_px=max_size_px[1])
+    gray = window_to_gray(_resize(view.pixels, size), window_hu=window_hu)
     img = PILImage.fromarray(overlay_rgb(gray))
     draw = ImageDraw.Draw(img)
+    font = _font(max(10, min(14, size[1] // 30)))
     sx, sy = size[0] / cols, size[1] / rows
     fractured = fractured or {}
     for label, point in centroids_mm.items():
-        _, j, k = ras.world_to_voxel(np.asarray(point, dtype=float))
-        # take_slice flips rows (z) and columns (y); +0.5: pixel centres in display space
-        cx, cy = (cols - 1 - j + 0.5) * sx, (rows - 1 - k + 0.5) * sy
+        col, row = view.pixel_of(point)
+        cx, cy = (col + 0.5) * sx, (row + 0.5) * sy  # pixel centres in display space
         colour = CENTROID_FRACTURE_RGB if fractured.get(label) else CENTROID_NORMAL_RGB
         draw.ellipse((cx - 5, cy - 5, cx + 5, cy + 5), fill=colour, outline=(255, 255, 255))
         if int(label) in VERTEBRA_LABEL_NAMES:
-            draw.text((cx + 9, cy - 6), level_name(label), fill=(255, 255, 255))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _pixel_aspect(image: Image, plane: Plane) -> float:
-    """Physical width/height of one displayed pixel for ``plane``."""
-    sx, sy, sz = image.spacing_mm
-    return {"sagittal": sy / sz, "coronal": sx / sz, "axial": sx / sy}[plane]
-
-
-def _plane_axis(plane: str) -> int:
-    try:
-        return PLANE_AXIS[plane]
-    except KeyError:
-        raise InputError(f"unknown plane {plane!r}", fix=f"use one of {PLANES}") from None
+            draw.text((cx + 9, cy - 7), level_name(label), fill=(255, 255, 255), font=font)
+    draw_orientation(img, view)
+    return png_bytes(img)

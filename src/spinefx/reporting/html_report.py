@@ -1,7 +1,11 @@
 """Self-contained HTML report of one scan: draft findings, vertebra table and key images.
 
 Every image is inlined as base64 PNG, so the single file can be mailed or archived. Only
-allow-listed scan metadata appear (see :mod:`spinefx.reporting.privacy`).
+allow-listed scan metadata appear (see :mod:`spinefx.reporting.privacy`). Images follow the
+display convention of every spinefx figure (:mod:`spinefx.display`: radiological, edge letters,
+world RAS+ mm positions in their captions) and are sized by their mm aspect inside a bounded
+box; the page's CSS caps every image at the column width, so the report stays readable for any
+field of view (a thin slab, a whole-body scan).
 """
 
 from __future__ import annotations
@@ -10,10 +14,20 @@ import base64
 from collections.abc import Mapping
 from functools import lru_cache
 
-from spinefx.reporting.figures import best_slice, render_patch_slice, render_scan_overview
+from spinefx.display import display_slice
+from spinefx.reporting.figures import (
+    best_slice,
+    overview_slice,
+    png_size,
+    render_patch_slice,
+    render_scan_overview,
+)
 from spinefx.reporting.findings import draft_findings
 from spinefx.reporting.privacy import report_metadata
 from spinefx.reporting.types import ScanAnalysis, UnitConcept, VertebraExplanation
+
+#: height of the key images (patch slices) in pixels
+KEY_IMAGE_HEIGHT_PX = 200
 
 
 def build_html_report(
@@ -53,6 +67,7 @@ def build_html_report(
     overview = render_scan_overview(
         scan, centroids, fractured={p.vertebra_label: bool(p.flagged) for p in analysis.predictions}
     )
+    overview_position = overview_slice(scan, centroids).position_label
     scan_info = {
         "Scan": analysis.name,
         "Grid (voxels)": " x ".join(str(s) for s in scan.shape),
@@ -69,7 +84,7 @@ def build_html_report(
         centroid_source=(
             f"Vertebra positions: {analysis.centroid_source}." if analysis.centroid_source else ""
         ),
-        overview=_b64(overview),
+        overview=_figure(overview, f"Mid-sagittal slice, {overview_position} (world RAS+)"),
         key_images=_key_images(analysis, explanations, concepts, units_per_vertebra),
         scan_info=scan_info,
         notes=analysis.notes,
@@ -84,22 +99,33 @@ def _key_images(analysis, explanations, concepts, n_units) -> list[dict]:
         ex = explanations.get(pred.vertebra_label)
         if ex is None:
             continue
-        figures = [{"png": _b64(render_patch_slice(ex.patch, height_px=200)), "caption": "CT"}]
+        figures = [_patch_figure(ex.patch, None, "CT")]
         for rank, ev in enumerate(ex.units[:n_units], start=1):
             index = best_slice(ev.activation, plane="sagittal", region=ev.region())
-            png = render_patch_slice(
-                ex.patch, index=index, heat=ev.activation, region=ev.region(), height_px=200
-            )
             concept = concepts.get(ev.unit)
             label = concept.label if concept is not None and concept.label else "no expert label"
             caption = f"#{rank} unit {ev.unit} (r = {ev.relevance:.3g}): {label}"
-            figures.append({"png": _b64(png), "caption": caption})
+            figures.append(
+                _patch_figure(ex.patch, index, caption, heat=ev.activation, region=ev.region())
+            )
         if ex.gradcam is not None:
             index = best_slice(ex.gradcam, plane="sagittal")
-            png = render_patch_slice(ex.patch, index=index, heat=ex.gradcam, height_px=200)
-            figures.append({"png": _b64(png), "caption": f"Grad-CAM ({ex.layer or 'same layer'})"})
+            caption = f"Grad-CAM ({ex.layer or 'same layer'})"
+            figures.append(_patch_figure(ex.patch, index, caption, heat=ex.gradcam))
         blocks.append({"level": pred.level, "probability": pred.probability, "figures": figures})
     return blocks
+
+
+def _patch_figure(patch, index, caption: str, **overlay) -> dict:
+    """A sagittal patch slice with its world position in the caption."""
+    png = render_patch_slice(patch, index=index, height_px=KEY_IMAGE_HEIGHT_PX, **overlay)
+    position = display_slice(patch, plane="sagittal", index=index).position_label
+    return _figure(png, f"{caption}; sagittal {position}")
+
+
+def _figure(png: bytes, caption: str) -> dict:
+    width, height = png_size(png)
+    return {"png": _b64(png), "caption": caption, "width": width, "height": height}
 
 
 def _b64(png: bytes) -> str:
