@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinefx.display import display_slice, fit_size, ras_ordered
+from spinefx.display import display_slice, fit_size, ras_ordered, slice_positions_mm
 from spinefx.errors import InputError
 from spinefx.image import Image
 
@@ -130,3 +130,14 @@ def test_fit_size_caps_thin_slabs_by_width_and_tall_scans_by_height():
 def test_unknown_plane_is_an_input_error():
     with pytest.raises(InputError, match="plane"):
         display_slice(Image(np.zeros((2, 2, 2)), np.eye(4)), plane="oblique")
+
+
+@pytest.mark.parametrize("plane", ["sagittal", "coronal", "axial"])
+def test_slice_positions_are_the_world_positions_of_the_views(plane):
+    image, _ = _phantom()
+    other = _lps_permuted(image)
+    positions = slice_positions_mm(other, plane=plane)
+    for index in (0, 5, len(positions) - 1):
+        view = display_slice(other, plane=plane, index=index)
+        assert positions[index] == pytest.approx(view.position_mm)
+    np.testing.assert_allclose(positions, slice_positions_mm(image, plane=plane))

@@ -201,6 +201,19 @@ def display_slice(
     )
 
 
+def slice_positions_mm(image: Image, *, plane: str) -> np.ndarray:
+    """World coordinate (RAS+ mm) along the fixed axis of every slice of ``plane``.
+
+    Entry ``i`` is :attr:`DisplaySlice.position_mm` of ``display_slice(image, plane=plane,
+    index=i)``: what a slider over the slices should show instead of the index.
+    """
+    axis = plane_axis(plane)
+    ras = ras_ordered(image)
+    centres = np.tile((np.asarray(ras.shape, float) - 1.0) / 2.0, (ras.shape[axis], 1))
+    centres[:, axis] = np.arange(ras.shape[axis])
+    return ras.voxel_to_world(centres)[:, axis]
+
+
 def plane_axis(plane: str) -> int:
     """World axis held fixed by ``plane``; an :class:`InputError` for an unknown plane."""
     try:

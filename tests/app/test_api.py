@@ -237,3 +237,30 @@ def test_a_vertebra_mask_upload_gives_the_vertebrae(real_data, tiny_run, tmp_pat
         assert r.status_code == 400 and "NIfTI" in r.json()["detail"]
         r = c.post("/api/scans", files=files, data={"mask_numbering": "roman"})
         assert r.status_code == 400 and "numbering" in r.json()["detail"]
+
+
+def test_overview_and_panel_are_radiological_in_world_coordinates(client, phantom_files):
+    """The phantom's posterior elements (world y = -22 mm) show on the right of the overview."""
+    import numpy as np
+
+    from spinefx.display import display_slice
+    from spinefx.io import load_scan
+
+    sid = _upload(client, *phantom_files).json()["scan_id"]
+    png = np.asarray(
+        PILImage.open(io.BytesIO(client.get(f"/api/scans/{sid}/overview.png").content))
+    )
+    view = display_slice(load_scan(phantom_files[0]), plane="sagittal", through_mm=(0, 0, 0))
+    height, width = png.shape[:2]
+    scale_x, scale_y = width / view.pixels.shape[1], height / view.pixels.shape[0]
+    row = int((view.pixel_of((0, 0, 30.0))[1] + 0.5) * scale_y)  # mid-L1 (centroid z = 30 mm)
+    col_posterior = int((view.pixel_of((0, -22.0, 30.0))[0] + 0.5) * scale_x)
+    col_soft = int((view.pixel_of((0, 30.0, 30.0))[0] + 0.5) * scale_x)  # anterior soft tissue
+    assert col_posterior > width / 2 > col_soft  # posterior on the right, anterior left
+    assert png[row, col_posterior, 0] > 150 > png[row, col_soft, 0]
+    panel = client.get(f"/api/scans/{sid}/vertebrae/20/panel").json()
+    positions = panel["positions_mm"]["sagittal"]
+    assert len(positions) == panel["slices"]["sagittal"]
+    centre = len(positions) // 2
+    assert abs(positions[centre]) < 3  # L1's patch centre: the centroid's world x = 0 mm
+    assert positions == sorted(positions)  # slice index grows towards the patient's right

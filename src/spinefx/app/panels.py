@@ -1,13 +1,15 @@
 """What the page shows for one scan and one vertebra: JSON for the concept panel, PNG slices.
 
 Presentation only: values come from :class:`~spinefx.reporting.ScanWorkspace` (cached per scan)
-and images from :mod:`spinefx.reporting.figures`.
+and images from :mod:`spinefx.reporting.figures`, in the display convention of every figure
+(:mod:`spinefx.display`: radiological, edge letters, world RAS+ positions).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from spinefx.display import slice_positions_mm
 from spinefx.errors import InputError
 from spinefx.reporting import ModelRun, ScanWorkspace
 from spinefx.reporting.backends import atlas_concepts
@@ -60,6 +62,10 @@ def panel_json(ws: ScanWorkspace, vertebra_label: int) -> dict:
         "note": pred.note,
         "layer": ex.layer,
         "slices": {p: slice_count(ex.patch.shape, plane=p) for p in PLANES},
+        # world RAS+ mm of each slice along the plane's fixed axis (the slider's label)
+        "positions_mm": {
+            p: [round(float(v), 1) for v in slice_positions_mm(ex.patch, plane=p)] for p in PLANES
+        },
         "start": start,
         "has_gradcam": ex.gradcam is not None,
         "n_units": len(concepts),

@@ -155,7 +155,9 @@ function sliceUrl(layer, unit) {
 
 function refreshImages() {
   $("#slice").value = state.index;
-  $("#slice-label").textContent = `${state.index + 1} / ${state.panel.slices[state.plane]}`;
+  const axis = { sagittal: "x", coronal: "y", axial: "z" }[state.plane];
+  const mm = state.panel.positions_mm[state.plane][state.index];
+  $("#slice-label").textContent = `${state.index + 1} / ${state.panel.slices[state.plane]} (${axis} = ${mm.toFixed(1)} mm)`;
   $("#ct-img").src = sliceUrl("ct");
   $("#gradcam-fig").hidden = !state.panel.has_gradcam;
   if (state.panel.has_gradcam) $("#gradcam-img").src = sliceUrl("gradcam");
