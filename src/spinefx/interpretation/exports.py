@@ -5,8 +5,9 @@ activation maps of its top samples are already kept by dissection. Nothing of si
 ``units x samples x image`` is ever built.
 
 CT slices are shown in a bone window (``BONE_WINDOW_HU``) from HU values, not min-max
-rescaled. A sagittal patch slice is a fixed x index; it is drawn with z (cranial) up and y
-(anterior) to the left, the orientation of sagittal views in 3D Slicer and ITK-SNAP.
+rescaled. A sagittal patch slice is a fixed x index, drawn in the display convention of every
+spinefx figure (:mod:`spinefx.display`): cranial up, anterior on the left, edge letters, and the
+slice's world x (RAS+ mm) in the tile's title.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 
 from spinefx.atomic import atomic_path, write_text_atomic
 from spinefx.conventions import AIR_HU, HU_CLIP
+from spinefx.display import annotate_axes, display_slice, ras_ordered
+from spinefx.image import Image
 from spinefx.interpretation.grids import sample_onto_grid, upsample
 
 log = logging.getLogger(__name__)
@@ -63,34 +66,45 @@ def sample_ct_hu(
     return (x * (high - low) + low).astype(np.float32), affine
 
 
-def _draw_tile(ax, ct_slice: np.ndarray, act_slice: np.ndarray, threshold: float, title: str):
+def _draw_tile(ax, ct: Image, act: Image, index: int, threshold: float, title: str):
+    """One sagittal tile in the display convention: anterior left, letters, world x in the title.
+
+    ``ct`` and ``act`` share the input grid (RAS voxel order, :func:`_ras_pair`); ``index`` is
+    the sagittal slice.
+    """
+    view = display_slice(ct, plane="sagittal", index=index)
+    heat = display_slice(act, plane="sagittal", index=index).pixels
     ax.imshow(
-        ct_slice.T,
-        origin="lower",
+        view.pixels,
         cmap="gray",
         vmin=BONE_WINDOW_HU[0],
         vmax=BONE_WINDOW_HU[1],
         interpolation="nearest",
+        **view.imshow_kwargs(),
     )
-    if act_slice.max() > threshold:
-        # pad below the threshold so regions touching the patch border are outlined too;
-        # contour coordinates are pixel centres, hence the -1 shift of the padded grid
-        padded = np.pad(act_slice, 1, constant_values=min(act_slice.min(), threshold) - 1.0)
-        ny, nz = padded.shape
+    if heat.max() > threshold:
+        # pad below the threshold so regions touching the patch border are outlined too; the
+        # padded grid's extent grows by one pixel on every side
+        padded = np.pad(heat, 1, constant_values=min(heat.min(), threshold) - 1.0)
+        width, height = view.pixel_size_mm
+        left, right, bottom, top = view.extent_mm
         ax.contour(
-            np.arange(ny) - 1,
-            np.arange(nz) - 1,
-            padded.T,
+            padded,
             levels=[threshold],
             colors="yellow",
             linewidths=1.0,
+            origin="upper",
+            extent=(left + width, right - width, bottom - height, top + height),
         )
-        ax.set_xlim(-0.5, act_slice.shape[0] - 0.5)
-        ax.set_ylim(-0.5, act_slice.shape[1] - 0.5)
-    ax.invert_xaxis()  # anterior (+y) to the left
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=6)
+        ax.set_xlim(left, right)
+        ax.set_ylim(bottom, top)
+    annotate_axes(ax, view, ticks=False, fontsize=5)
+    ax.set_title(f"{title} {view.position_label}".strip(), fontsize=6)
+
+
+def _ras_pair(ct: np.ndarray, act: np.ndarray, affine: np.ndarray) -> tuple[Image, Image]:
+    """CT and activation on the input grid, in RAS voxel order (identity for spine patches)."""
+    return ras_ordered(Image(ct, affine)), ras_ordered(Image(act, affine))
 
 
 def _save_figure(fig, path: Path) -> Path:
@@ -113,11 +127,12 @@ def export_collage(dissection, dataset, unit: int, path: Path, *, n: int = 25, p
     for j, slot in enumerate(slots):
         idx = int(top.indices[unit, slot])
         act = upsample(top.maps[unit, slot], dissection.input_shape).numpy()
-        ct, _ = sample_ct_hu(dataset, idx, dissection.input_shape)
-        x = best_sagittal_slice(act, thr)
+        ct, affine = sample_ct_hu(dataset, idx, dissection.input_shape)
+        ct_image, act_image = _ras_pair(ct, act, affine)
+        x = best_sagittal_slice(act_image.data, thr)
         meta = dissection.metas[idx]
-        title = f"{meta.get('case_id', idx)} {meta.get('level', '')} x={x}"
-        _draw_tile(fig.add_subplot(rows, per_row, j + 1), ct[x], act[x], thr, title)
+        title = f"{meta.get('case_id', idx)} {meta.get('level', '')}"
+        _draw_tile(fig.add_subplot(rows, per_row, j + 1), ct_image, act_image, x, thr, title)
     fig.suptitle(f"unit {unit}: top fractured samples (yellow: A > T = {thr:.3g})", fontsize=9)
     return _save_figure(fig, path)
 
@@ -144,14 +159,12 @@ def export_top_samples(dissection, dataset, unit: int, folder: Path, *, n: int =
         idx = int(top.indices[unit, slot])
         act = upsample(top.maps[unit, slot], dissection.input_shape).numpy()
         ct, affine = sample_ct_hu(dataset, idx, dissection.input_shape)
+        ct_image, act_image = _ras_pair(ct, act, affine)
         meta = dissection.metas[idx]
         for c, x in enumerate(xs):
-            title = (
-                f"{meta.get('case_id', idx)} {meta.get('level', '')} x={x}" if c == 0 else f"x={x}"
-            )
-            _draw_tile(
-                fig.add_subplot(len(slots), len(xs), r * len(xs) + c + 1), ct[x], act[x], thr, title
-            )
+            title = f"{meta.get('case_id', idx)} {meta.get('level', '')}" if c == 0 else ""
+            ax = fig.add_subplot(len(slots), len(xs), r * len(xs) + c + 1)
+            _draw_tile(ax, ct_image, act_image, x, thr, title)
         stem = f"top{r + 1}_{_safe(meta.get('case_id', idx))}_{_safe(meta.get('level', ''))}"
         nifti.append(_write_triple(folder, stem, ct, act, thr, affine))
     strip = _save_figure(fig, folder / "strip.png")
@@ -178,7 +191,6 @@ def _write_triple(folder: Path, stem: str, ct, act, threshold: float, affine) ->
 
 def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:
     """Atomic NIfTI write through ``spinefx.io.save_image`` (qform = sform = ``affine``)."""
-    from spinefx.image import Image
     from spinefx.io import save_image
 
     return save_image(Image(data, affine), path)
