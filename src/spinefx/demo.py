@@ -232,13 +232,18 @@ def _prepare(data: Path, out: Path, *, workers: int) -> tuple[Path, Path, dict]:
 
 
 def write_patch_preview(prepared_dir: Path, png_path: Path, *, per_grade: int = 4) -> Path:
-    """Mid-sagittal slices of prepared patches, ``per_grade`` per Genant grade, as one PNG."""
+    """Mid-sagittal slices of prepared patches, ``per_grade`` per Genant grade, as one PNG.
+
+    Drawn in the display convention of every figure (:mod:`spinefx.display`): anterior left.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import nibabel as nib
     import pandas as pd
+
+    from spinefx.display import annotate_axes, display_slice
+    from spinefx.io import read_nifti
 
     manifest = pd.read_csv(prepared_dir / "manifest.csv", dtype={"genant_grade": "string"})
     rows = []
@@ -246,12 +251,13 @@ def write_patch_preview(prepared_dir: Path, png_path: Path, *, per_grade: int = 
         rows += manifest[manifest["genant_grade"] == grade].head(per_grade).to_dict("records")
     fig, axes = plt.subplots(1, max(len(rows), 1), figsize=(1.6 * max(len(rows), 1), 2.2))
     for ax, row in zip(list(getattr(axes, "flat", [axes])), rows, strict=False):
-        patch = nib.load(prepared_dir / row["path"]).get_fdata()
-        # patch axes are the local frame (x right, y anterior, z cranial): sagittal = fixed x
-        ax.imshow(patch[patch.shape[0] // 2].T, cmap="gray", vmin=-250, vmax=1250, origin="lower")
+        # the middle sagittal slice in the display convention: anterior left, letters
+        view = display_slice(read_nifti(prepared_dir / row["path"]), plane="sagittal")
+        ax.imshow(view.pixels, cmap="gray", vmin=-250, vmax=1250, **view.imshow_kwargs())
         ax.set_title(
             f"{row['case_id'][-4:]} {row['level']}\ngrade {row['genant_grade']}", fontsize=7
         )
+        annotate_axes(ax, view, ticks=False, fontsize=5)
         ax.axis("off")
     fig.tight_layout()
     from spinefx.atomic import atomic_path
