@@ -1,0 +1,260 @@
+"""Benchmark: vertebra localisation on real CT (issue 14), against the vertebra masks.
+
+Side by side, on every real CT in ``../shared/data/real`` that has a vertebra mask, and on
+held-out synthetic scans:
+
+* ``anatomy``: :func:`spinefx.inference.ct_localisation.localise_spine` (bone, the bodies'
+  shells and what they enclose, the discs; levels from the sacrum / twelfth ribs);
+* ``network``: the earlier method, the shipped voxel classifier's vertebra map cut into
+  components (:func:`spinefx.inference.localisation.localise_vertebrae`) with its
+  plausibility check (a refusal counts as nothing found).
+
+Figures per scan and pooled (:func:`spinefx.evaluation.localisation.score_localisation`): the
+share of the vertebrae in view found within 10 mm of the mask's body centroid, the median
+error, detections outside the spine, and levels right / reported uncertain / confidently wrong.
+
+Full field of view: the real abdominal CT (TotalSegmentator example) resampled to 1 mm and
+padded with air to 400 x 400 x 500 voxels; ``spinefx detect`` without centroids timed in a
+fresh process each (peak memory from the OS): with the anatomy localiser and spine-region
+screening (the new default) against the whole-volume tiler with the network localisation.
+
+Usage:
+    python benchmarks/bench_localisation.py [--threads 2] [--skip-full-fov]
+
+Writes ``benchmarks/results/localisation.json`` and ``localisation_vertebrae.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REAL = Path(
+    os.environ.get("SPINEFX_REAL_DATA", Path(__file__).resolve().parents[2] / "shared/data/real")
+)
+FULL_FOV_VOX = (400, 400, 500)
+
+
+def real_cases():
+    """(name, CT Image, VerSe-id mask Image) of every real CT with a vertebra mask."""
+    from spinefx.synthesis.real_sources import find_real_subjects, load_real_pair
+
+    for subject in find_real_subjects(REAL):
+        for scan in subject.ct_scans:
+            ct, mask = load_real_pair(scan)
+            yield scan.scan_id, ct, mask
+
+
+def synthetic_cases(folder: Path, n: int):
+    """Held-out synthetic scans (seed 7001, never used for training) with their masks."""
+    from spinefx.io import load_scan
+    from spinefx.io.nifti import read_nifti
+    from spinefx.synthesis import generate_dataset
+
+    root = generate_dataset(folder / "synth", n_scans=n, seed=7001, preset="default")
+    for ct_path in sorted(root.glob("rawdata/*/*_ct.nii.gz")):
+        sub = ct_path.name.removesuffix("_ct.nii.gz")
+        mask = read_nifti(root / "derivatives" / sub / f"{sub}_seg-vert_msk.nii.gz")
+        yield f"synthetic/{sub}", load_scan(ct_path), mask
+
+
+def _anatomy(ct) -> tuple[list[dict], float, dict]:
+    from spinefx.inference.ct_localisation import localise_spine
+
+    start = time.perf_counter()
+    loc = localise_spine(ct)
+    seconds = time.perf_counter() - start
+    dets = [
+        {
+            "label": v.label,
+            "centroid_mm": v.centroid_mm.tolist(),
+            "certain": v.level_confidence == "anchored",
+        }
+        for v in loc.vertebrae
+    ]
+    return dets, seconds, {"anchor": loc.anchor, "notes": loc.notes}
+
+
+def _network(ct, run) -> tuple[list[dict], float, dict]:
+    from spinefx.errors import SpinefxError
+    from spinefx.inference.screening import detect_fractures
+
+    start = time.perf_counter()
+    try:
+        result = detect_fractures(run, ct, None, spine_roi=False)
+    except SpinefxError as exc:
+        return [], time.perf_counter() - start, {"refused": str(exc).splitlines()[0]}
+    seconds = time.perf_counter() - start
+    # the earlier localisation's levels come from the pitch profile: never anchored
+    dets = [
+        {"label": v.vertebra_label, "centroid_mm": list(v.centroid_mm), "certain": True}
+        for v in result.vertebrae
+    ]
+    return dets, seconds, {}
+
+
+def _truth(mask):
+    from spinefx.morphometry.centroids import body_centroids
+
+    return body_centroids(mask)
+
+
+def pooled(rows: list[dict]) -> dict:
+    n_truth = sum(r["n_truth"] for r in rows)
+    n_found = sum(r["n_found"] for r in rows)
+    errors = [v["error_mm"] for r in rows for v in r["per_vertebra"] if v["found"]]
+    right = sum(r["levels_right"] for r in rows)
+    unc = sum(r["levels_uncertain"] for r in rows)
+    wrong = sum(r["levels_wrong"] for r in rows)
+    n_lv = right + unc + wrong
+    return {
+        "scans": len(rows),
+        "vertebrae_in_view": n_truth,
+        "found_within_10mm": n_found,
+        "found_rate": n_found / n_truth if n_truth else None,
+        "median_error_mm": float(np.median(errors)) if errors else None,
+        "detections": sum(r["n_detected"] for r in rows),
+        "detections_outside_spine": sum(r["n_outside_spine"] for r in rows),
+        "levels_right": right,
+        "levels_uncertain": unc,
+        "levels_confidently_wrong": wrong,
+        "confidently_wrong_rate": wrong / n_lv if n_lv else None,
+    }
+
+
+def compare(cases, run, csv_rows: list[dict], group: str) -> dict:
+    from spinefx.evaluation.localisation import score_localisation
+
+    out = {"anatomy": [], "network": []}
+    for name, ct, mask in cases:
+        truth = _truth(mask)
+        for method in ("anatomy", "network"):
+            if method == "anatomy":
+                dets, seconds, extra = _anatomy(ct)
+            else:
+                dets, seconds, extra = _network(ct, run)
+            score = score_localisation(dets, truth, mask)
+            row = {"scan": name, "seconds": round(seconds, 2), **extra, **score}
+            out[method].append(row)
+            for v in score["per_vertebra"]:
+                csv_rows.append({"group": group, "method": method, "scan": name, **v})
+            print(
+                f"{group:9s} {method:8s} {name[:34]:34s} found {score['n_found']}/"
+                f"{score['n_truth']} median {score['median_error_mm']:.1f} mm, outside "
+                f"{score['n_outside_spine']}, levels right/uncertain/wrong "
+                f"{score['levels_right']}/{score['levels_uncertain']}/{score['levels_wrong']}"
+                f" ({seconds:.1f} s) {extra}",
+                flush=True,
+            )
+    return {m: {"pooled": pooled(rows), "scans": rows} for m, rows in out.items()}
+
+
+def full_fov_scan(folder: Path) -> Path | None:
+    """The real abdominal CT at 1 mm, padded with air to :data:`FULL_FOV_VOX` (centred)."""
+    import nibabel as nib
+
+    from spinefx.io import load_scan
+    from spinefx.preprocessing.resample import resample_to_grid
+
+    source = REAL / "totalseg/example_ct.nii.gz"
+    if not source.is_file():
+        return None
+    ct = load_scan(source)
+    shape = np.array(FULL_FOV_VOX)
+    directions = ct.affine[:3, :3] / ct.spacing_mm
+    centre = ct.voxel_to_world((np.array(ct.shape) - 1) / 2)
+    affine = np.eye(4)
+    affine[:3, :3] = directions
+    affine[:3, 3] = centre - directions @ ((shape - 1) / 2)
+    big = resample_to_grid(ct, shape=tuple(shape), affine=affine, fill_value=-1000.0)
+    path = folder / "abdomen_400x400x500_1mm.nii.gz"
+    nib.save(nib.Nifti1Image(big.data.astype(np.int16), affine), path)
+    return path
+
+
+def _timed_detect(scan: Path, out: Path, extra: list[str]) -> dict:
+    """``spinefx detect SCAN`` in a fresh process: wall seconds and peak RSS (GB)."""
+    command = [sys.executable, "-m", "spinefx", "detect", str(scan), "--out", str(out), *extra]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB -> GiB
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+    return {"seconds": round(seconds, 1), "peak_gb_so_far": round(peak, 2),
+            "exit": proc.returncode, "tail": tail}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-synthetic", type=int, default=4)
+    parser.add_argument("--skip-full-fov", action="store_true")
+    args = parser.parse_args()
+    import torch
+
+    from spinefx.runs import load_trained
+    from spinefx.runs.shipped import shipped_run_dir
+
+    torch.set_num_threads(args.threads)
+    run = load_trained(shipped_run_dir("voxel"), expect="voxel")
+    csv_rows: list[dict] = []
+    result = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": args.threads,
+            "python": platform.python_version(),
+        },  # fmt: skip
+        "targets": "found >= 95 % within 10 mm, median <= 4 mm, no detection outside the spine; "
+        "levels right >= 90 % where the sacrum or twelfth ribs are in view, confidently wrong "
+        "<= 5 %; full FOV <= 20 s and <= 4 GB",
+    }
+    if (REAL / "README.md").is_file():
+        result["real_ct"] = compare(real_cases(), run, csv_rows, "real")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        result["synthetic_held_out"] = compare(
+            synthetic_cases(tmp, args.n_synthetic), run, csv_rows, "synthetic"
+        )
+        if not args.skip_full_fov:
+            scan = full_fov_scan(tmp)
+            if scan is not None:
+                # one process each, the new default first; peak RSS of children is a
+                # running maximum, so the second figure holds for both
+                new = _timed_detect(scan, tmp / "new", [])
+                old = _timed_detect(scan, tmp / "old", ["--whole-volume", "--localiser", "network"])
+                result["full_fov"] = {
+                    "scan": f"TotalSegmentator example CT at 1 mm, padded to {FULL_FOV_VOX}",
+                    "anatomy_localiser_spine_region": new,
+                    "network_localiser_whole_volume": old,
+                    "speedup": round(old["seconds"] / max(new["seconds"], 1e-6), 2),
+                }
+                print("full FOV:", json.dumps(result["full_fov"], indent=1))
+    for group in ("real_ct", "synthetic_held_out"):
+        if group in result:
+            for method in ("anatomy", "network"):
+                print(group, method, json.dumps(result[group][method]["pooled"]))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "localisation.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    with (RESULTS / "localisation_vertebrae.csv").open("w", newline="") as handle:
+        keys = sorted({k for r in csv_rows for k in r})
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(csv_rows)
+    print(f"wrote {RESULTS / 'localisation.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,540 @@
+"""Vertebra localisation and labelling on CT from the anatomy alone (no network).
+
+Why by hand: no maintained library here localises vertebrae without its own weights
+(TotalSegmentator and nnU-Net need theirs and a GPU-sized budget). The method follows the
+classical pipeline (a spine line, then the discs along it, as in Yao et al. 2006) with steps
+chosen for what real CT shows: fatty marrow as dark as the spinal canal, thin osteoporotic
+shells, crops that cut the bodies, pedicle screws. On a :data:`GRID_MM` RAS+ grid:
+
+1. **Solid bone.** Bone (> :data:`BONE_HU`) and what it encloses in the axial plane (at least
+   :data:`ENCLOSED_RAYS` of 16 rays meet bone within :data:`ENCLOSED_REACH_MM`): a body's
+   marrow whatever its density. The spinal canal is enclosed too where its bony ring is
+   closed; an enclosed region with a body in front of it is taken out as the canal.
+2. **Body line.** In every axial slice the deepest points of the solid bone (distance to its
+   edge) are the candidates; a vertebral body is the thickest bone near the midline. Dynamic
+   programming links them along z into the best chain (bridging the discs), smoothed.
+3. **Sacrum.** Where the solid bone at the line's antero-posterior level spreads beyond
+   :data:`SACRUM_HALF_WIDTH_MM` on both sides (the sacral alae) the line enters the sacrum;
+   the line is cut there.
+4. **Bodies.** The 90th HU percentile over a sagittal slab through the bodies, every 1 mm of
+   the line, peaks at each disc's endplates and is low through a body's middle whatever the
+   marrow's density; smoothed at an eighth of the vertebral pitch (its autocorrelation
+   period), its minima are the body centres.
+5. **Levels**, anchored on anatomy, never on where the scan ends: the body right above the
+   sacrum is L5 and the others are counted from it (``level_confidence="anchored"``). Without
+   the sacrum in view the pitch profile (:func:`spinefx.inference.localisation.profile_offset`)
+   proposes levels and every one is ``"uncertain"``: a tight crop's levels are not known, and
+   spinefx says so rather than guess silently. Twelfth-rib detection is not attempted (crops
+   of about 100 mm cut the ribs); a transitional spine (L6, sacralised L5) cannot be told from
+   the sacrum alone, and anchored levels assume five lumbar vertebrae (said in the note).
+
+Limits (measured in ``benchmarks/bench_localisation.py``): the first and last bodies of a
+crop are found less often; the cervical spine (small bodies, C1 without one) and scans whose
+bodies the chain leaves for the posterior elements are the weak cases; metal is not masked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spinefx.conventions import SPINE_ORDER, level_name
+from spinefx.image import Image
+
+log = logging.getLogger(__name__)
+
+#: working grid (mm) of the bone analysis
+GRID_MM = 2.0
+#: bone threshold, HU (shells of osteoporotic bodies reach it; discs and fatty marrow do not)
+BONE_HU = 120.0
+#: the shell that separates the marrow from the canal is brighter than this, HU
+SHELL_HU = 200.0
+#: a voxel is enclosed by bone when this many of 16 in-plane rays meet bone ...
+ENCLOSED_RAYS = 13
+#: ... within this distance, mm (a lumbar body's marrow is at most ~20 mm from its shell)
+ENCLOSED_REACH_MM = 24.0
+#: an enclosed region with bone or marrow filling half of this much in front is the canal, mm
+CANAL_FRONT_MM = 16.0
+#: a body candidate is bone at least this deep (distance to its edge, mm; C3 ~6, L4 ~15)
+BODY_CORE_MM = 4.0
+#: bone this deep (mm) scores fully in the chain; thinner bone with the square of its depth
+BODY_FULL_RADIUS_MM = 10.0
+#: largest move of the body line between neighbouring slices 2 mm apart, mm (plus 0.6 depth)
+CHAIN_STEP_MM = 4.0
+#: longest stretch of the body line without a body section (a disc), mm
+MAX_GAP_MM = 16.0
+#: range of the vertebral pitch (centre-to-centre distance), mm (cervical ~15, lumbar ~40)
+DISC_SPACING_MM = (11.0, 55.0)
+#: a body's middle lies at least this fraction of the profile's spread below its endplates
+BODY_PROMINENCE = 0.1
+#: S1: solid bone at the body line's level reaches this far from it on both sides (alae), mm
+SACRUM_HALF_WIDTH_MM = 44.0
+#: ... over at least this much of z, mm
+SACRUM_MIN_RUN_MM = 8.0
+
+
+@dataclass
+class LocalisedVertebra:
+    """One vertebral body found on the scan.
+
+    Attributes:
+        label: VerSe id (the most likely level).
+        centroid_mm: body centre, world RAS+ mm.
+        level_confidence: ``"anchored"`` (counted from the sacrum) or ``"uncertain"``.
+        level_note: how the level was assigned.
+        cut_by_border: the body is only partly in view.
+        extent_z_mm: (inferior, superior) world z half way to the neighbouring bodies.
+    """
+
+    label: int
+    centroid_mm: np.ndarray
+    level_confidence: str
+    level_note: str
+    cut_by_border: bool = False
+    extent_z_mm: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass
+class SpineLocalisation:
+    """What :func:`localise_spine` found.
+
+    Attributes:
+        vertebrae: cranial to caudal.
+        body_line_mm: ``(n, 3)`` world points of the body line, 1 mm of z apart.
+        pitch_mm: the vertebral pitch measured along the line.
+        sacrum_found: the sacrum (the level anchor) is in view.
+        anchor: ``"sacrum"`` or ``"profile"``.
+        notes: human-readable remarks.
+    """
+
+    vertebrae: list[LocalisedVertebra]
+    body_line_mm: np.ndarray
+    pitch_mm: float = float("nan")
+    sacrum_found: bool = False
+    anchor: str = "profile"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def centroids(self) -> dict[int, np.ndarray]:
+        """VerSe label -> body centre (world mm), the form every other stage takes."""
+        return {v.label: v.centroid_mm for v in self.vertebrae}
+
+    @property
+    def levels_certain(self) -> bool:
+        """Every level was counted from an anatomical anchor."""
+        return bool(self.vertebrae) and all(
+            v.level_confidence == "anchored" for v in self.vertebrae
+        )
+
+
+def localise_spine(scan: Image) -> SpineLocalisation:
+    """Find the vertebral bodies of a CT and label their levels (see the module docstring).
+
+    Args:
+        scan: CT in HU, any orientation and spacing.
+
+    Returns:
+        The bodies found (possibly none, with a note saying why), cranial to caudal.
+    """
+    from scipy import ndimage
+
+    grid = _working_grid(scan)
+    hu = ndimage.gaussian_filter(np.asarray(grid.data, np.float32), 0.6)
+    solid = _solid_bone(hu)
+    tissue = np.flatnonzero((hu > -300).any(axis=(1, 2)))
+    midline = float(tissue.mean()) if len(tissue) else hu.shape[0] / 2
+    chain = _chain(_body_candidates(solid), midline)
+    ks = np.flatnonzero(~np.isnan(chain[:, 0]))
+    if len(ks) < int(round(15.0 / GRID_MM)):
+        return SpineLocalisation([], np.zeros((0, 3)), notes=["no vertebral column found"])
+    sacrum_k = _sacrum_top(solid, chain)
+    if sacrum_k is not None:
+        ks = ks[ks > sacrum_k]
+        if len(ks) < int(round(15.0 / GRID_MM)):
+            return SpineLocalisation([], np.zeros((0, 3)), sacrum_found=True,
+                                     notes=["only the sacrum is in view"])  # fmt: skip
+    span = slice(ks.min(), ks.max() + 1)
+    line_vox = _smooth_line(chain[span, :2], 2.0)
+    kk = np.arange(ks.min(), ks.max() + 1, dtype=float)
+    coarse = grid.voxel_to_world(np.column_stack([line_vox, kk]))
+    order = np.argsort(coarse[:, 2])
+    z = np.arange(coarse[order[0], 2], coarse[order[-1], 2] + 1e-6, 1.0)
+    line = np.column_stack(
+        [np.interp(z, coarse[order, 2], coarse[order, d]) for d in range(2)] + [z]
+    )
+    profile = _endplate_profile(scan, line)
+    pitch = _pitch(profile)
+    centres = _body_centres(profile, pitch)
+    for _ in range(5):  # until the pitch and the gaps between the bodies found agree
+        if len(centres) < 3:
+            break
+        gap = float(np.median(np.diff(centres)))
+        if abs(gap - pitch) <= 0.15 * pitch:
+            break
+        pitch = float(np.clip(gap, *DISC_SPACING_MM))
+        centres = _body_centres(profile, pitch)
+    steps = np.arange(len(z))
+    vertebrae = []
+    for n, i in enumerate(centres):
+        above = (centres[n + 1] + i) / 2 if n + 1 < len(centres) else i + pitch / 2
+        below = (centres[n - 1] + i) / 2 if n > 0 else i - pitch / 2
+        vertebrae.append(
+            LocalisedVertebra(
+                label=0,
+                centroid_mm=np.array([np.interp(i, steps, line[:, d]) for d in range(3)]),
+                level_confidence="uncertain",
+                level_note="",
+                cut_by_border=bool(above > len(z) - 1 + 3 or below < -3),
+                extent_z_mm=(float(z[0] + below), float(z[0] + above)),
+            )
+        )
+    for v in vertebrae:
+        v.centroid_mm = _refine_centre(grid, solid, v.centroid_mm, v.extent_z_mm)
+    vertebrae.sort(key=lambda v: -v.centroid_mm[2])  # cranial first
+    notes = []
+    gaps = -np.diff([v.centroid_mm[2] for v in vertebrae])
+    if len(gaps) and gaps.max() > 1.6 * pitch:
+        notes.append(
+            f"a gap of {gaps.max():.0f} mm between neighbouring bodies (pitch {pitch:.0f} mm)"
+        )
+    result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, notes=notes)
+    if sacrum_k is not None:
+        top = float(grid.voxel_to_world(np.array([[*chain[sacrum_k, :2], sacrum_k]]))[0, 2])
+        result.sacrum_found = True
+        # only a body within about a pitch above the sacrum is L5
+        result.sacrum_found = bool(vertebrae) and vertebrae[-1].centroid_mm[2] - top <= 1.3 * pitch
+    _assign_levels(result)
+    return result
+
+
+def _working_grid(scan: Image) -> Image:
+    from spinefx.preprocessing.orientation import reorient
+    from spinefx.preprocessing.resample import resample_to_spacing
+
+    ras = reorient(scan, "RAS")
+    return resample_to_spacing(ras, GRID_MM, interpolation="linear", fill_value=-1000.0)
+
+
+def _disk(radius_vox: float) -> np.ndarray:
+    r = int(np.ceil(radius_vox))
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
+    return (x**2 + y**2) <= radius_vox**2 + 1e-6
+
+
+def _enclosed(bone: np.ndarray) -> np.ndarray:
+    """Voxels (of any density) that bone surrounds in the axial plane: at least
+    :data:`ENCLOSED_RAYS` of 16 rays from them meet bone within :data:`ENCLOSED_REACH_MM`.
+    This is a vertebral body's marrow whatever its density (as dark as the canal in fatty
+    marrow), even where the shell has a gap (basivertebral foramen) or the scan border cuts
+    it; soft tissue beside the spine is open to several sides."""
+    steps = int(round(ENCLOSED_REACH_MM / GRID_MM))
+    count = np.zeros(bone.shape, np.uint8)
+    for angle in np.arange(16) * np.pi / 8:
+        hit = np.zeros(bone.shape, bool)
+        seen = set()
+        for t in range(1, steps + 1):
+            dx, dy = int(round(t * np.cos(angle))), int(round(t * np.sin(angle)))
+            if (dx, dy) in seen or (dx, dy) == (0, 0):
+                continue
+            seen.add((dx, dy))
+            # hit[x, y] |= bone[x + dx, y + dy] (out of the grid is not bone)
+            src = bone[
+                max(dx, 0) : bone.shape[0] + min(dx, 0), max(dy, 0) : bone.shape[1] + min(dy, 0)
+            ]
+            hit[
+                max(-dx, 0) : bone.shape[0] + min(-dx, 0), max(-dy, 0) : bone.shape[1] + min(-dy, 0)
+            ] |= src
+        count += hit
+    return count >= ENCLOSED_RAYS
+
+
+def _solid_bone(hu: np.ndarray) -> np.ndarray:
+    """Bone (> :data:`BONE_HU`) with the marrow it encloses (:func:`_enclosed`), less the
+    spinal canal where it can be told apart. Per axial slice each enclosed region darker than
+    the shell (:data:`SHELL_HU`) is split at its narrow necks (the basivertebral foramen joins
+    marrow and canal); a part with bone or enclosed marrow filling half of the
+    :data:`CANAL_FRONT_MM` in front of it is the canal (a body ahead); a body's marrow has only
+    its thin anterior shell and then soft tissue (or the scan border) in front of it."""
+    from scipy import ndimage
+
+    bone = hu > BONE_HU
+    enclosed = _enclosed(bone)
+    solid = bone | enclosed
+    front = int(round(CANAL_FRONT_MM / GRID_MM))
+    for k in range(hu.shape[2]):
+        holes = enclosed[:, :, k] & (hu[:, :, k] < SHELL_HU)
+        if not holes.any():
+            continue
+        cores = ndimage.binary_erosion(holes, structure=_disk(1.0))
+        labels, n = ndimage.label(cores)
+        if not n:
+            continue
+        nearest = ndimage.distance_transform_edt(labels == 0, return_distances=False,
+                                                 return_indices=True)  # fmt: skip
+        parts = np.where(holes, labels[nearest[0], nearest[1]], 0)
+        for i, box in enumerate(ndimage.find_objects(parts), start=1):
+            if box is None:
+                continue
+            xs, ys = box
+            strip = solid[xs, ys.stop : ys.stop + front, k]  # +y is anterior
+            if strip.size and strip.sum() >= 0.5 * (xs.stop - xs.start) * front:
+                solid[:, :, k][parts == i] = False  # the canal
+    return solid
+
+
+def _body_candidates(solid: np.ndarray) -> list[np.ndarray]:
+    """Per axial slice: ``(m, 3)`` rows ``(x_vox, y_vox, depth_mm)`` at the deepest points of the
+    solid bone (maxima of the distance to its edge, at least :data:`BODY_CORE_MM`). A body is
+    the thickest bone near the midline (7-20 mm deep); pedicles, laminae, processes and ribs
+    are 2-5 mm deep."""
+    from scipy import ndimage
+
+    out = []
+    size = int(round(2 * BODY_CORE_MM / GRID_MM)) | 1
+    for k in range(solid.shape[2]):
+        sl = solid[:, :, k]
+        rows = []
+        if sl.sum() >= 10:
+            depth = ndimage.distance_transform_edt(np.pad(sl, 1))[1:-1, 1:-1] * GRID_MM
+            peaks = (depth >= BODY_CORE_MM) & (depth == ndimage.maximum_filter(depth, size=size))
+            labels, n = ndimage.label(peaks)
+            if n:
+                idx = np.arange(1, n + 1)
+                coms = ndimage.center_of_mass(peaks, labels, idx)
+                radius = ndimage.maximum(depth, labels, idx)
+                rows = [(cx, cy, r) for (cx, cy), r in zip(coms, radius, strict=True)]
+        out.append(np.array(rows, float).reshape(-1, 3))
+    return out
+
+
+def _chain(cands: list[np.ndarray], midline_x: float) -> np.ndarray:
+    """``(n_slices, 3)`` ``(x_vox, y_vox, depth_mm)`` of the body line per slice (NaN where
+    none): the best chain of candidates along z by dynamic programming. A candidate scores
+    more the deeper it is (up to :data:`BODY_FULL_RADIUS_MM`) and the nearer the left-right
+    middle of the body; links bridge up to :data:`MAX_GAP_MM` (a disc)."""
+    n = len(cands)
+    max_gap = int(round(MAX_GAP_MM / GRID_MM))
+    off_mid = 40.0 / GRID_MM
+    own = [
+        np.minimum(c[:, 2] / BODY_FULL_RADIUS_MM, 1.0) ** 2
+        * (1.0 - 0.5 * np.minimum(np.abs(c[:, 0] - midline_x) / off_mid, 1.0))
+        for c in cands
+    ]
+    score = [o.copy() for o in own]
+    back: list[list[tuple[int, int] | None]] = [[None] * len(c) for c in cands]
+    for k in range(n):
+        for j, row in enumerate(cands[k]):
+            reach = (CHAIN_STEP_MM + 0.6 * row[2]) / GRID_MM  # a deep body's peak wanders
+            for g in range(1, max_gap + 1):
+                if k - g < 0:
+                    break
+                prev = cands[k - g]
+                if not len(prev):
+                    continue
+                d = np.linalg.norm(prev[:, :2] - row[:2], axis=1)
+                ok = d <= reach * (1 + 0.5 * (g - 1))
+                if not ok.any():
+                    continue
+                cand = np.where(ok, score[k - g] - 0.1 * (g - 1) - 0.02 * d, -np.inf)
+                i = int(np.argmax(cand))
+                if cand[i] + own[k][j] > score[k][j]:
+                    score[k][j], back[k][j] = float(cand[i] + own[k][j]), (k - g, i)
+    out = np.full((n, 3), np.nan)
+    flat = [(score[k][j], k, j) for k in range(n) for j in range(len(cands[k]))]
+    if not flat:
+        return out
+    _, k, j = max(flat)
+    node: tuple[int, int] | None = (k, j)
+    while node is not None:
+        k, j = node
+        out[k] = cands[k][j]
+        node = back[k][j]
+    return out
+
+
+def _smooth_line(points: np.ndarray, sigma_vox: float) -> np.ndarray:
+    """NaN-aware Gaussian smoothing along axis 0, with gaps (inside the tracked span) filled."""
+    from scipy import ndimage
+
+    valid = ~np.isnan(points[:, 0])
+    if valid.sum() < 2:
+        return points.copy()
+    ks = np.arange(len(points))
+    lo, hi = ks[valid].min(), ks[valid].max()
+    filled = np.full_like(points, np.nan)
+    for d in range(points.shape[1]):
+        filled[lo : hi + 1, d] = np.interp(ks[lo : hi + 1], ks[valid], points[valid, d])
+        filled[lo : hi + 1, d] = ndimage.gaussian_filter1d(
+            filled[lo : hi + 1, d], sigma_vox, mode="nearest"
+        )
+    return filled
+
+
+def _to_world(grid: Image, line_vox: np.ndarray) -> np.ndarray:
+    ks = np.flatnonzero(~np.isnan(line_vox[:, 0]))
+    ijk = np.column_stack([line_vox[ks], ks.astype(float)])
+    return grid.voxel_to_world(ijk) if len(ks) else np.zeros((0, 3))
+
+
+def _endplate_profile(scan: Image, line: np.ndarray) -> np.ndarray:
+    """The 90th HU percentile, every 1 mm of the body line, over a sagittal slab through the
+    bodies (±4 mm beside the line, from 12 mm behind it to 32 mm in front, so that a line on
+    a body's posterior wall still covers the body). It peaks at each disc's pair of endplates
+    (the densest bone of a vertebra; a thin disc between them is not resolved at this scale)
+    and is low through a body's middle whatever the marrow's density, so the bodies' centres
+    are its minima."""
+    from scipy import ndimage
+
+    xs = np.arange(-4.0, 4.1, 2.0)
+    ys = np.arange(-20.0, 24.1, 1.0)
+    grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)
+    pts = np.repeat(line[:, None, :], len(grid), axis=1)
+    pts[:, :, 0] += grid[:, 0]
+    pts[:, :, 1] += grid[:, 1]
+    ijk = scan.world_to_voxel(pts.reshape(-1, 3)).T
+    values = ndimage.map_coordinates(
+        np.asarray(scan.data, np.float32), ijk, order=1, mode="constant", cval=np.nan
+    ).reshape(len(line), -1)
+    known = np.isfinite(values).mean(axis=1) >= 0.5
+    with np.errstate(all="ignore"):
+        p90 = np.nanpercentile(np.where(np.isfinite(values), values, np.nan), 90, axis=1)
+    if known.sum() < 2:
+        return np.zeros(len(line))
+    ok = known & np.isfinite(p90)
+    return np.interp(np.arange(len(line)), np.flatnonzero(ok), p90[ok])
+
+
+def _pitch(profile: np.ndarray) -> float:
+    """The vertebral pitch (mm) of ``profile`` (1 mm samples): the lag of the highest
+    autocorrelation peak within :data:`DISC_SPACING_MM`, or half of it when there is a peak
+    there nearly as high (twice the period correlates as well as the period)."""
+    lo, hi = int(DISC_SPACING_MM[0]), int(DISC_SPACING_MM[1])
+    from scipy import ndimage
+
+    # detrended over three pitches at most, so that the period itself survives
+    x = profile - ndimage.uniform_filter1d(profile, 3 * hi, mode="nearest")
+    if len(x) < 2 * lo:
+        return float(np.clip(len(x), lo, hi))
+    ac = np.correlate(x, x, mode="full")[len(x) - 1 :]
+    ac = ac / max(ac[0], 1e-9) * len(x) / np.maximum(len(x) - np.arange(len(x)), 1)
+    lags = np.arange(lo, min(hi, len(x) - lo) + 1)
+    if not len(lags):
+        return float(lo)
+    a = ac[lags]
+    peaks = [i for i in range(1, len(a) - 1) if a[i] >= a[i - 1] and a[i] >= a[i + 1] and a[i] > 0]
+    if not peaks:
+        return float(lags[int(np.argmax(a))])
+    best = max(peaks, key=lambda i: a[i])
+    half = [i for i in peaks if abs(lags[i] - lags[best] / 2) <= 3 and a[i] >= 0.7 * a[best]]
+    return float(lags[half[0]] if half else lags[best])
+
+
+def _body_centres(profile: np.ndarray, pitch: float) -> list[int]:
+    """Indices of the bodies' centres: the minima of ``profile`` smoothed at an eighth of the
+    pitch (so that each disc's two endplates make one peak), at least 0.6 pitch apart, deeper
+    than :data:`BODY_PROMINENCE` of the profile's spread. A minimum at either end of the line
+    counts when the profile there is still falling towards the border (a body cut by it)."""
+    from scipy import ndimage, signal
+
+    sigma = float(np.clip(pitch / 8, 2.0, 5.0))
+    smooth = ndimage.gaussian_filter1d(profile, sigma, mode="nearest")
+    spread = np.percentile(smooth, 95) - np.percentile(smooth, 5)
+    pad = int(round(pitch / 2))
+    padded = np.pad(smooth, pad, mode="reflect")  # an end body's minimum becomes a valley
+    mins, _ = signal.find_peaks(
+        -padded, distance=max(int(0.6 * pitch), 1), prominence=BODY_PROMINENCE * spread
+    )
+    centres = [int(m - pad) for m in mins if pad <= m < pad + len(smooth)]
+    return centres
+
+
+def _refine_centre(grid: Image, solid: np.ndarray, centre_mm: np.ndarray, extent_z) -> np.ndarray:
+    """The body's centre moved, in its mid-sagittal plane, to the deepest point of the solid
+    bone between its two discs (the centre of the largest circle inside the body's sagittal
+    section). The body line runs along the deepest bone of each axial slice, which slides
+    back onto the canal where the canal's ring is closed and filled; the sagittal section
+    keeps the body whole."""
+    from scipy import ndimage
+
+    c = grid.world_to_voxel(centre_mm[None])[0]
+    x = int(round(c[0]))
+    if not 0 <= x < solid.shape[0]:
+        return centre_mm
+    k0, k1 = sorted(grid.world_to_voxel(np.array([[*centre_mm[:2], e] for e in extent_z]))[:, 2])
+    k0, k1 = max(int(np.floor(k0)), 0), min(int(np.ceil(k1)), solid.shape[2] - 1)
+    y0 = max(int(round(c[1] - 20.0 / GRID_MM)), 0)
+    y1 = min(int(round(c[1] + 25.0 / GRID_MM)) + 1, solid.shape[1])
+    section = solid[max(x - 1, 0) : x + 2].any(axis=0)  # (y, z) around the line
+    depth = ndimage.distance_transform_edt(np.pad(section, 1))[1:-1, 1:-1]
+    window = depth[y0:y1, k0 : k1 + 1]
+    if window.size == 0 or window.max() < BODY_CORE_MM / GRID_MM:
+        return centre_mm
+    jy, _ = np.unravel_index(int(np.argmax(window)), window.shape)
+    if not 0 < y0 + jy - c[1] <= 15.0 / GRID_MM:  # the line's bias is backwards only
+        return centre_mm
+    moved = grid.voxel_to_world(np.array([[c[0], y0 + jy, c[2]]]))[0]
+    return np.array([centre_mm[0], moved[1], centre_mm[2]])
+
+
+def _sacrum_top(solid: np.ndarray, chain: np.ndarray) -> int | None:
+    """Slice index of the top of the sacrum on the chain (the highest run of at least
+    :data:`SACRUM_MIN_RUN_MM` where the solid bone at the chain's antero-posterior level reaches
+    :data:`SACRUM_HALF_WIDTH_MM` on both sides), or None. Only a run with chain above it
+    counts (a sacrum at the top of the scan is not a sacrum)."""
+    from scipy import ndimage
+
+    reach = np.zeros(len(chain))
+    band = int(round(8.0 / GRID_MM))
+    for k in np.flatnonzero(~np.isnan(chain[:, 0])):
+        cx, cy = int(round(chain[k, 0])), int(round(chain[k, 1]))
+        strip = solid[:, max(cy - band, 0) : cy + band + 1, k]
+        labels, n = ndimage.label(strip)
+        here = labels[max(cx - 2, 0) : cx + 3]
+        ids = np.unique(here[here > 0])
+        if not n or not len(ids):
+            continue
+        xs = np.flatnonzero(np.isin(labels, ids).any(axis=1))
+        reach[k] = min(cx - xs.min(), xs.max() - cx) * GRID_MM
+    # a running median over 10 mm: L5's transverse processes are wide for a few mm only
+    wide = ndimage.median_filter(reach, size=int(round(10.0 / GRID_MM)) | 1) >= SACRUM_HALF_WIDTH_MM
+    run = int(round(SACRUM_MIN_RUN_MM / GRID_MM))
+    tracked = np.flatnonzero(~np.isnan(chain[:, 0]))
+    for k in range(len(chain) - 1, run - 2, -1):  # from the top down
+        if wide[k - run + 1 : k + 1].all() and (tracked > k + run).sum() >= run:
+            return k
+    return None
+
+
+def _assign_levels(result: SpineLocalisation) -> None:
+    """Labels: counted up from L5 (the body right above the sacrum) when the sacrum is in
+    view, otherwise the pitch profile's best T1-L5 window, marked uncertain."""
+    from spinefx.inference.localisation import profile_offset
+
+    vs = result.vertebrae
+    if not vs:
+        return
+    standard = [lab for lab in SPINE_ORDER if lab not in (25, 28)]
+    if result.sacrum_found:
+        first = standard.index(24) - (len(vs) - 1)
+        result.anchor, confidence = "sacrum", "anchored"
+        note = ("counted up from the sacrum: the body above it is L5 (assumes five lumbar "
+                "vertebrae; a transitional L6 or a sacralised L5 would shift every level)")  # fmt: skip
+    else:
+        pts = np.array([v.centroid_mm for v in vs])
+        if 2 <= len(pts) <= 17:
+            first = standard.index(profile_offset(pts)[0])
+        else:
+            first = standard.index(24) - (len(vs) - 1)
+        result.anchor, confidence = "profile", "uncertain"
+        note = "no sacrum in view: the level is a guess from the spacing of the bodies"
+    kept = []
+    for i, v in enumerate(vs):
+        k = first + i
+        if 0 <= k < len(standard):
+            v.label, v.level_confidence, v.level_note = standard[k], confidence, note
+            kept.append(v)
+    result.vertebrae = kept
+    log.info("localised %d vertebrae (%s): %s", len(kept), result.anchor,
+             ", ".join(level_name(v.label) for v in kept))  # fmt: skip
