@@ -18,7 +18,12 @@ from spinefx.image import Image
 from spinefx.io import load_scan
 from spinefx.records import VertebraResult
 from spinefx.reporting import export_results
-from spinefx.reporting.dicom_export import NO_MASK_NOTE, NOT_DICOM_NOTE
+from spinefx.reporting.dicom_export import (
+    NO_FRACTURE_NOTE,
+    NO_MASK_NOTE,
+    NO_OPERATING_POINT_NOTE,
+    NOT_DICOM_NOTE,
+)
 
 hd = pytest.importorskip("highdicom")
 
@@ -87,8 +92,22 @@ def _source_positions(folder):
     return out
 
 
-def check_segmentation_geometry(seg_path, folder, scan: Image, labels: np.ndarray) -> int:
-    """Assert the SEG sits on the source frames and equals ``labels``; returns frames checked."""
+def vertebra_segments(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Segment label -> expected region of a vertebra SEG: each vertebra, cranial to caudal."""
+    from spinefx.conventions import level_name
+
+    present = sorted(int(v) for v in np.unique(labels) if v)
+    return {level_name(v): labels == v for v in present}
+
+
+def check_segmentation_geometry(seg_path, folder, scan: Image, segments) -> int:
+    """Assert the SEG sits on the source frames and holds ``segments``; returns frames checked.
+
+    ``segments``: segment label -> bool region on the scan grid, in segment-number order (a
+    label map stands for :func:`vertebra_segments` of it).
+    """
+    if not isinstance(segments, dict):
+        segments = vertebra_segments(segments)
     seg = hd.seg.segread(seg_path)
     source = _source_positions(folder)
     frame_uid, series_uid = next(iter(source.values()))[1:]
@@ -99,30 +118,26 @@ def check_segmentation_geometry(seg_path, folder, scan: Image, labels: np.ndarra
         for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
     }
     assert referenced <= set(source)
-    segments = {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence}
-    present = sorted(int(v) for v in np.unique(labels) if v)
-    from spinefx.conventions import level_name
-
-    # segment n = the n-th vertebra cranial to caudal, labelled by its level
-    assert [segments[n] for n in sorted(segments)] == [level_name(v) for v in present]
+    names = {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence}
+    assert [names[n] for n in sorted(names)] == list(segments)
     inverse = np.linalg.inv(scan.affine)
     pixels = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
-    seen = {number: 0 for number in segments}
+    seen = {number: 0 for number in names}
+    shared = seg.SharedFunctionalGroupsSequence[0]
     for f, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        ident = item if "SegmentIdentificationSequence" in item else shared  # one segment: shared
+        number = int(ident.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         ipp = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
         uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
         np.testing.assert_allclose(ipp, source[uid][0], atol=1e-4)  # the source slice's IPP
         ijk = inverse[:3, :3] @ (ipp * (-1, -1, 1)) + inverse[:3, 3]
         k = int(round(ijk[2]))
         np.testing.assert_allclose(ijk, (0, 0, k), atol=1e-6)
-        label = {level_name(v): v for v in present}[segments[number]]
-        # frame (rows, columns) vs label map (columns, rows, slice k): exact
-        np.testing.assert_array_equal(pixels[f] > 0, labels[:, :, k].T == label)
+        # frame (rows, columns) vs region (columns, rows, slice k): exact
+        np.testing.assert_array_equal(pixels[f] > 0, segments[names[number]][:, :, k].T)
         seen[number] += int(pixels[f].sum())
-    for number, name in segments.items():  # every labelled voxel is in some frame
-        label = {level_name(v): v for v in present}[name]
-        assert seen[number] == int((labels == label).sum())
+    for number, name in names.items():  # every voxel of a region is in some frame
+        assert seen[number] == int(segments[name].sum())
     return len(seg.PerFrameFunctionalGroupsSequence)
 
 
@@ -163,7 +178,7 @@ def test_seg_lies_on_the_source_frames_and_sr_has_one_group_per_vertebra(tmp_pat
         mask_numbering="verse",
         models={"voxel": {"weights_sha256": "abc123"}},
     )
-    assert set(exported.paths) == {"seg", "sr", "json"}
+    assert set(exported.paths) == {"seg", "fracture_seg", "sr", "json"}  # L1 flagged
     assert check_segmentation_geometry(exported.paths["seg"], tmp_path / "series", scan, labels) > 0
     sr, groups = measurement_groups(exported.paths["sr"])
     assert [g[0] for g in groups] == ["L1", "L2"]
@@ -182,10 +197,85 @@ def test_seg_lies_on_the_source_frames_and_sr_has_one_group_per_vertebra(tmp_pat
     assert [r["level"] for r in rows] == ["L1", "L2"] and rows[1]["not_assessable_reason"]
 
 
+def fracture_map_case(scan: Image) -> tuple[Image, np.ndarray]:
+    """p(fracture) on the scan grid: 0.9 in part of L1 and in one voxel outside any vertebra."""
+    p = np.zeros(scan.shape, np.float32)
+    p[3:6, 2:4, 2:4] = 0.9  # inside L1 (labels 20 at [3:8, 2:4, 1:5])
+    p[12, 0, 0] = 0.7  # a corner voxel: a flip or a transposition would move it
+    p[1, 1, 1] = 0.3  # below the threshold
+    return scan.with_data(p), p >= 0.5
+
+
+def test_fracture_seg_marks_flagged_vertebrae_and_the_fracture_voxels(tmp_path):
+    scan, labels, mask_path = synthetic_case(tmp_path)
+    fracture_map, voxels = fracture_map_case(scan)
+    exported = export_results(
+        scan,
+        RESULTS,
+        tmp_path / "out",
+        mask_path=mask_path,
+        mask_numbering="verse",
+        fracture_map=fracture_map,
+        fracture_threshold=0.5,
+    )
+    path = exported.paths["fracture_seg"]
+    assert path.name == "fractures_seg.dcm"
+    expected = {"L1 fracture": labels == 20, "fracture voxels (p >= 0.50)": voxels}
+    assert check_segmentation_geometry(path, tmp_path / "series", scan, expected) > 0
+    seg, vertebrae = hd.seg.segread(path), hd.seg.segread(exported.paths["seg"])
+    assert seg.SeriesInstanceUID != vertebrae.SeriesInstanceUID  # its own series in PACS
+    assert seg.FrameOfReferenceUID == vertebrae.FrameOfReferenceUID
+    first, second = seg.SegmentSequence
+    assert first.SegmentedPropertyTypeCodeSequence[0].CodeValue == "72704001"  # SCT fracture
+    assert first.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+    assert first.AnatomicRegionSequence[0].CodeValue == "66794005"  # SCT L1 vertebra
+    assert "AnatomicRegionSequence" not in second
+    assert "voxel" in first.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName
+    doc = json.loads(exported.paths["json"].read_text())
+    assert doc["fracture_segmentation"] == "L1 fracture; fracture voxels (p >= 0.50)"
+
+
+def test_fracture_map_on_another_grid_lands_on_the_same_voxels(tmp_path):
+    scan, labels, mask_path = synthetic_case(tmp_path)
+    fracture_map, voxels = fracture_map_case(scan)
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(fracture_map.data, scan.affine))
+    assert nib.aff2axcodes(canonical.affine) != nib.aff2axcodes(scan.affine)
+    other = Image(np.asarray(canonical.dataobj), canonical.affine)
+    exported = export_results(
+        scan, RESULTS, tmp_path / "out", fracture_map=other, fracture_threshold=0.5
+    )
+    # no mask: the voxels alone, still on the source frames
+    expected = {"fracture voxels (p >= 0.50)": voxels}
+    check_segmentation_geometry(exported.paths["fracture_seg"], tmp_path / "series", scan, expected)
+    assert "seg" not in exported.paths
+
+
+def test_no_fracture_seg_without_a_flag_or_an_operating_point(tmp_path):
+    scan, labels, mask_path = synthetic_case(tmp_path)
+    fracture_map, _ = fracture_map_case(scan)
+    healthy = [VertebraResult(20, 0.1, False, method="voxel"), RESULTS[1]]
+    exported = export_results(
+        scan,
+        healthy,
+        tmp_path / "out",
+        mask_path=mask_path,
+        mask_numbering="verse",
+        fracture_map=fracture_map,
+    )
+    assert "fracture_seg" not in exported.paths and "seg" in exported.paths
+    assert NO_OPERATING_POINT_NOTE in exported.notes and NO_FRACTURE_NOTE in exported.notes
+    doc = json.loads(exported.paths["json"].read_text())
+    assert doc["fracture_segmentation"] == "none"
+
+
 def test_without_a_mask_only_the_sr_and_json_are_written(tmp_path, caplog):
     scan, _, _ = synthetic_case(tmp_path)
     exported = export_results(scan, RESULTS, tmp_path / "out")
-    assert set(exported.paths) == {"sr", "json"} and exported.notes == (NO_MASK_NOTE,)
+    assert set(exported.paths) == {"sr", "json"}
+    assert exported.notes == (
+        NO_MASK_NOTE,
+        "flagged vertebrae L1 have no region in the fracture SEG: no vertebra mask",
+    )
     assert "no vertebra segmentation written" in caplog.text
     assert [g[0] for g in measurement_groups(exported.paths["sr"])[1]] == ["L1", "L2"]
 
@@ -197,10 +287,14 @@ def test_nifti_input_gets_a_labelled_map_and_json_and_the_reason(tmp_path):
     exported = export_results(
         load_scan(nifti), RESULTS, tmp_path / "out", mask_path=mask_path, mask_numbering="verse"
     )
-    assert set(exported.paths) == {"nifti_seg", "json"} and NOT_DICOM_NOTE in exported.notes
+    assert set(exported.paths) == {"nifti_seg", "nifti_fracture_seg", "json"}
+    assert NOT_DICOM_NOTE in exported.notes
     written = nib.load(exported.paths["nifti_seg"])
     np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
     np.testing.assert_allclose(written.affine, scan.affine, atol=1e-5)
+    fractured = nib.load(exported.paths["nifti_fracture_seg"])  # L1 (flagged) only
+    np.testing.assert_array_equal(np.asarray(fractured.dataobj), np.where(labels == 20, 20, 0))
+    np.testing.assert_allclose(fractured.affine, scan.affine, atol=1e-5)
     doc = json.loads(exported.paths["json"].read_text())
     assert [r["fracture_probability"]["voxel"] for r in doc["vertebrae"]] == [0.83, None]
 
@@ -244,6 +338,22 @@ def test_real_totalseg_series_seg_geometry(real_data, tmp_path):
     # each of the 20 slices holds one of the two segments: 20 frames
     assert check_segmentation_geometry(exported.paths["seg"], folder, scan, labels) == 20
     assert [g[0] for g in measurement_groups(exported.paths["sr"])[1]] == ["L1", "L2"]
+    # the fracture SEG: L1 (flagged) and the voxels of a fracture map, on the same frames
+    p = np.zeros(scan.shape, np.float32)
+    p[: scan.shape[0] // 2, :, 12:15] = np.where(bone[: scan.shape[0] // 2, :, 12:15], 0.8, 0.2)
+    exported = export_results(
+        scan,
+        RESULTS,
+        tmp_path / "fx",
+        mask_path=mask_path,
+        mask_numbering="verse",
+        fracture_map=scan.with_data(p),
+        fracture_threshold=0.5,
+    )
+    expected = {"L1 fracture": labels == 20, "fracture voxels (p >= 0.50)": p >= 0.5}
+    assert expected["fracture voxels (p >= 0.50)"].sum() > 100
+    # L1 on its ten slices, the voxels on three: 13 frames at the source slices' positions
+    assert check_segmentation_geometry(exported.paths["fracture_seg"], folder, scan, expected) == 13
 
 
 def test_a_mask_on_another_grid_of_the_same_space_gives_the_same_seg(tmp_path):
@@ -281,6 +391,17 @@ def test_detect_dicom_out_on_a_nifti_ct_writes_the_map_json_and_says_why(
     np.testing.assert_array_equal(np.asarray(written.dataobj), np.asarray(source.dataobj))
     np.testing.assert_allclose(written.affine, source.affine, atol=1e-4)
     assert not (out / "findings_sr.dcm").exists()
+    # the fracture voxels: detect's own p(fracture) map at the run's probability threshold
+    threshold = json.loads((tmp_path / "d" / "patient.json").read_text())["operating_point"][
+        "probability_threshold"
+    ]
+    p = np.asarray(nib.load(tmp_path / "d" / "prob_fractured.nii.gz").dataobj)
+    voxels = out / "fracture_voxels_seg.nii.gz"
+    assert voxels.is_file() == bool((p >= threshold).any())
+    if voxels.is_file():
+        np.testing.assert_array_equal(np.asarray(nib.load(voxels).dataobj) > 0, p >= threshold)
+    flagged = [r["level"] for r in doc["vertebrae"] if r["flagged"].get("voxel")]
+    assert (out / "fractures_seg.nii.gz").is_file() == bool(flagged)
 
 
 @pytest.mark.real

@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
             mask_path=args.mask,
             mask_numbering=args.mask_numbering,
             models={"voxel": result.model},
+            fracture_map=result.probability_maps["fractured"],
+            fracture_threshold=result.fracture_threshold,
         )
     state = "FRACTURE" if result.patient_fractured else "no fracture"
     print(f"patient: {state} (largest fracture component {result.patient_score:.0f} mm^3)")

@@ -7,8 +7,10 @@ def add_dicom_out_argument(parser) -> None:
     parser.add_argument(
         "--dicom-out",
         help="also write results a radiologist can open in PACS to this folder: a DICOM SEG "
-        "of the --mask vertebrae and a DICOM SR of the per-vertebra findings for a DICOM "
-        "series; a NIfTI vertebra map and JSON findings for a NIfTI scan",
+        "of the --mask vertebrae, a second DICOM SEG of the vertebrae flagged as fractured "
+        "(and, from detect, the voxels at the fracture threshold) and a DICOM SR of the "
+        "per-vertebra findings for a DICOM series; NIfTI maps and JSON findings for a NIfTI "
+        "scan",
     )
 
 

@@ -62,6 +62,13 @@ class DetectionResult:
     scan: str = ""
     roi_fraction: float = 1.0
 
+    @property
+    def fracture_threshold(self) -> float | None:
+        """``t_p`` of the run's operating point; None when the run has none (nothing flagged)."""
+        if self.flag_note:
+            return None
+        return float(self.operating_point["probability_threshold"])
+
 
 def detect_fractures(
     run: TrainedRun | str | Path,

@@ -89,6 +89,45 @@ def segment_description(number: int, label: int, *, algorithm: str):
     )
 
 
+#: SNOMED CT "Fracture (morphologic abnormality)": the segmented property type of the
+#: fracture SEG's segments (category: morphologically abnormal structure)
+FRACTURE = Code("72704001", "SCT", "Fracture")
+#: recommended display colours (sRGB) of the fracture SEG's segments
+FRACTURED_VERTEBRA_RGB = (230, 60, 50)
+FRACTURE_VOXELS_RGB = (255, 190, 0)
+
+
+def fracture_segment_description(
+    number: int, label: int | None, *, algorithm: str, segment_label: str
+):
+    """highdicom SegmentDescription of a fracture region (a flagged vertebra or voxels).
+
+    Args:
+        number: segment number (1-based).
+        label: VerSe id of the fractured vertebra (anatomic region), None for the voxel map.
+        algorithm: name of what decided it (the classifier and its operating point).
+        segment_label: the segment's label as a PACS viewer lists it.
+    """
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    rgb = FRACTURE_VOXELS_RGB if label is None else FRACTURED_VERTEBRA_RGB
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=segment_label[:64],
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=FRACTURE,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name=algorithm[:64], family=codes.DCM.ArtificialIntelligence, version="1"
+        ),
+        tracking_id=segment_label[:64],
+        tracking_uid=generate_uid(),
+        anatomic_regions=None if label is None else [vertebra_code(label)],
+        display_color=hd.color.CIELabColor.from_rgb(*rgb),
+    )
+
+
 def _reason_code(reason: str) -> Code:
     lower = reason.lower()
     value = next((v for word, v in REASON_VALUES.items() if word in lower), "OTHER")

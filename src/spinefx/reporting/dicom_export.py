@@ -11,18 +11,34 @@ call. It writes, for a scan read from a DICOM series folder:
   measurement group per vertebra (finding site, fracture probability of each model,
   morphometric heights, height loss, Genant grade and shape, not-assessable reason),
   referencing the source series (and the SEG segment when there is one);
+* ``fractures_seg.dcm``: a second DICOM SEG (its own series, "spinefx fractured vertebrae"),
+  on the same frames by the same code: one segment per vertebra flagged as fractured by a
+  model (its region in the vertebra mask; type SNOMED CT Fracture, anatomic region the
+  vertebra, red) and, when a voxel-classifier fracture probability map is given, one segment
+  of the voxels at or above the run's probability threshold (orange). Written only when there
+  is a fracture to show;
 * ``findings.json``: the same findings as JSON.
 
-For a NIfTI scan it writes ``vertebrae_seg.nii.gz`` (VerSe ids on the scan's grid and affine)
-and ``findings.json``, and says that DICOM SEG/SR need a DICOM source series. Without a
-vertebra mask no segmentation is written (centroids are points, not a segmentation).
+Why a second SEG rather than more segments in the first: a PACS viewer (OHIF, Slicer, most
+vendor viewers) lists each SEG series as its own overlay, so a reader switches the fractures on
+over the CT without the twenty vertebra colours; the fracture segments overlap the vertebra
+segments they lie in, which one labelled vertebra SEG cannot hold; and the anatomy (from the
+mask) and the finding (from the models, redone at another operating point) are made, checked
+and replaced separately.
+
+For a NIfTI scan it writes ``vertebrae_seg.nii.gz`` (VerSe ids on the scan's grid and affine),
+``fractures_seg.nii.gz`` (VerSe ids of the flagged vertebrae), ``fracture_voxels_seg.nii.gz``
+(1 where p(fracture) reaches the threshold) and ``findings.json``, and says that DICOM SEG/SR
+need a DICOM source series. Without a vertebra mask no vertebra segmentation is written
+(centroids are points, not a segmentation); the voxel map still gives a fracture SEG.
 
 Geometry: the mask is put on the scan's grid (exactly when it already is on it, else nearest
 neighbour in world space). Each source slice is then placed by its own ImagePositionPatient
 through the scan's affine: ``k = affine^-1 @ RAS(IPP)`` must be ``(0, 0, integer)``; the SEG
 frame of that slice is ``label_map[:, :, k].T`` (rows x columns, as
 :func:`spinefx.io.dicom.load_dicom_series` maps DICOM rows/columns to array axes 1/0), and
-highdicom copies the frame position from that same source slice.
+highdicom copies the frame position from that same source slice. Both SEGs go through
+:func:`segmentation_on_source_frames`, the one place that does this.
 
 highdicom (and pydicom) are imported lazily: only this export needs them.
 """
@@ -48,6 +64,9 @@ log = logging.getLogger(__name__)
 SEG_FILE = "vertebrae_seg.dcm"
 SR_FILE = "findings_sr.dcm"
 NIFTI_SEG_FILE = "vertebrae_seg.nii.gz"
+FRACTURE_SEG_FILE = "fractures_seg.dcm"
+NIFTI_FRACTURE_SEG_FILE = "fractures_seg.nii.gz"
+NIFTI_FRACTURE_VOXELS_FILE = "fracture_voxels_seg.nii.gz"
 JSON_FILE = "findings.json"
 MANUFACTURER = "spinefx"
 #: largest distance (voxels) of a source slice from an integer slice of the scan's grid
@@ -55,6 +74,14 @@ MAX_SLICE_OFFSET_VOX = 0.25
 NO_MASK_NOTE = (
     "no vertebra segmentation written: none without a vertebra mask (pass --mask; "
     "centroids locate vertebrae, they do not segment them)"
+)
+NO_FRACTURE_NOTE = (
+    "no fracture segmentation written: no vertebra flagged as fractured and no voxel at the "
+    "fracture threshold"
+)
+NO_OPERATING_POINT_NOTE = (
+    "no fracture voxels segmented: the voxel run has no operating point (spinefx crossval "
+    "--model voxel ... --apply-to RUN)"
 )
 NOT_DICOM_NOTE = (
     "DICOM SEG and SR need a DICOM source series (the scan is not a DICOM folder); wrote "
@@ -67,7 +94,8 @@ class ResultsExport:
     """What :func:`export_results` wrote.
 
     Attributes:
-        paths: name (``seg``, ``sr``, ``json``, ``nifti_seg``) -> file written.
+        paths: name (``seg``, ``fracture_seg``, ``sr``, ``json``, ``nifti_seg``,
+            ``nifti_fracture_seg``, ``nifti_fracture_voxels``) -> file written.
         findings: the per-vertebra findings exported.
         notes: what was not written and why (for the CLI to print).
     """
@@ -86,8 +114,10 @@ def export_results(
     mask_path: str | Path | None = None,
     mask_numbering: str = "auto",
     models: Mapping[str, dict] | None = None,
+    fracture_map: Image | None = None,
+    fracture_threshold: float | None = None,
 ) -> ResultsExport:
-    """Write the findings of one scan as DICOM SEG + SR (DICOM input) or NIfTI + JSON.
+    """Write the findings of one scan as DICOM SEGs + SR (DICOM input) or NIfTI + JSON.
 
     Args:
         scan: the CT as loaded (:func:`spinefx.io.load_scan`).
@@ -98,6 +128,10 @@ def export_results(
             :func:`spinefx.io.vertebra_masks.load_vertebra_mask`) for the segmentation and
             the morphometry; None: findings only.
         models: method -> :func:`spinefx.runs.shipped.model_identity` of the model that ran.
+        fracture_map: p(fracture) of the voxel classifier (``DetectionResult.probability_maps
+            ["fractured"]``, any grid in the scan's world space), for the fracture SEG.
+        fracture_threshold: the probability threshold ``t_p`` of the run's operating point
+            (``DetectionResult.fracture_threshold``); None: no voxel segment (not flagged).
 
     Returns:
         :class:`ResultsExport`.
@@ -120,6 +154,10 @@ def export_results(
     else:
         label_map, morphometry, numbering = _mask_on_scan(mask_path, mask_numbering, scan, notes)
     findings = vertebra_findings(results, morphometry)
+    fractures = fracture_regions(
+        findings, label_map, scan, fracture_map=fracture_map, threshold=fracture_threshold
+    )
+    notes.extend(fractures.notes)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     if source.is_dir():
@@ -128,17 +166,25 @@ def export_results(
         if label_map is not None:
             seg = build_segmentation(label_map, series, mask_numbering=numbering)
             paths["seg"] = _save_dataset(seg, out / SEG_FILE)
+        if fractures.segments:
+            fracture_seg = build_fracture_segmentation(fractures, series)
+            paths["fracture_seg"] = _save_dataset(fracture_seg, out / FRACTURE_SEG_FILE)
         sr = build_structured_report(findings, series, models=models, segmentation=seg)
         paths["sr"] = _save_dataset(sr, out / SR_FILE)
     else:
         notes.append(NOT_DICOM_NOTE)
-        if label_map is not None:
-            from spinefx.io import save_image
-
-            paths["nifti_seg"] = save_image(scan.with_data(label_map), out / NIFTI_SEG_FILE)
+        paths.update(_save_nifti_maps(scan, label_map, fractures, out))
     described = "vertebra mask" if label_map is not None else "none (no vertebra mask)"
     paths["json"] = out / JSON_FILE
-    write_text_atomic(paths["json"], findings_json(findings, models=models, segmentation=described))
+    write_text_atomic(
+        paths["json"],
+        findings_json(
+            findings,
+            models=models,
+            segmentation=described,
+            fracture_segmentation=fractures.description,
+        ),
+    )
     for note in notes:
         log.warning("%s", note)
     return ResultsExport(paths, findings, tuple(notes))
@@ -197,6 +243,12 @@ class SourceSeries:
     datasets: list
     slice_index: list[int]
     folder: Path
+
+    def restricted(self, slices: Sequence[int]) -> SourceSeries:
+        """The same series limited to the slices ``slices`` (scan slice indices)."""
+        keep = set(int(k) for k in slices)
+        pairs = [(d, k) for d, k in zip(self.datasets, self.slice_index, strict=True) if k in keep]
+        return SourceSeries([d for d, _ in pairs], [k for _, k in pairs], self.folder)
 
 
 #: patient / study attributes of type 2 that derived objects copy from the source headers
@@ -277,38 +329,192 @@ def build_segmentation(label_map: np.ndarray, series: SourceSeries, *, mask_numb
     Returns:
         ``highdicom.seg.Segmentation``: segment ``n`` = the n-th vertebra cranial to caudal.
     """
-    import highdicom as hd
-    from pydicom.uid import generate_uid
-
     from spinefx.reporting.dicom_codes import segment_description
 
     labels = sorted((int(v) for v in np.unique(label_map) if v), key=_rank)
     lut = np.zeros(256, np.uint8)
     for number, label in enumerate(labels, start=1):
         lut[label] = number
-    # frame n = slice_index[n] of the label map, transposed to (rows, columns)
-    frames = np.stack([lut[label_map[:, :, k]].T for k in series.slice_index])
     algorithm = f"supplied vertebra mask ({mask_numbering or 'VerSe'} numbering)"
-    return hd.seg.Segmentation(
-        source_images=series.datasets,
-        pixel_array=frames,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[
-            segment_description(n, label, algorithm=algorithm)
-            for n, label in enumerate(labels, start=1)
-        ],
-        series_instance_uid=generate_uid(),
+    return segmentation_on_source_frames(
+        lambda k: lut[label_map[:, :, k]],
+        series,
+        [segment_description(n, label, algorithm=algorithm) for n, label in enumerate(labels, 1)],
         series_number=9001,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        manufacturer_model_name="spinefx vertebra segmentation export",
-        software_versions=_version(),
-        device_serial_number="0",
         series_description="spinefx vertebrae",
         content_label="VERTEBRAE",
         content_description="Labelled vertebrae (from the supplied vertebra mask)",
     )
+
+
+@dataclass(frozen=True)
+class FractureRegions:
+    """What the fracture SEG shows, on the scan's grid.
+
+    Attributes:
+        label_map: ``(X, Y, Z)`` VerSe ids of the flagged vertebrae (0 elsewhere), or None.
+        voxels: ``(X, Y, Z)`` bool, p(fracture) at or above ``threshold``, or None.
+        segments: one ``(vertebra label or None for the voxels, segment label, algorithm)``
+            per segment, in segment order.
+        threshold: the probability threshold of the voxel segment.
+        notes: what could not be segmented and why.
+    """
+
+    label_map: np.ndarray | None
+    voxels: np.ndarray | None
+    segments: tuple[tuple[int | None, str, str], ...]
+    threshold: float | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def description(self) -> str:
+        """One line for ``findings.json``: what the fracture segmentation holds."""
+        if not self.segments:
+            return "none"
+        return "; ".join(name for _, name, _ in self.segments)
+
+
+def fracture_regions(
+    findings: Sequence[VertebraFinding],
+    label_map: np.ndarray | None,
+    scan: Image,
+    *,
+    fracture_map: Image | None = None,
+    threshold: float | None = None,
+) -> FractureRegions:
+    """The flagged vertebrae's mask regions and the thresholded voxel map, on the scan's grid.
+
+    A vertebra is shown when any model flagged it at its operating point and the vertebra
+    mask holds it; the voxel segment when a fracture map and its threshold are given and a
+    voxel reaches it.
+    """
+    notes: list[str] = []
+    flagged = {f.vertebra_label: f for f in findings if any(v for v in f.flagged.values())}
+    present = set() if label_map is None else set(np.unique(label_map).tolist())
+    unsegmented = [f.level for label, f in flagged.items() if label not in present]
+    if unsegmented:
+        notes.append(
+            f"flagged vertebrae {', '.join(unsegmented)} have no region in the fracture SEG: "
+            + ("not in the vertebra mask" if label_map is not None else "no vertebra mask")
+        )
+    segments: list[tuple[int | None, str, str]] = []
+    fractured = None
+    shown = sorted((label for label in flagged if label in present), key=_rank)
+    if shown:
+        lut = np.zeros(256, np.uint8)
+        lut[shown] = shown
+        fractured = lut[label_map]
+        for label in shown:
+            methods = ", ".join(m for m, v in flagged[label].flagged.items() if v)
+            algorithm = f"spinefx {methods} classifier at its operating point; vertebra mask"
+            segments.append((label, f"{flagged[label].level} fracture", algorithm))
+    voxels = None
+    if fracture_map is not None and threshold is None:
+        notes.append(NO_OPERATING_POINT_NOTE)
+    elif fracture_map is not None:
+        above = fracture_map.with_data(
+            (np.asarray(fracture_map.data) >= threshold).astype(np.uint8)
+        )
+        voxels = label_map_on_grid(above, scan).astype(bool)
+        if voxels.any():
+            name = f"fracture voxels (p >= {threshold:.2f})"
+            segments.append((None, name, f"spinefx voxel classifier, p(fracture) >= {threshold}"))
+        else:
+            voxels = None
+    if not segments and not unsegmented:
+        notes.append(NO_FRACTURE_NOTE)
+    return FractureRegions(fractured, voxels, tuple(segments), threshold, tuple(notes))
+
+
+def build_fracture_segmentation(regions: FractureRegions, series: SourceSeries):
+    """The fracture DICOM SEG (BINARY): one segment per flagged vertebra, then the voxels.
+
+    Segments may overlap (the fracture voxels lie in the vertebrae), so each frame holds one
+    boolean plane per segment; only the slices that some segment touches become frames.
+    """
+    from spinefx.reporting.dicom_codes import fracture_segment_description
+
+    labels = [label for label, _, _ in regions.segments if label is not None]
+
+    def frame(k: int) -> np.ndarray:
+        planes = [regions.label_map[:, :, k] == label for label in labels]
+        if regions.voxels is not None:
+            planes.append(regions.voxels[:, :, k])
+        return np.stack(planes, axis=-1)
+
+    maps = [m for m in (regions.label_map, regions.voxels) if m is not None]
+    touched = np.logical_or.reduce([m.any(axis=(0, 1)) for m in maps])  # per scan slice
+    descriptions = [
+        fracture_segment_description(n, label, algorithm=algorithm, segment_label=name)
+        for n, (label, name, algorithm) in enumerate(regions.segments, start=1)
+    ]
+    return segmentation_on_source_frames(
+        frame,
+        series.restricted(np.flatnonzero(touched).tolist()),
+        descriptions,
+        series_number=9003,
+        series_description="spinefx fractured vertebrae (DRAFT)",
+        content_label="FRACTURES",
+        content_description="Vertebrae flagged as fractured by spinefx (DRAFT, to be checked)",
+    )
+
+
+def segmentation_on_source_frames(
+    frame_of,
+    series: SourceSeries,
+    segment_descriptions,
+    *,
+    series_number: int,
+    series_description: str,
+    content_label: str,
+    content_description: str,
+):
+    """A BINARY DICOM SEG whose frame ``n`` is slice ``series.slice_index[n]`` of the scan.
+
+    The one place where scan voxels become DICOM frames: ``frame_of(k)`` is slice ``k`` in the
+    scan's voxel order, ``(columns, rows)`` segment numbers or ``(columns, rows, segments)``
+    booleans; it is swapped to the frame's ``(rows, columns)`` and highdicom takes the frame's
+    position and orientation from the source slice ``series.datasets[n]``.
+    """
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    frames = np.stack([np.swapaxes(frame_of(k), 0, 1) for k in series.slice_index])
+    return hd.seg.Segmentation(
+        source_images=series.datasets,
+        pixel_array=frames,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segment_descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name="spinefx segmentation export",
+        software_versions=_version(),
+        device_serial_number="0",
+        series_description=series_description,
+        content_label=content_label,
+        content_description=content_description,
+    )
+
+
+def _save_nifti_maps(scan: Image, label_map, fractures: FractureRegions, out: Path) -> dict:
+    """The NIfTI stand-ins of the SEGs (scan grid and affine), each when it has content."""
+    from spinefx.io import save_image
+
+    maps = {
+        ("nifti_seg", NIFTI_SEG_FILE): label_map,
+        ("nifti_fracture_seg", NIFTI_FRACTURE_SEG_FILE): fractures.label_map,
+        ("nifti_fracture_voxels", NIFTI_FRACTURE_VOXELS_FILE): (
+            None if fractures.voxels is None else fractures.voxels.astype(np.uint8)
+        ),
+    }
+    return {
+        key: save_image(scan.with_data(data), out / name)
+        for (key, name), data in maps.items()
+        if data is not None
+    }
 
 
 def build_structured_report(

@@ -120,13 +120,22 @@ def vertebra_findings(
 
 
 def findings_json(
-    findings: Iterable[VertebraFinding], *, models: Mapping[str, dict], segmentation: str
+    findings: Iterable[VertebraFinding],
+    *,
+    models: Mapping[str, dict],
+    segmentation: str,
+    fracture_segmentation: str = "none",
 ) -> str:
-    """The findings as a JSON document (``models``: method -> :func:`model_identity`)."""
+    """The findings as a JSON document (``models``: method -> :func:`model_identity`).
+
+    ``segmentation`` says where the vertebra segmentation came from, ``fracture_segmentation``
+    what the fracture segmentation holds (its segments' labels, or ``"none"``).
+    """
     return json.dumps(
         {
             "models": dict(models),
             "segmentation": segmentation,
+            "fracture_segmentation": fracture_segmentation,
             "vertebrae": [f.to_dict() for f in findings],
         },
         indent=2,
