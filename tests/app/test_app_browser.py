@@ -2,7 +2,7 @@
 
 Drives Debian's Chromium through Playwright (no Playwright browser download). Skips with a
 reason when no Chromium is installed. Screenshots go to the test's temporary folder, or to
-``SPINEFX_SCREENSHOT_DIR`` when it is set (how the README screenshots are taken).
+``SPINEFX_SCREENSHOT_DIR`` when it is set (the README's are made by docs/figures/make_app_*.py).
 """
 
 from __future__ import annotations
