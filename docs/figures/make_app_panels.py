@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
-from make_app_viewer import REAL, ROOT, SUBJECT, serve
+from make_app_viewer import REAL, ROOT, SUBJECT, running_app, upload_real_subject
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -47,13 +46,7 @@ def screenshot(url: str, out_dir: Path, *, level: str, chromium: str) -> list[Pa
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 1000})
         page.goto(url)
-        page.set_input_files(
-            "#scan-file", str(REAL / f"verse/rawdata/{SUBJECT}/{SUBJECT}_ct.nii.gz")
-        )
-        mask = REAL / f"verse/derivatives/{SUBJECT}/{SUBJECT}_seg-vert_msk.nii.gz"
-        page.set_input_files("#mask-file", str(mask))
-        page.select_option("#mask-numbering", "verse")
-        page.click("#upload-btn")
+        upload_real_subject(page)
         page.locator("#vertebra-table tbody tr").first.wait_for(timeout=300_000)
         page.wait_for_function(
             "document.querySelector('#overview').complete &&"
@@ -100,16 +93,10 @@ def main() -> None:
     args = parser.parse_args()
     if not (REAL / "verse" / "rawdata" / SUBJECT).is_dir():
         parser.error(f"{REAL / 'verse'} is absent")
-    os.environ.setdefault("SPINEFX_PROGRESS", "0")
-    with tempfile.TemporaryDirectory(prefix="spinefx-panel-figures-") as tmp:
-        url, server, thread = serve(args.run, Path(tmp) / "cache")
-        try:
-            t0 = time.perf_counter()
-            paths = screenshot(url, args.out_dir, level=args.level, chromium=args.chromium)
-            print(f"wrote {', '.join(map(str, paths))} in {time.perf_counter() - t0:.1f} s")
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+    with running_app(args.run) as url:
+        t0 = time.perf_counter()
+        paths = screenshot(url, args.out_dir, level=args.level, chromium=args.chromium)
+        print(f"wrote {', '.join(map(str, paths))} in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":

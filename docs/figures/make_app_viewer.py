@@ -15,6 +15,7 @@ the centroids).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import tempfile
@@ -59,6 +60,28 @@ def serve(run_dir: Path | None, cache: Path):
     return f"http://127.0.0.1:{port}", server, thread
 
 
+@contextlib.contextmanager
+def running_app(run_dir: Path | None):
+    """The app served on a free localhost port for the length of a with-block; yields its URL."""
+    os.environ.setdefault("SPINEFX_PROGRESS", "0")
+    with tempfile.TemporaryDirectory(prefix="spinefx-app-figure-") as tmp:
+        url, server, thread = serve(run_dir, Path(tmp) / "cache")
+        try:
+            yield url
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+def upload_real_subject(page) -> None:
+    """Upload the VerSe19 subject's CT and expert vertebra mask through the page's form."""
+    page.set_input_files("#scan-file", str(REAL / f"verse/rawdata/{SUBJECT}/{SUBJECT}_ct.nii.gz"))
+    mask = REAL / f"verse/derivatives/{SUBJECT}/{SUBJECT}_seg-vert_msk.nii.gz"
+    page.set_input_files("#mask-file", str(mask))
+    page.select_option("#mask-numbering", "verse")
+    page.click("#upload-btn")
+
+
 def screenshot(url: str, out: Path, *, synthetic: bool, chromium: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -69,13 +92,7 @@ def screenshot(url: str, out: Path, *, synthetic: bool, chromium: str) -> None:
         if synthetic:
             page.click("button.example[data-name=synth0001]")
         else:
-            page.set_input_files(
-                "#scan-file", str(REAL / f"verse/rawdata/{SUBJECT}/{SUBJECT}_ct.nii.gz")
-            )
-            mask = REAL / f"verse/derivatives/{SUBJECT}/{SUBJECT}_seg-vert_msk.nii.gz"
-            page.set_input_files("#mask-file", str(mask))
-            page.select_option("#mask-numbering", "verse")
-            page.click("#upload-btn")
+            upload_real_subject(page)
         page.wait_for_selector("#viewer[data-state=ready]", timeout=300_000)
         page.click("#window-seg button[data-window='1500,400']")
         page.wait_for_timeout(1500)  # NiiVue redraws on the next animation frames
@@ -94,16 +111,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.synthetic and not (REAL / "verse" / "rawdata" / SUBJECT).is_dir():
         parser.error(f"{REAL / 'verse'} is absent: pass --synthetic")
-    os.environ.setdefault("SPINEFX_PROGRESS", "0")
-    with tempfile.TemporaryDirectory(prefix="spinefx-viewer-figure-") as tmp:
-        url, server, thread = serve(args.run, Path(tmp) / "cache")
-        try:
-            t0 = time.perf_counter()
-            screenshot(url, args.out, synthetic=args.synthetic, chromium=args.chromium)
-            print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+    with running_app(args.run) as url:
+        t0 = time.perf_counter()
+        screenshot(url, args.out, synthetic=args.synthetic, chromium=args.chromium)
+        print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":
