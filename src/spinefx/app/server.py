@@ -161,7 +161,7 @@ def create_app(
                 "atlas_name": run.atlas_path.name if run.atlas_path else None,
                 "examples": example_names(),
                 "max_upload_mb": int(max_upload_mb),
-                "auto_localisation": voxel_run_dir is not None,
+                "auto_localisation": True,  # on the CT anatomy; no model needed
                 "token": state.token,
             },
         )

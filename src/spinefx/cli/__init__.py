@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spinefx.cli.crossval_cmd",
     "spinefx.cli.evaluate_cmd",
     "spinefx.cli.predict_cmd",
+    "spinefx.cli.localise_cmd",
     "spinefx.cli.detect_cmd",
     "spinefx.cli.dissect_cmd",
     "spinefx.cli.report_cmd",

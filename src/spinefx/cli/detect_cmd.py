@@ -39,6 +39,13 @@ def register(subparsers) -> None:
         help="run the network on every tissue tile, not only in the spine region found first",
     )
     parser.add_argument(
+        "--localiser",
+        choices=("anatomy", "network"),
+        default="anatomy",
+        help="without --centroids/--mask: 'anatomy' (bodies and discs on the CT, levels from "
+        "the sacrum or marked uncertain; default) or 'network' (the voxel classifier's map)",
+    )
+    parser.add_argument(
         "--allow-empty",
         action="store_true",
         help="exit 0 when no vertebra is found (default: an error, exit 1)",
@@ -73,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
     scan = load_scan(args.scan)
     centroids = centroids_from_arguments(args, scan)
     result = detect_fractures(
-        model, scan, centroids, cube_size_vox=args.cube_size, spine_roi=not args.whole_volume
+        model,
+        scan,
+        centroids,
+        cube_size_vox=args.cube_size,
+        spine_roi=not args.whole_volume,
+        localiser=args.localiser,
     )
     if not result.vertebrae and not args.allow_empty:
         raise InputError(

@@ -36,6 +36,7 @@ bodies the chain leaves for the posterior elements are the weak cases; metal is 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +70,8 @@ MAX_GAP_MM = 16.0
 DISC_SPACING_MM = (11.0, 55.0)
 #: a body's middle lies at least this fraction of the profile's spread below its endplates
 BODY_PROMINENCE = 0.1
+#: the labelled map takes solid bone within this distance of the body line, mm
+LABEL_RADIUS_MM = 45.0
 #: S1: solid bone at the body line's level reaches this far from it on both sides (alae), mm
 SACRUM_HALF_WIDTH_MM = 44.0
 #: ... over at least this much of z, mm
@@ -165,8 +168,10 @@ def localise_spine(scan: Image) -> SpineLocalisation:
         [np.interp(z, coarse[order, 2], coarse[order, d]) for d in range(2)] + [z]
     )
     profile = _endplate_profile(scan, line)
+    # a body's centre lies in solid bone; a minimum in a disc (soft tissue) is not one
+    in_bone = _disc_mean(grid.with_data(solid.astype(np.float32)), line) >= 0.5
     pitch = _pitch(profile)
-    centres = _body_centres(profile, pitch)
+    centres = [i for i in _body_centres(profile, pitch) if in_bone[i]]
     for _ in range(5):  # until the pitch and the gaps between the bodies found agree
         if len(centres) < 3:
             break
@@ -174,7 +179,7 @@ def localise_spine(scan: Image) -> SpineLocalisation:
         if abs(gap - pitch) <= 0.15 * pitch:
             break
         pitch = float(np.clip(gap, *DISC_SPACING_MM))
-        centres = _body_centres(profile, pitch)
+        centres = [i for i in _body_centres(profile, pitch) if in_bone[i]]
     steps = np.arange(len(z))
     vertebrae = []
     for n, i in enumerate(centres):
@@ -209,6 +214,77 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     return result
 
 
+def automatic_centroids(scan: Image) -> tuple[dict[int, np.ndarray], dict[int, str], dict]:
+    """:func:`localise_spine` in the form the screening, the report and the app take.
+
+    Returns:
+        ``(centroids, level_notes, summary)``: VerSe label -> body centre (world mm), checked
+        for plausibility (:func:`spinefx.inference.localisation.check_localisation`; empty
+        when nothing was found); label -> ``"level uncertain (no sacrum in view)"`` or ``""``;
+        and ``{"localiser", "anchor", "levels_certain", "pitch_mm", "notes"}``.
+
+    Raises:
+        InputError: an implausible localisation (bodies too close, too far apart, off the
+            spine line), saying to pass centroids or a mask.
+    """
+    from spinefx.inference.localisation import check_localisation
+
+    loc = localise_spine(scan)
+    centroids = loc.centroids
+    if centroids:
+        check_localisation(centroids)
+    notes = {
+        v.label: "" if v.level_confidence == "anchored" else "level uncertain (no sacrum in view)"
+        for v in loc.vertebrae
+    }
+    summary = {
+        "localiser": "anatomy",
+        "anchor": loc.anchor,
+        "levels_certain": loc.levels_certain,
+        "pitch_mm": round(float(loc.pitch_mm), 1) if np.isfinite(loc.pitch_mm) else None,
+        "notes": loc.notes,
+    }
+    return centroids, notes, summary
+
+
+def vertebra_label_map(scan: Image, localisation: SpineLocalisation) -> Image:
+    """A VerSe-id label map of the localised vertebrae on the scan's own grid (``uint8``):
+    the solid bone within :data:`LABEL_RADIUS_MM` of the body line, split between
+    neighbouring vertebrae half way between their centres (the discs). It is an approximate
+    map for viewing and checking the levels (3D Slicer opens it beside the CT), not a
+    segmentation: posterior elements near a disc go to the nearer body, and a vertebra's
+    outline is not traced.
+    """
+    from scipy import ndimage
+
+    from spinefx.preprocessing.resample import resample_like
+
+    grid = _working_grid(scan)
+    labels = np.zeros(grid.shape, np.uint8)
+    vs = localisation.vertebrae
+    line = localisation.body_line_mm
+    if vs and len(line):
+        hu = ndimage.gaussian_filter(np.asarray(grid.data, np.float32), 0.6)
+        solid = _solid_bone(hu)
+        ijk = np.indices(grid.shape).reshape(3, -1).T
+        world = grid.voxel_to_world(ijk)
+        order = np.argsort(line[:, 2])
+        lx = np.interp(world[:, 2], line[order, 2], line[order, 0])
+        ly = np.interp(world[:, 2], line[order, 2], line[order, 1])
+        near = np.hypot(world[:, 0] - lx, world[:, 1] - ly) <= LABEL_RADIUS_MM
+        near &= solid.ravel()
+        zs = np.array([v.centroid_mm[2] for v in vs])
+        lows = np.array([v.extent_z_mm[0] for v in vs])
+        highs = np.array([v.extent_z_mm[1] for v in vs])
+        nearest = np.argmin(np.abs(world[:, 2][:, None] - zs[None]), axis=1)
+        inside = (world[:, 2] >= lows[nearest]) & (world[:, 2] <= highs[nearest])
+        keep = near & inside
+        flat = labels.ravel()
+        flat[keep] = np.array([v.label for v in vs], np.uint8)[nearest[keep]]
+        labels = flat.reshape(grid.shape)
+    return resample_like(grid.with_data(labels), scan, interpolation="nearest")
+
+
 def _working_grid(scan: Image) -> Image:
     from spinefx.preprocessing.orientation import reorient
     from spinefx.preprocessing.resample import resample_to_spacing
@@ -238,6 +314,8 @@ def _enclosed(bone: np.ndarray) -> np.ndarray:
             dx, dy = int(round(t * np.cos(angle))), int(round(t * np.sin(angle)))
             if (dx, dy) in seen or (dx, dy) == (0, 0):
                 continue
+            if abs(dx) >= bone.shape[0] or abs(dy) >= bone.shape[1]:
+                continue  # the ray leaves a small grid
             seen.add((dx, dy))
             # hit[x, y] |= bone[x + dx, y + dy] (out of the grid is not bone)
             src = bone[
@@ -398,8 +476,9 @@ def _endplate_profile(scan: Image, line: np.ndarray) -> np.ndarray:
         np.asarray(scan.data, np.float32), ijk, order=1, mode="constant", cval=np.nan
     ).reshape(len(line), -1)
     known = np.isfinite(values).mean(axis=1) >= 0.5
-    with np.errstate(all="ignore"):
-        p90 = np.nanpercentile(np.where(np.isfinite(values), values, np.nan), 90, axis=1)
+    with warnings.catch_warnings():  # rows outside the grid are all NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p90 = np.nanpercentile(np.where(np.isfinite(values), values, np.nan), 80, axis=1)
     if known.sum() < 2:
         return np.zeros(len(line))
     ok = known & np.isfinite(p90)
@@ -476,6 +555,22 @@ def _refine_centre(grid: Image, solid: np.ndarray, centre_mm: np.ndarray, extent
         return centre_mm
     moved = grid.voxel_to_world(np.array([[c[0], y0 + jy, c[2]]]))[0]
     return np.array([centre_mm[0], moved[1], centre_mm[2]])
+
+
+def _disc_mean(image: Image, line: np.ndarray, radius_mm: float = 7.0) -> np.ndarray:
+    """Mean of ``image`` on an axial disc of ``radius_mm`` around every point of ``line``
+    (NaN-free: points outside the grid count as 0)."""
+    from scipy import ndimage
+
+    step = np.arange(-radius_mm, radius_mm + 0.1, 1.5)
+    offsets = np.array(
+        [(dx, dy) for dx in step for dy in step if dx * dx + dy * dy <= radius_mm**2]
+    )
+    pts = np.repeat(line[:, None, :], len(offsets), axis=1)
+    pts[:, :, :2] += offsets[None]
+    ijk = image.world_to_voxel(pts.reshape(-1, 3)).T
+    values = ndimage.map_coordinates(np.asarray(image.data, np.float32), ijk, order=1, cval=0.0)
+    return values.reshape(len(line), -1).mean(axis=1)
 
 
 def _sacrum_top(solid: np.ndarray, chain: np.ndarray) -> int | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from spinefx.conventions import spine_rank
+from spinefx.errors import InputError
 from spinefx.image import Image
 from spinefx.inference.aggregation import largest_components, vertebra_scores
 from spinefx.inference.localisation import check_localisation, localise_vertebrae
@@ -61,6 +62,7 @@ class DetectionResult:
     model: dict = field(default_factory=dict)
     scan: str = ""
     roi_fraction: float = 1.0
+    localisation: dict = field(default_factory=dict)
 
     @property
     def fracture_threshold(self) -> float | None:
@@ -79,6 +81,7 @@ def detect_fractures(
     output_tile_vox: int = DEFAULT_OUTPUT_TILE_VOX,
     spine_roi: bool = True,
     show_progress: bool = True,
+    localiser: str = "anatomy",
 ) -> DetectionResult:
     """Screen one CT for vertebral fractures with a trained voxel classifier.
 
@@ -86,9 +89,7 @@ def detect_fractures(
         run: a loaded voxel-classifier run (:func:`spinefx.runs.load_trained`) or its folder
             (the same argument order as the patch classifier's ``predict_vertebrae``).
         scan: CT ``Image`` in HU, or a NIfTI file / DICOM folder path.
-        centroids: VerSe label -> world RAS+ mm; None = localise automatically from the
-            network's vertebra map (levels from the spacing profile, see
-            :mod:`spinefx.inference.localisation`).
+        centroids: VerSe label -> world RAS+ mm; None = localise automatically (``localiser``).
         cube_size_vox: cube edge of the vertebra-level aggregation (1 mm voxels).
         output_tile_vox: inference tile edge.
         spine_roi: run the network only inside the spine region found by a cheap pass
@@ -96,6 +97,11 @@ def detect_fractures(
             :mod:`spinefx.inference.spine_roi`); the maps are background outside it, and
             identical to the whole-volume result inside it. False runs every tissue tile.
         show_progress: progress bar over tiles.
+        localiser: without centroids, ``"anatomy"`` (bone, bodies and discs on the CT, levels
+            from the sacrum or marked uncertain: :mod:`spinefx.inference.ct_localisation`;
+            it runs first, so the network screens only around the bodies it found) or
+            ``"network"`` (components of the network's own vertebra map, levels from the
+            spacing profile: :mod:`spinefx.inference.localisation`).
 
     Returns:
         :class:`DetectionResult`.
@@ -109,6 +115,14 @@ def detect_fractures(
         scan = load_scan(scan)
     if not isinstance(run, TrainedRun) or run.kind != "voxel":
         run = load_trained(run.run_dir if isinstance(run, TrainedRun) else run, expect="voxel")
+    if localiser not in ("anatomy", "network"):
+        raise InputError(f"unknown localiser {localiser!r}", fix="use 'anatomy' or 'network'")
+    source, level_notes, localisation = "given", {}, {}
+    if centroids is None and localiser == "anatomy":
+        from spinefx.inference.ct_localisation import automatic_centroids
+
+        centroids, level_notes, localisation = automatic_centroids(scan)
+        source = "automatic"
     model = run.model
     view = prepare_voxel_input(
         scan,
@@ -119,7 +133,7 @@ def detect_fractures(
     if spine_roi:
         from spinefx.inference.spine_roi import spine_region
 
-        roi = spine_region(view.hu_image(), centroids)
+        roi = spine_region(view.hu_image(), centroids or None)
     maps_1mm = _ensemble_maps(run, view, roi, output_tile_vox, show_progress)
     frac = maps_1mm["fractured"]
     hu = view.hu_image()
@@ -130,14 +144,16 @@ def detect_fractures(
     largest = int(
         largest_components(patient_map, probability_thresholds=[op["probability_threshold"]])[0]
     )
-    source = "given"
     if centroids is None:
         vert = frac.with_data(maps_1mm["normal"].data + frac.data)
         centroids = localise_vertebrae(vert)
         check_localisation(centroids)
         source = "automatic"
+        localisation = {"localiser": "network", "anchor": "profile",
+                        "note": "levels from the spacing profile of the network's bodies"}  # fmt: skip
+        level_notes = dict.fromkeys(centroids, "level uncertain (spacing profile)")
     scores = vertebra_scores(frac, centroids, cube_size_vox=cube_size_vox)
-    vertebrae = _vertebra_results(scan, centroids, scores, run, source)
+    vertebrae = _vertebra_results(scan, centroids, scores, run, source, level_notes)
     return DetectionResult(
         vertebrae,
         float(largest * np.prod(frac.spacing_mm)),
@@ -150,6 +166,7 @@ def detect_fractures(
         model=model_identity(run),
         scan=str(scan.meta.get("source", "")),
         roi_fraction=1.0 if roi is None else float(roi.mean()),
+        localisation=localisation,
     )
 
 
@@ -170,9 +187,10 @@ def _ensemble_maps(run: TrainedRun, view, roi, output_tile_vox: int, show_progre
 
 
 def _vertebra_results(
-    scan: Image, centroids, scores, run: TrainedRun, source: str
+    scan: Image, centroids, scores, run: TrainedRun, source: str, level_notes=None
 ) -> list[VertebraResult]:
-    """Per vertebra, cranial first: score, flag at the run's cut, not-assessable reasons."""
+    """Per vertebra, cranial first: score, flag at the run's cut, not-assessable reasons
+    (and, for automatic localisation, whether the level is uncertain)."""
     cut = run.threshold if run.threshold is not None and np.isfinite(run.threshold) else None
     vertebrae = []
     for lab in sorted(centroids, key=spine_rank):
@@ -185,6 +203,8 @@ def _vertebra_results(
             note = "outside the scan: not assessable"
         else:
             note = run.operating_point_note and "not flagged: no operating point"
+        level = (level_notes or {}).get(lab, "")
+        note = "; ".join(part for part in (note, level) if part)
         vertebrae.append(
             VertebraResult(
                 vertebra_label=int(lab),
@@ -240,6 +260,7 @@ def write_detection(
         "flag_note": result.flag_note,
         "n_vertebrae": len(result.vertebrae),
         "screened_fraction": round(result.roi_fraction, 4),
+        "localisation": result.localisation or {"localiser": "given"},
         "model": result.model,
     }
     paths["patient"] = out / "patient.json"

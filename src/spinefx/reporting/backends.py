@@ -157,20 +157,17 @@ def set_unit_concept(run: Any, unit: int, *, label: str, explanation: str) -> No
     run.atlas = save_unit_concept(run.atlas_path, int(unit), label or None, explanation)
 
 
-def locate_vertebrae(scan: Any, voxel_run_dir: Path | None) -> dict[int, np.ndarray]:
-    """Vertebra centroids (world RAS+ mm) from automatic localisation (voxel classifier)."""
-    if voxel_run_dir is None:
-        raise InputError(
-            "no centroid JSON was given and automatic localisation is off",
-            fix="upload the VerSe centroid JSON, or start the app with --voxel-model RUN_DIR",
-        )
-    from spinefx.inference.screening import detect_fractures
+def locate_vertebrae(scan: Any, voxel_run_dir: Path | None = None) -> dict[int, np.ndarray]:
+    """Vertebra centroids (world RAS+ mm) from automatic localisation on the CT's anatomy
+    (:func:`spinefx.inference.ct_localisation.automatic_centroids`); ``voxel_run_dir`` is not
+    needed any more and is accepted for the callers that still pass it."""
+    from spinefx.inference.ct_localisation import automatic_centroids
 
-    result = detect_fractures(Path(voxel_run_dir), scan, show_progress=False)
-    centroids = {int(v.vertebra_label): np.asarray(v.centroid_mm, float) for v in result.vertebrae}
+    centroids, _, summary = automatic_centroids(scan)
     if not centroids:
         raise InputError(
-            "automatic localisation found no vertebrae in this scan",
-            fix="upload the VerSe centroid JSON of the scan",
+            "automatic localisation found no vertebrae in this scan"
+            + (f" ({'; '.join(summary['notes'])})" if summary["notes"] else ""),
+            fix="upload the VerSe centroid JSON or a vertebra mask of the scan",
         )
     return centroids

@@ -44,7 +44,7 @@ def open_workspace(
         source = "body centroids of the vertebra mask"
     else:
         centroids = locate_vertebrae(scan, None if voxel_run_dir is None else Path(voxel_run_dir))
-        source = "from automatic localisation (voxel classifier)"
+        source = "from automatic localisation (bodies and discs on the CT)"
     morphometry = None
     if mask_path is not None:
         from spinefx.io.vertebra_masks import load_vertebra_mask
