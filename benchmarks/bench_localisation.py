@@ -93,7 +93,9 @@ def _network(ct, run) -> tuple[list[dict], float, dict]:
 
     start = time.perf_counter()
     try:
-        result = detect_fractures(run, ct, None, spine_roi=False)
+        result = detect_fractures(
+            run, ct, None, spine_roi=False, localiser="network", show_progress=False
+        )
     except SpinefxError as exc:
         return [], time.perf_counter() - start, {"refused": str(exc).splitlines()[0]}
     seconds = time.perf_counter() - start
