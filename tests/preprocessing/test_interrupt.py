@@ -91,11 +91,17 @@ def _partials(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if ".part" in p.name or p.suffix == ".tmp"]
 
 
+def _terminal_sigint() -> None:
+    """In the child: SIGINT as in a terminal. A suite started in the background by a
+    non-interactive shell (``make test &``) inherits SIGINT ignored, and so would the command."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(command: list[str], ready, *, group: bool) -> tuple[subprocess.Popen, str]:
     """Start ``command``, Ctrl-C it once ``ready(process)``; the process and its stderr."""
     proc = subprocess.Popen(
         command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_terminal_sigint,
     )  # fmt: skip
     deadline = time.time() + 60
     while time.time() < deadline and not ready(proc) and proc.poll() is None:
