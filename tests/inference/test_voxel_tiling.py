@@ -47,3 +47,34 @@ def test_maps_come_back_on_the_original_grid():
     for img in maps.values():
         assert img.shape == (16, 20, 10)
         np.testing.assert_allclose(img.affine, affine)
+
+
+def test_maps_go_back_to_the_scan_grid_only_where_they_were_screened():
+    """The box resampling equals resampling the whole maps everywhere but the scan grid's
+    outer border voxel, on an oblique, anisotropic scan grid inside the network's grid (as the
+    network view always covers its scan)."""
+    from spinefx.image import Image
+    from spinefx.inference.voxel_tiling import to_original_geometry
+    from spinefx.preprocessing.resample import resample_like
+
+    rng = np.random.default_rng(3)
+    net = np.eye(4)
+    net[:3, 3] = [-30.0, -30.0, -40.0]
+    shape = (60, 60, 80)
+    probs = np.zeros((3, *shape), np.float32)
+    probs[0] = 1.0
+    block = rng.random((3, 14, 12, 20)).astype(np.float32)
+    block /= block.sum(axis=0, keepdims=True)
+    probs[:, 20:34, 25:37, 30:50] = block  # the screened part
+    maps = {n: Image(probs[i], net) for i, n in enumerate(("background", "normal", "fractured"))}
+    c, s_ = np.cos(0.3), np.sin(0.3)
+    affine = np.array([[0.8 * c, -0.8 * s_, 0, -20], [0.8 * s_, 0.8 * c, 0, -20], [0, 0, 2.5, -30],
+                       [0, 0, 0, 1]])  # fmt: skip
+    scan = Image(np.zeros((40, 40, 24), np.float32), affine)
+    fast = to_original_geometry(maps, scan)
+    for name, img in maps.items():
+        slow = np.clip(resample_like(img, scan, fill_value=0.0).data, 0, 1)
+        inner = (slice(1, -1),) * 3
+        np.testing.assert_array_equal(fast[name].data[inner], slow[inner])
+        assert fast[name].shape == scan.shape
+        np.testing.assert_allclose(fast[name].affine, scan.affine)
