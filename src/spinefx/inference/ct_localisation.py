@@ -70,6 +70,8 @@ MAX_GAP_MM = 16.0
 DISC_SPACING_MM = (11.0, 55.0)
 #: a body's middle lies at least this fraction of the profile's spread below its endplates
 BODY_PROMINENCE = 0.1
+#: the body centre moves forward (off the canal) by at most this much, mm
+REFINE_MAX_MM = 15.0
 #: the labelled map takes solid bone within this distance of the body line, mm
 LABEL_RADIUS_MM = 45.0
 #: S1: solid bone at the body line's level reaches this far from it on both sides (alae), mm
@@ -551,7 +553,7 @@ def _refine_centre(grid: Image, solid: np.ndarray, centre_mm: np.ndarray, extent
     if window.size == 0 or window.max() < BODY_CORE_MM / GRID_MM:
         return centre_mm
     jy, _ = np.unravel_index(int(np.argmax(window)), window.shape)
-    if not 0 < y0 + jy - c[1] <= 15.0 / GRID_MM:  # the line's bias is backwards only
+    if not 0 < y0 + jy - c[1] <= REFINE_MAX_MM / GRID_MM:  # the line's bias is backwards only
         return centre_mm
     moved = grid.voxel_to_world(np.array([[c[0], y0 + jy, c[2]]]))[0]
     return np.array([centre_mm[0], moved[1], centre_mm[2]])
