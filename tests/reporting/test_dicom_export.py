@@ -392,14 +392,27 @@ def test_detect_dicom_out_on_a_nifti_ct_writes_the_map_json_and_says_why(
     np.testing.assert_allclose(written.affine, source.affine, atol=1e-4)
     assert not (out / "findings_sr.dcm").exists()
     # the fracture voxels: detect's own p(fracture) map at the run's probability threshold
-    threshold = json.loads((tmp_path / "d" / "patient.json").read_text())["operating_point"][
-        "probability_threshold"
-    ]
-    p = np.asarray(nib.load(tmp_path / "d" / "prob_fractured.nii.gz").dataobj)
+    # without what the patient decision ignores: components under t_n (no metal in this CT)
+    from scipy import ndimage
+
+    from spinefx.runs import load_trained
+    from spinefx.runs.shipped import shipped_run_dir
+
+    point = json.loads((tmp_path / "d" / "patient.json").read_text())["operating_point"]
+    threshold = point["probability_threshold"]
+    spacing = load_trained(shipped_run_dir("voxel")).model.config.input_spacing_mm
+    min_mm3 = point["noise_threshold_vox"] * float(np.prod(np.broadcast_to(spacing, 3)))
+    image = nib.load(tmp_path / "d" / "prob_fractured.nii.gz")
+    above = np.asarray(image.dataobj) >= threshold
+    labels, _ = ndimage.label(above, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel()) * float(np.prod(image.header.get_zooms()[:3]))
+    keep = sizes >= min_mm3
+    keep[0] = False
+    expected = keep[labels]
     voxels = out / "fracture_voxels_seg.nii.gz"
-    assert voxels.is_file() == bool((p >= threshold).any())
+    assert voxels.is_file() == bool(expected.any())
     if voxels.is_file():
-        np.testing.assert_array_equal(np.asarray(nib.load(voxels).dataobj) > 0, p >= threshold)
+        np.testing.assert_array_equal(np.asarray(nib.load(voxels).dataobj) > 0, expected)
     flagged = [r["level"] for r in doc["vertebrae"] if r["flagged"].get("voxel")]
     assert (out / "fractures_seg.nii.gz").is_file() == bool(flagged)
 
@@ -429,3 +442,21 @@ def test_report_dicom_out_writes_seg_and_sr_of_the_patch_classifier(real_data, t
     groups = measurement_groups(out / "findings_sr.dcm")[1]
     assert [g[0] for g in groups] == ["L1", "L2"]
     assert all(0 <= g[1]["FXPROBPATCH"] <= 1 for g in groups)
+
+
+def test_fracture_voxels_smaller_than_the_noise_threshold_are_left_out(tmp_path):
+    """The patient decision ignores components under t_n; so does the fracture SEG: the
+    lone corner voxel goes, the 12-voxel block in L1 stays."""
+    from spinefx.reporting.dicom_export import fracture_regions
+    from spinefx.reporting.vertebra_findings import vertebra_findings
+
+    scan, labels, _ = synthetic_case(tmp_path)
+    fracture_map, voxels = fracture_map_case(scan)
+    findings = vertebra_findings(RESULTS, [])
+    kept = fracture_regions(findings, labels, scan, fracture_map=fracture_map, threshold=0.5,
+                            min_mm3=2.0 * float(np.prod(scan.spacing_mm)))  # fmt: skip
+    block = voxels.copy()
+    block[12, 0, 0] = False
+    np.testing.assert_array_equal(kept.voxels, block)
+    everything = fracture_regions(findings, labels, scan, fracture_map=fracture_map, threshold=0.5)
+    np.testing.assert_array_equal(everything.voxels, voxels)

@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             models={"voxel": result.model},
             fracture_map=result.probability_maps["fractured"],
             fracture_threshold=result.fracture_threshold,
+            fracture_min_mm3=result.fracture_min_mm3,
         )
     state = "FRACTURE" if result.patient_fractured else "no fracture"
     print(f"patient: {state} (largest fracture component {result.patient_score:.0f} mm^3)")

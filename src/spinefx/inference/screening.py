@@ -71,6 +71,13 @@ class DetectionResult:
             return None
         return float(self.operating_point["probability_threshold"])
 
+    @property
+    def fracture_min_mm3(self) -> float:
+        """The noise threshold ``t_n`` as a volume (mm³): fracture components smaller than
+        this are noise in the patient decision, and the fracture SEG leaves them out too."""
+        voxel_mm3 = float(np.prod(self.fracture_map_1mm.spacing_mm))
+        return float(self.operating_point["noise_threshold_vox"]) * voxel_mm3
+
 
 def detect_fractures(
     run: TrainedRun | str | Path,

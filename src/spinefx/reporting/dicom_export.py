@@ -116,6 +116,7 @@ def export_results(
     models: Mapping[str, dict] | None = None,
     fracture_map: Image | None = None,
     fracture_threshold: float | None = None,
+    fracture_min_mm3: float = 0.0,
 ) -> ResultsExport:
     """Write the findings of one scan as DICOM SEGs + SR (DICOM input) or NIfTI + JSON.
 
@@ -132,6 +133,9 @@ def export_results(
             ["fractured"]``, any grid in the scan's world space), for the fracture SEG.
         fracture_threshold: the probability threshold ``t_p`` of the run's operating point
             (``DetectionResult.fracture_threshold``); None: no voxel segment (not flagged).
+        fracture_min_mm3: fracture components smaller than this (the patient decision's
+            noise threshold, ``DetectionResult.fracture_min_mm3``) are left out of the voxel
+            segment, as are voxels near metal (the patient decision ignores both).
 
     Returns:
         :class:`ResultsExport`.
@@ -155,7 +159,12 @@ def export_results(
         label_map, morphometry, numbering = _mask_on_scan(mask_path, mask_numbering, scan, notes)
     findings = vertebra_findings(results, morphometry)
     fractures = fracture_regions(
-        findings, label_map, scan, fracture_map=fracture_map, threshold=fracture_threshold
+        findings,
+        label_map,
+        scan,
+        fracture_map=fracture_map,
+        threshold=fracture_threshold,
+        min_mm3=fracture_min_mm3,
     )
     notes.extend(fractures.notes)
     out.mkdir(parents=True, exist_ok=True)
@@ -381,12 +390,14 @@ def fracture_regions(
     *,
     fracture_map: Image | None = None,
     threshold: float | None = None,
+    min_mm3: float = 0.0,
 ) -> FractureRegions:
     """The flagged vertebrae's mask regions and the thresholded voxel map, on the scan's grid.
 
     A vertebra is shown when any model flagged it at its operating point and the vertebra
     mask holds it; the voxel segment when a fracture map and its threshold are given and a
-    voxel reaches it.
+    voxel reaches it, without the voxels near metal and the components smaller than
+    ``min_mm3`` (what the patient decision ignores).
     """
     notes: list[str] = []
     flagged = {f.vertebra_label: f for f in findings if any(v for v in f.flagged.values())}
@@ -415,7 +426,7 @@ def fracture_regions(
         above = fracture_map.with_data(
             (np.asarray(fracture_map.data) >= threshold).astype(np.uint8)
         )
-        voxels = label_map_on_grid(above, scan).astype(bool)
+        voxels = _as_decided(label_map_on_grid(above, scan).astype(bool), scan, min_mm3)
         if voxels.any():
             name = f"fracture voxels (p >= {threshold:.2f})"
             segments.append((None, name, f"spinefx voxel classifier, p(fracture) >= {threshold}"))
@@ -424,6 +435,24 @@ def fracture_regions(
     if not segments and not unsegmented:
         notes.append(NO_FRACTURE_NOTE)
     return FractureRegions(fractured, voxels, tuple(segments), threshold, tuple(notes))
+
+
+def _as_decided(voxels: np.ndarray, scan: Image, min_mm3: float) -> np.ndarray:
+    """``voxels`` without those near metal and without components under ``min_mm3``."""
+    from scipy import ndimage
+
+    from spinefx.preprocessing.metal import metal_mask
+
+    if not voxels.any():
+        return voxels
+    voxels = voxels & ~metal_mask(scan)
+    if min_mm3 > 0 and voxels.any():
+        labels, n = ndimage.label(voxels, structure=np.ones((3, 3, 3), bool))
+        sizes = np.bincount(labels.ravel()) * float(np.prod(scan.spacing_mm))
+        keep = sizes >= min_mm3
+        keep[0] = False
+        voxels = keep[labels]
+    return voxels
 
 
 def build_fracture_segmentation(regions: FractureRegions, series: SourceSeries):
