@@ -68,14 +68,12 @@ class AppState:
         self,
         run: ModelRun,
         *,
-        voxel_run_dir: Path | None,
         max_upload_mb: float,
         cache_dir: Path,
         max_concurrent: int = 2,
         max_image_gb: float = 1.0,
     ) -> None:
         self.run = run
-        self.voxel_run_dir = voxel_run_dir
         self.max_upload_bytes = int(max_upload_mb * 1e6)
         self.cache_dir = Path(cache_dir)
         self.scans: OrderedDict[str, ScanWorkspace] = OrderedDict()
@@ -111,7 +109,6 @@ class AppState:
 def create_app(
     run: ModelRun,
     *,
-    voxel_run_dir: Path | None = None,
     max_upload_mb: float = 512.0,
     cache_dir: Path | None = None,
     allowed_hosts: list[str] | None = None,
@@ -122,7 +119,6 @@ def create_app(
 
     Args:
         run: the classifier run and its atlas (see :func:`spinefx.reporting.load_model_run`).
-        voxel_run_dir: voxel classifier run for automatic localisation, or None.
         max_upload_mb: uploads (and unzipped DICOM series) larger than this are refused (413).
         cache_dir: where the bundled synthetic examples are generated on first use.
         allowed_hosts: accepted ``Host`` headers (None: any); ``spinefx app`` on 127.0.0.1
@@ -138,7 +134,6 @@ def create_app(
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "spinefx-app-cache"
     state = AppState(
         run,
-        voxel_run_dir=voxel_run_dir,
         max_upload_mb=max_upload_mb,
         cache_dir=cache,
         max_concurrent=max_concurrent,
@@ -354,7 +349,6 @@ def _open_scan(
             state.run,
             scan_path,
             centroids_path=ctd_path,
-            voxel_run_dir=state.voxel_run_dir,
             name=name,
             mask_path=mask_path,
             mask_numbering=mask_numbering,

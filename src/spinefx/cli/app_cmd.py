@@ -25,11 +25,9 @@ def register(subparsers) -> None:
     p.add_argument("--atlas", type=Path, help="concept atlas file (default: the run's own)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
-    p.add_argument(
-        "--voxel-model",
-        type=Path,
-        help="voxel classifier run for localisation (default: the shipped weights)",
-    )
+    # localisation no longer needs a voxel model (it runs on the CT's anatomy): the old flag
+    # is accepted and ignored with a note
+    p.add_argument("--voxel-model", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="upload limit (MB)")
     p.add_argument(
         "--max-image-gb",
@@ -55,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from spinefx.app import create_app
     from spinefx.errors import InputError
     from spinefx.reporting import load_model_run
-    from spinefx.runs.shipped import resolve_run, shipped_or_none
+    from spinefx.runs.shipped import resolve_run
 
     log = logging.getLogger("spinefx.app")
     if args.max_concurrent < 1 or not args.max_image_gb > 0 or not args.max_upload_mb > 0:
@@ -63,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
             "invalid app limits",
             fix="use --max-concurrent >= 1 and positive --max-upload-mb and --max-image-gb",
         )
+    if args.voxel_model:
+        log.warning("--voxel-model is not needed any more (localisation runs on the CT)")
     model_run = load_model_run(resolve_run(args.run_dir, "patch"), atlas_path=args.atlas)
     local = args.host in LOCAL_HOSTS
     app = create_app(
         model_run,
-        voxel_run_dir=args.voxel_model or shipped_or_none("voxel"),
         max_upload_mb=args.max_upload_mb,
         cache_dir=args.cache_dir,
         allowed_hosts=[*LOCAL_HOSTS, "[::1]"] if local else None,

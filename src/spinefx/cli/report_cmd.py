@@ -22,12 +22,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--centroids", type=Path, help="VerSe centroid JSON of the scan")
     add_mask_arguments(p)
-    p.add_argument(
-        "--voxel-model",
-        type=Path,
-        help="voxel classifier run for localisation without --centroids (default: the shipped "
-        "weights)",
-    )
+    # localisation no longer needs a voxel model (it runs on the CT's anatomy): the old flag
+    # is accepted and ignored with a note
+    p.add_argument("--voxel-model", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--atlas", type=Path, help="concept atlas file (default: the run's own)")
     p.add_argument("--out", type=Path, required=True, help="output .html (a .txt is written too)")
     add_dicom_out_argument(p)
@@ -41,17 +38,16 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spinefx.reporting import write_scan_report
-    from spinefx.runs.shipped import resolve_run, shipped_or_none
+    from spinefx.runs.shipped import resolve_run
 
     check_one_source(args)
-    located = args.centroids or args.mask
-    voxel = args.voxel_model or (None if located else shipped_or_none("voxel"))
+    if args.voxel_model:
+        print("note: --voxel-model is not needed any more (localisation runs on the CT)")
     html_path, text_path = write_scan_report(
         args.scan,
         model_run_dir=resolve_run(args.model, "patch"),
         out_path=args.out,
         centroids_path=args.centroids,
-        voxel_run_dir=voxel,
         mask_path=args.mask,
         mask_numbering=args.mask_numbering,
         atlas_path=args.atlas,

@@ -112,6 +112,7 @@ class SpineLocalisation:
         sacrum_found: the sacrum (the level anchor) is in view.
         anchor: ``"sacrum"`` or ``"profile"``.
         notes: human-readable remarks.
+        solid_bone: the solid bone on the working grid (reused by :func:`vertebra_label_map`).
     """
 
     vertebrae: list[LocalisedVertebra]
@@ -120,6 +121,7 @@ class SpineLocalisation:
     sacrum_found: bool = False
     anchor: str = "profile"
     notes: list[str] = field(default_factory=list)
+    solid_bone: Image | None = field(default=None, repr=False)
 
     @property
     def centroids(self) -> dict[int, np.ndarray]:
@@ -183,6 +185,8 @@ def localise_spine(scan: Image) -> SpineLocalisation:
         pitch = float(np.clip(gap, *DISC_SPACING_MM))
         centres = [i for i in _body_centres(profile, pitch) if in_bone[i]]
     steps = np.arange(len(z))
+    # world z covered by the scan: a body whose half pitch reaches past it is cut by the border
+    z_lo, z_hi = np.sort(grid.voxel_to_world(np.array([[0, 0, 0], [0, 0, hu.shape[2] - 1]]))[:, 2])
     vertebrae = []
     for n, i in enumerate(centres):
         above = (centres[n + 1] + i) / 2 if n + 1 < len(centres) else i + pitch / 2
@@ -193,7 +197,7 @@ def localise_spine(scan: Image) -> SpineLocalisation:
                 centroid_mm=np.array([np.interp(i, steps, line[:, d]) for d in range(3)]),
                 level_confidence="uncertain",
                 level_note="",
-                cut_by_border=bool(above > len(z) - 1 + 3 or below < -3),
+                cut_by_border=bool(z[0] + above > z_hi or z[0] + below < z_lo),
                 extent_z_mm=(float(z[0] + below), float(z[0] + above)),
             )
         )
@@ -206,12 +210,12 @@ def localise_spine(scan: Image) -> SpineLocalisation:
         notes.append(
             f"a gap of {gaps.max():.0f} mm between neighbouring bodies (pitch {pitch:.0f} mm)"
         )
-    result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, notes=notes)
-    if sacrum_k is not None:
+    result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, notes=notes,
+                               solid_bone=grid.with_data(solid))  # fmt: skip
+    if sacrum_k is not None and vertebrae:
         top = float(grid.voxel_to_world(np.array([[*chain[sacrum_k, :2], sacrum_k]]))[0, 2])
-        result.sacrum_found = True
-        # only a body within about a pitch above the sacrum is L5
-        result.sacrum_found = bool(vertebrae) and vertebrae[-1].centroid_mm[2] - top <= 1.3 * pitch
+        # the sacrum anchors the levels only when the lowest body found is right above it
+        result.sacrum_found = vertebrae[-1].centroid_mm[2] - top <= 1.3 * pitch
     _assign_levels(result)
     return result
 
@@ -261,29 +265,33 @@ def vertebra_label_map(scan: Image, localisation: SpineLocalisation) -> Image:
 
     from spinefx.preprocessing.resample import resample_like
 
-    grid = _working_grid(scan)
+    grid = localisation.solid_bone
+    if grid is None:  # a localisation made elsewhere: compute the solid bone again
+        work = _working_grid(scan)
+        grid = work.with_data(
+            _solid_bone(ndimage.gaussian_filter(work.data.astype(np.float32), 0.6))
+        )
+    solid = np.asarray(grid.data, bool)
     labels = np.zeros(grid.shape, np.uint8)
     vs = localisation.vertebrae
     line = localisation.body_line_mm
     if vs and len(line):
-        hu = ndimage.gaussian_filter(np.asarray(grid.data, np.float32), 0.6)
-        solid = _solid_bone(hu)
-        ijk = np.indices(grid.shape).reshape(3, -1).T
+        ijk = np.argwhere(solid)  # only bone can be labelled
         world = grid.voxel_to_world(ijk)
         order = np.argsort(line[:, 2])
         lx = np.interp(world[:, 2], line[order, 2], line[order, 0])
         ly = np.interp(world[:, 2], line[order, 2], line[order, 1])
         near = np.hypot(world[:, 0] - lx, world[:, 1] - ly) <= LABEL_RADIUS_MM
-        near &= solid.ravel()
         zs = np.array([v.centroid_mm[2] for v in vs])
         lows = np.array([v.extent_z_mm[0] for v in vs])
         highs = np.array([v.extent_z_mm[1] for v in vs])
         nearest = np.argmin(np.abs(world[:, 2][:, None] - zs[None]), axis=1)
         inside = (world[:, 2] >= lows[nearest]) & (world[:, 2] <= highs[nearest])
         keep = near & inside
-        flat = labels.ravel()
-        flat[keep] = np.array([v.label for v in vs], np.uint8)[nearest[keep]]
-        labels = flat.reshape(grid.shape)
+        picked = ijk[keep]
+        labels[picked[:, 0], picked[:, 1], picked[:, 2]] = np.array(
+            [v.label for v in vs], np.uint8
+        )[nearest[keep]]
     return resample_like(grid.with_data(labels), scan, interpolation="nearest")
 
 

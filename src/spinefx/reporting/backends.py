@@ -157,10 +157,9 @@ def set_unit_concept(run: Any, unit: int, *, label: str, explanation: str) -> No
     run.atlas = save_unit_concept(run.atlas_path, int(unit), label or None, explanation)
 
 
-def locate_vertebrae(scan: Any, voxel_run_dir: Path | None = None) -> dict[int, np.ndarray]:
+def locate_vertebrae(scan: Any) -> dict[int, np.ndarray]:
     """Vertebra centroids (world RAS+ mm) from automatic localisation on the CT's anatomy
-    (:func:`spinefx.inference.ct_localisation.automatic_centroids`); ``voxel_run_dir`` is not
-    needed any more and is accepted for the callers that still pass it."""
+    (:func:`spinefx.inference.ct_localisation.automatic_centroids`)."""
     from spinefx.inference.ct_localisation import automatic_centroids
 
     centroids, _, summary = automatic_centroids(scan)

@@ -15,7 +15,6 @@ def open_workspace(
     scan_path: str | Path,
     *,
     centroids_path: str | Path | None = None,
-    voxel_run_dir: str | Path | None = None,
     name: str | None = None,
     mask_path: str | Path | None = None,
     mask_numbering: str = "auto",
@@ -23,8 +22,8 @@ def open_workspace(
     """Load a scan and its vertebra centroids, then predict every vertebra.
 
     Centroids come from the VerSe JSON when given, else from a vertebra mask (VerSe or
-    TotalSegmentator, body centroids), else from automatic localisation with the voxel
-    classifier run.
+    TotalSegmentator, body centroids), else from automatic localisation on the CT's anatomy
+    (no model needed).
 
     Raises:
         InputError: unreadable scan or centroid file, or no way to find the vertebrae.
@@ -43,7 +42,7 @@ def open_workspace(
         centroids = vertebra_mask_centroids(mask_path, scan, numbering=mask_numbering)
         source = "body centroids of the vertebra mask"
     else:
-        centroids = locate_vertebrae(scan, None if voxel_run_dir is None else Path(voxel_run_dir))
+        centroids = locate_vertebrae(scan)
         source = "from automatic localisation (bodies and discs on the CT)"
     morphometry = None
     if mask_path is not None:
@@ -69,7 +68,6 @@ def write_scan_report(
     model_run_dir: str | Path,
     out_path: str | Path,
     centroids_path: str | Path | None = None,
-    voxel_run_dir: str | Path | None = None,
     atlas_path: str | Path | None = None,
     include_identifiers: bool = False,
     mask_path: str | Path | None = None,
@@ -83,7 +81,6 @@ def write_scan_report(
         model_run_dir: patch classifier run directory.
         out_path: the ``.html`` file; the text goes next to it with suffix ``.txt``.
         centroids_path: VerSe centroid JSON, else automatic localisation.
-        voxel_run_dir: voxel classifier run for automatic localisation.
         atlas_path: concept atlas (default: the run's own).
         mask_path / mask_numbering: vertebra mask whose body centroids locate the vertebrae
             when no centroid file is given (see :mod:`spinefx.io.vertebra_masks`).
@@ -100,7 +97,6 @@ def write_scan_report(
         run,
         scan_path,
         centroids_path=centroids_path,
-        voxel_run_dir=voxel_run_dir,
         mask_path=mask_path,
         mask_numbering=mask_numbering,
     )
