@@ -73,6 +73,71 @@ def test_the_sacrum_anchors_the_levels_of_the_abdominal_ct(real_data):
     assert loc.vertebrae[-1].label == 24  # L5
 
 
+@pytest.mark.real
+def test_the_ct_with_pedicle_screws_is_found_around_the_metal(real_data):
+    """The clinical CT with pedicle screws (ctfu, L1-L5 and the sacrum): the screws would
+    outshine every endplate in the body profile and are left out of it; the body whose discs
+    the profile misses is placed by the spacing of its neighbours and the levels counted
+    across it are said to be uncertain, never confidently wrong."""
+    ct, mask = _real_pair(real_data, "sub-ctfu00001_ses-20080508_ce-no")
+    loc, score = _score(ct, mask)
+    assert loc.sacrum_found and loc.vertebrae[-1].label == 24
+    # L2-L5 have their bodies in the mask (its L1 holds only the posterior elements)
+    assert score["n_found"] >= 4, score
+    assert score["levels_wrong"] == 0 and score["levels_right"] >= 2, score
+    inferred = [v for v in loc.vertebrae if v.inferred]
+    assert inferred, "the body between the screws is inferred from the spacing"
+    above = [v for v in loc.vertebrae if v.centroid_mm[2] >= inferred[-1].centroid_mm[2]]
+    assert all(v.level_confidence == "uncertain" for v in above)
+    assert all("inferred" in v.level_note for v in above)
+
+
+def test_a_body_missed_between_two_is_placed_by_their_spacing():
+    from spinefx.inference.ct_localisation import _fill_gaps
+
+    bone = np.ones(200, bool)
+    centres, inferred = _fill_gaps([10, 40, 100, 130], 30.0, bone)
+    assert centres == [10, 40, 70, 100, 130] and inferred == {70}
+    centres, inferred = _fill_gaps([10, 40, 130], 30.0, bone)  # two missed
+    assert centres == [10, 40, 70, 100, 130] and inferred == {70, 100}
+    assert _fill_gaps([10, 40, 85], 30.0, bone) == ([10, 40, 85], set())  # 1.5 pitches: no body
+    bone[70] = False  # the line is in a disc there: nothing is placed
+    assert _fill_gaps([10, 40, 100], 30.0, bone) == ([10, 40, 100], set())
+
+
+def test_levels_counted_from_the_sacrum_across_an_inferred_body_are_uncertain():
+    from spinefx.inference.ct_localisation import (
+        LocalisedVertebra,
+        SpineLocalisation,
+        _assign_levels,
+    )
+
+    def body(z, inferred=False):
+        return LocalisedVertebra(0, np.array([0.0, 0.0, z]), "uncertain", "", inferred=inferred)
+
+    loc = SpineLocalisation(
+        [body(90.0), body(60.0, inferred=True), body(30.0), body(0.0)],
+        np.zeros((0, 3)),
+        pitch_mm=30.0,
+        sacrum_found=True,
+    )
+    _assign_levels(loc)
+    assert [v.label for v in loc.vertebrae] == [21, 22, 23, 24]  # L2-L5
+    assert [v.level_confidence for v in loc.vertebrae] == [
+        "uncertain", "uncertain", "anchored", "anchored"
+    ]  # fmt: skip
+    assert not loc.levels_certain
+    _, notes, _ = _automatic(loc)
+    assert notes[24] == "" and "inferred" in notes[21]
+
+
+def _automatic(loc):
+    """automatic_centroids' level notes for a localisation made here."""
+    from spinefx.inference.ct_localisation import _level_remark
+
+    return loc.centroids, {v.label: _level_remark(v, loc) for v in loc.vertebrae}, None
+
+
 def test_held_out_synthetic_scans_are_found(tmp_path):
     from spinefx.io import load_scan
     from spinefx.io.nifti import read_nifti

@@ -19,9 +19,15 @@ shells, crops that cut the bodies, pedicle screws. On a :data:`GRID_MM` RAS+ gri
 4. **Bodies.** The 90th HU percentile over a sagittal slab through the bodies, every 1 mm of
    the line, peaks at each disc's endplates and is low through a body's middle whatever the
    marrow's density; smoothed at an eighth of the vertebral pitch (its autocorrelation
-   period), its minima are the body centres.
+   period), its minima are the body centres. Voxels brighter than :data:`PROFILE_MAX_HU`
+   (screws, rods) are left out of the percentile. A gap of about two pitches or more between
+   neighbouring bodies holds bodies the profile missed (a collapsed or fused disc, endplates
+   hidden by metal): they are placed evenly in it where the line is in solid bone
+   (``inferred=True``).
 5. **Levels**, anchored on anatomy, never on where the scan ends: the body right above the
-   sacrum is L5 and the others are counted from it (``level_confidence="anchored"``). Without
+   sacrum is L5 and the others are counted from it (``level_confidence="anchored"``); the
+   levels counted across an inferred body are ``"uncertain"`` (a wrong pitch would miscount
+   the gap, and a confident wrong level is the worst answer). Without
    the sacrum in view the pitch profile (:func:`spinefx.inference.localisation.profile_offset`)
    proposes levels and every one is ``"uncertain"``: a tight crop's levels are not known, and
    spinefx says so rather than guess silently. Twelfth-rib detection is not attempted (crops
@@ -72,6 +78,11 @@ DISC_SPACING_MM = (11.0, 55.0)
 BODY_PROMINENCE = 0.1
 #: the body centre moves forward (off the canal) by at most this much, mm
 REFINE_MAX_MM = 15.0
+#: the endplate profile leaves out brighter voxels (metal and its blur; endplates are
+#: ~300-1000 HU, the densest cortical bone of a vertebra stays below this)
+PROFILE_MAX_HU = 1500.0
+#: a gap of more than this many pitches between neighbouring bodies holds a missed body
+GAP_PITCHES = 1.6
 #: the labelled map takes solid bone within this distance of the body line, mm
 LABEL_RADIUS_MM = 45.0
 #: S1: solid bone at the body line's level reaches this far from it on both sides (alae), mm
@@ -91,6 +102,8 @@ class LocalisedVertebra:
         level_note: how the level was assigned.
         cut_by_border: the body is only partly in view.
         extent_z_mm: (inferior, superior) world z half way to the neighbouring bodies.
+        inferred: placed in a gap of the body profile by the spacing of its neighbours (a
+            body whose discs the profile did not resolve), not seen as a profile minimum.
     """
 
     label: int
@@ -99,6 +112,7 @@ class LocalisedVertebra:
     level_note: str
     cut_by_border: bool = False
     extent_z_mm: tuple[float, float] = (0.0, 0.0)
+    inferred: bool = False
 
 
 @dataclass
@@ -173,17 +187,15 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     )
     profile = _endplate_profile(scan, line)
     # a body's centre lies in solid bone; a minimum in a disc (soft tissue) is not one
-    in_bone = _disc_mean(grid.with_data(solid.astype(np.float32)), line) >= 0.5
-    pitch = _pitch(profile)
-    centres = [i for i in _body_centres(profile, pitch) if in_bone[i]]
-    for _ in range(5):  # until the pitch and the gaps between the bodies found agree
-        if len(centres) < 3:
-            break
-        gap = float(np.median(np.diff(centres)))
-        if abs(gap - pitch) <= 0.15 * pitch:
-            break
-        pitch = float(np.clip(gap, *DISC_SPACING_MM))
-        centres = [i for i in _body_centres(profile, pitch) if in_bone[i]]
+    # (or just in front of it: where the canal's ring is closed the line runs on the body's
+    # posterior wall, and _refine_centre moves the centre forward)
+    solid_img = grid.with_data(solid.astype(np.float32))
+    in_bone = (
+        np.max([_disc_mean(solid_img, line + [0.0, dy, 0.0]) for dy in (0.0, 5.0, 10.0)], axis=0)
+        >= 0.5
+    )
+    centres, pitch = _centres_and_pitch(profile, in_bone)
+    centres, inferred = _fill_gaps(centres, pitch, in_bone)
     steps = np.arange(len(z))
     # world z covered by the scan: a body whose half pitch reaches past it is cut by the border
     z_lo, z_hi = np.sort(grid.voxel_to_world(np.array([[0, 0, 0], [0, 0, hu.shape[2] - 1]]))[:, 2])
@@ -199,6 +211,7 @@ def localise_spine(scan: Image) -> SpineLocalisation:
                 level_note="",
                 cut_by_border=bool(z[0] + above > z_hi or z[0] + below < z_lo),
                 extent_z_mm=(float(z[0] + below), float(z[0] + above)),
+                inferred=i in inferred,
             )
         )
     for v in vertebrae:
@@ -206,7 +219,7 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     vertebrae.sort(key=lambda v: -v.centroid_mm[2])  # cranial first
     notes = []
     gaps = -np.diff([v.centroid_mm[2] for v in vertebrae])
-    if len(gaps) and gaps.max() > 1.6 * pitch:
+    if len(gaps) and gaps.max() > GAP_PITCHES * pitch:
         notes.append(
             f"a gap of {gaps.max():.0f} mm between neighbouring bodies (pitch {pitch:.0f} mm)"
         )
@@ -239,10 +252,7 @@ def automatic_centroids(scan: Image) -> tuple[dict[int, np.ndarray], dict[int, s
     centroids = loc.centroids
     if centroids:
         check_localisation(centroids)
-    notes = {
-        v.label: "" if v.level_confidence == "anchored" else "level uncertain (no sacrum in view)"
-        for v in loc.vertebrae
-    }
+    notes = {v.label: _level_remark(v, loc) for v in loc.vertebrae}
     summary = {
         "localiser": "anatomy",
         "anchor": loc.anchor,
@@ -251,6 +261,14 @@ def automatic_centroids(scan: Image) -> tuple[dict[int, np.ndarray], dict[int, s
         "notes": loc.notes,
     }
     return centroids, notes, summary
+
+
+def _level_remark(v: LocalisedVertebra, loc: SpineLocalisation) -> str:
+    if v.level_confidence == "anchored":
+        return ""
+    if loc.sacrum_found:
+        return "level uncertain (counted across a body inferred from the spacing)"
+    return "level uncertain (no sacrum in view)"
 
 
 def vertebra_label_map(scan: Image, localisation: SpineLocalisation) -> Image:
@@ -486,9 +504,12 @@ def _endplate_profile(scan: Image, line: np.ndarray) -> np.ndarray:
         np.asarray(scan.data, np.float32), ijk, order=1, mode="constant", cval=np.nan
     ).reshape(len(line), -1)
     known = np.isfinite(values).mean(axis=1) >= 0.5
+
     with warnings.catch_warnings():  # rows outside the grid are all NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        p90 = np.nanpercentile(np.where(np.isfinite(values), values, np.nan), 80, axis=1)
+        # metal (screws, rods) and its blur would outshine every endplate: left out
+        bone = np.isfinite(values) & (values < PROFILE_MAX_HU)
+        p90 = np.nanpercentile(np.where(bone, values, np.nan), 80, axis=1)
     if known.sum() < 2:
         return np.zeros(len(line))
     ok = known & np.isfinite(p90)
@@ -537,6 +558,43 @@ def _body_centres(profile: np.ndarray, pitch: float) -> list[int]:
     )
     centres = [int(m - pad) for m in mins if pad <= m < pad + len(smooth)]
     return centres
+
+
+def _centres_and_pitch(profile: np.ndarray, in_bone: np.ndarray) -> tuple[list[int], float]:
+    """Body centres (indices of ``profile``, in solid bone) and the pitch they agree with: the
+    autocorrelation's pitch, then the median gap of the bodies found, until the two agree."""
+    pitch = _pitch(profile)
+    centres = [i for i in _body_centres(profile, pitch) if in_bone[i]]
+    for _ in range(5):  # until the pitch and the gaps between the bodies found agree
+        if len(centres) < 3:
+            break
+        gap = float(np.median(np.diff(centres)))
+        if abs(gap - pitch) <= 0.15 * pitch:
+            break
+        pitch = float(np.clip(gap, *DISC_SPACING_MM))
+        centres = [i for i in _body_centres(profile, pitch) if in_bone[i]]
+    return centres, pitch
+
+
+def _fill_gaps(centres: list[int], pitch: float, in_bone: np.ndarray) -> tuple[list[int], set[int]]:
+    """``centres`` with a body placed evenly in each gap of about two or more pitches between
+    neighbours (a body whose discs the profile missed: a fused or collapsed disc, an
+    endplate hidden by metal), kept where the line is in solid bone. Counting levels across
+    such a gap needs it: one body missed above the sacrum would shift every level above.
+
+    Returns:
+        The centres (indices along the line, ascending) and the set of inferred ones.
+    """
+    out, inferred = list(centres[:1]), set()
+    for a, b in zip(centres[:-1], centres[1:], strict=True):
+        missing = int(round((b - a) / pitch)) - 1 if b - a > GAP_PITCHES * pitch else 0
+        for m in range(1, missing + 1):
+            i = int(round(a + m * (b - a) / (missing + 1)))
+            if in_bone[i]:
+                out.append(i)
+                inferred.add(i)
+        out.append(b)
+    return out, inferred
 
 
 def _refine_centre(grid: Image, solid: np.ndarray, centre_mm: np.ndarray, extent_z) -> np.ndarray:
@@ -640,6 +698,16 @@ def _assign_levels(result: SpineLocalisation) -> None:
         if 0 <= k < len(standard):
             v.label, v.level_confidence, v.level_note = standard[k], confidence, note
             kept.append(v)
+    if result.sacrum_found:
+        # a body inferred from the spacing (:func:`_fill_gaps`) is counted, but a wrong pitch
+        # would miscount it: the levels above it (and its own) are not anchored any more
+        crossed = False
+        for v in reversed(kept):  # from L5 up
+            crossed = crossed or v.inferred
+            if crossed:
+                v.level_confidence = "uncertain"
+                v.level_note = ("counted up from the sacrum across a body inferred from the "
+                                "spacing of its neighbours (its discs were not seen)")  # fmt: skip
     result.vertebrae = kept
     log.info("localised %d vertebrae (%s): %s", len(kept), result.anchor,
              ", ".join(level_name(v.label) for v in kept))  # fmt: skip
