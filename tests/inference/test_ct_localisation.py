@@ -110,6 +110,7 @@ def test_levels_counted_from_the_sacrum_across_an_inferred_body_are_uncertain():
         LocalisedVertebra,
         SpineLocalisation,
         _assign_levels,
+        _level_remark,
     )
 
     def body(z, inferred=False):
@@ -127,15 +128,10 @@ def test_levels_counted_from_the_sacrum_across_an_inferred_body_are_uncertain():
         "uncertain", "uncertain", "anchored", "anchored"
     ]  # fmt: skip
     assert not loc.levels_certain
-    _, notes, _ = _automatic(loc)
-    assert notes[24] == "" and "inferred" in notes[21]
-
-
-def _automatic(loc):
-    """automatic_centroids' level notes for a localisation made here."""
-    from spinefx.inference.ct_localisation import _level_remark
-
-    return loc.centroids, {v.label: _level_remark(v, loc) for v in loc.vertebrae}, None
+    remarks = {v.label: _level_remark(v, loc) for v in loc.vertebrae}  # automatic_centroids'
+    assert (
+        remarks[24] == remarks[23] == "" and "inferred" in remarks[21] and "inferred" in remarks[22]
+    )
 
 
 def test_held_out_synthetic_scans_are_found(tmp_path):

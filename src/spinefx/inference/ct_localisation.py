@@ -264,6 +264,8 @@ def automatic_centroids(scan: Image) -> tuple[dict[int, np.ndarray], dict[int, s
 
 
 def _level_remark(v: LocalisedVertebra, loc: SpineLocalisation) -> str:
+    """The per-vertebra remark of :func:`automatic_centroids`: empty for an anchored level;
+    with the sacrum in view a level is uncertain only when counted across an inferred body."""
     if v.level_confidence == "anchored":
         return ""
     if loc.sacrum_found:
@@ -504,7 +506,6 @@ def _endplate_profile(scan: Image, line: np.ndarray) -> np.ndarray:
         np.asarray(scan.data, np.float32), ijk, order=1, mode="constant", cval=np.nan
     ).reshape(len(line), -1)
     known = np.isfinite(values).mean(axis=1) >= 0.5
-
     with warnings.catch_warnings():  # rows outside the grid are all NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         # metal (screws, rods) and its blur would outshine every endplate: left out
