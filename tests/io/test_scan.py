@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from spinefx.errors import InputError
 from spinefx.image import Image
-from spinefx.io import load_mask, load_scan, read_nifti_geometry, save_image
+from spinefx.io import (
+    load_mask,
+    load_scan,
+    read_nifti,
+    read_nifti_geometry,
+    save_image,
+    save_probability_map,
+)
 
 REAL_CTS = {
     "ctfu/rawdata/sub-ctfu00001/ses-20080508/sub-ctfu00001_ses-20080508_ce-no_ct.nii.gz": (
@@ -100,6 +107,27 @@ def test_label_masks_are_saved_as_integers_and_float_masks_load_as_integers(tmp_
     mask = load_mask(float_path)
     assert mask.data.dtype.kind in "iu"
     assert sorted(np.unique(mask.data)) == [0, 20, 28]
+
+
+def test_probability_maps_are_stored_as_uint8_and_read_back_as_probabilities(tmp_path, ct_image):
+    rng = np.random.default_rng(0)
+    prob = rng.random(ct_image.shape).astype(np.float32)
+    prob[0, 0, 0], prob[0, 0, 1], prob[0, 0, 2] = 0.0, 1.0, 1.2  # 1.2: clipped to 1
+    path = save_probability_map(ct_image.with_data(prob), tmp_path / "p.nii.gz")
+    img = nib.load(path)
+    assert img.get_data_dtype() == np.uint8
+    assert img.header["qform_code"] == 1 and img.header["sform_code"] == 1
+    np.testing.assert_allclose(img.affine, ct_image.affine, atol=1e-6)
+    back = img.get_fdata()
+    assert (
+        back[0, 0, 0] == 0.0 and abs(back[0, 0, 1] - 1.0) < 1e-6 and abs(back[0, 0, 2] - 1) < 1e-6
+    )
+    assert np.abs(back - np.clip(prob, 0, 1)).max() <= 0.5 / 255 + 1e-6
+    loaded = read_nifti(path)  # spinefx's own reader applies the slope too
+    assert loaded.data.dtype == np.float32
+    np.testing.assert_allclose(loaded.data, back, atol=1e-6)
+    with pytest.raises(InputError, match="unsupported output file name"):
+        save_probability_map(ct_image.with_data(prob), tmp_path / "p.png")
 
 
 def _crash_half_way(monkeypatch):

@@ -42,6 +42,21 @@ def test_metal_mask_dilates_in_mm_and_maps_onto_another_grid():
     assert not metal_mask(clean, like=coarse).any()
 
 
+def test_metal_mask_equals_the_distance_transform_of_the_whole_grid():
+    # the mask is computed in a box around the metal; on anisotropic voxels, with metal at
+    # the grid's corners and in its middle, it equals the whole grid's distance transform
+    from scipy import ndimage
+
+    data = np.full((60, 50, 40), -1000.0, np.float32)
+    data[10, 20, 5] = data[59, 0, 39] = data[0, 49, 0] = data[30:33, 25, 20] = 4000.0
+    ct = Image(data, np.diag([0.7, 1.3, 3.0, 1.0]))
+    for margin in (2.0, 10.0, 40.0):
+        whole = ndimage.distance_transform_edt(data <= 2500.0, sampling=ct.spacing_mm)
+        np.testing.assert_array_equal(
+            metal_mask(ct, margin_mm=margin, threshold_hu=2500.0), whole <= margin
+        )
+
+
 def test_synthetic_screwed_vertebrae_are_found_and_the_others_are_not():
     from spinefx.synthesis import case_rng, generate_case, preset
 

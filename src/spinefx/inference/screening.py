@@ -242,7 +242,7 @@ def write_detection(
 
     from spinefx.atomic import atomic_path, write_text_atomic
     from spinefx.inference.figures import midsagittal_figure
-    from spinefx.io import save_image
+    from spinefx.io import save_probability_map
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,7 +273,7 @@ def write_detection(
     paths["patient"] = out / "patient.json"
     write_text_atomic(paths["patient"], json.dumps(summary, indent=2))
     for name, img in result.probability_maps.items():
-        paths[f"prob_{name}"] = save_image(img, out / f"prob_{name}.nii.gz")
+        paths[f"prob_{name}"] = save_probability_map(img, out / f"prob_{name}.nii.gz")
     paths["figure"] = out / "midsagittal.png"
     fig = midsagittal_figure(result)
     with atomic_path(paths["figure"]) as tmp:

@@ -17,7 +17,7 @@ from spinefx.io.grades import (
     read_verse_appendix,
 )
 from spinefx.io.layouts import DatasetLoad, DatasetProblem, load_dataset, scan_dataset
-from spinefx.io.nifti import read_nifti, read_nifti_geometry, save_image
+from spinefx.io.nifti import read_nifti, read_nifti_geometry, save_image, save_probability_map
 from spinefx.io.scan import check_ct_intensities, load_mask, load_scan
 
 __all__ = [
@@ -42,5 +42,6 @@ __all__ = [
     "read_verse_appendix",
     "save_centroids",
     "save_image",
+    "save_probability_map",
     "scan_dataset",
 ]

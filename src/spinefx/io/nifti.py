@@ -324,19 +324,50 @@ def save_image(image: Image, path: str | Path, *, dtype: np.dtype | type | None 
     Returns:
         The path written.
     """
-    import nibabel as nib
+    path = _nifti_destination(path)
+    data = np.asarray(image.data)
+    data = data.astype(_storage_dtype(data) if dtype is None else dtype, copy=False)
+    return _write(data, image.affine, path)
 
+
+#: Probability maps are stored as uint8 times this slope (NIfTI ``scl_slope``).
+PROBABILITY_STEP = 1.0 / 255.0
+
+
+def save_probability_map(image: Image, path: str | Path) -> Path:
+    """Write a probability map (values in [0, 1]) as uint8 with ``scl_slope`` 1/255.
+
+    Every NIfTI reader (nibabel, ITK, 3D Slicer) applies the slope, so the file reads back
+    as probabilities to within half a step (0.002). The same fixed step in every map keeps
+    the classes' maps summing to one (to 0.006); float32 would be 4x the bytes and, for a
+    400x400x500 field of view, about 4 s per map to compress on 2 cores instead of 0.4 s.
+    spinefx's own decisions use the unquantised values, never the file.
+    """
+    path = _nifti_destination(path)
+    data = np.asarray(image.data, dtype=np.float32)
+    levels = np.rint(np.clip(data, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+    return _write(levels, image.affine, path, slope=PROBABILITY_STEP)
+
+
+def _nifti_destination(path: str | Path) -> Path:
     path = Path(path)
     if not is_nifti_path(path):
         raise InputError(
             "unsupported output file name", path=path, fix="use a .nii or .nii.gz file name"
         )
-    data = np.asarray(image.data)
-    data = data.astype(_storage_dtype(data) if dtype is None else dtype, copy=False)
-    img = nib.Nifti1Image(data, image.affine)
-    img.set_qform(image.affine, code=1)
-    img.set_sform(image.affine, code=1)
+    return path
+
+
+def _write(data: np.ndarray, affine: np.ndarray, path: Path, *, slope: float | None = None):
+    """Write ``data`` atomically with qform = sform = ``affine`` (scanner) and mm units."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm")
+    if slope is not None:  # nibabel keeps a header's scaling for data already of its dtype
+        img.header.set_slope_inter(slope, 0.0)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path
