@@ -133,3 +133,51 @@ def test_fill_value_outside_and_bad_options():
         resample_to_spacing(image, 1.0, interpolation="cubic")
     with pytest.raises(InputError, match="spacing"):
         resample_to_spacing(image, 0.0)
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "nearest"])
+@pytest.mark.parametrize("seed", range(6))
+def test_a_grid_on_the_voxel_centres_is_copied_exactly_as_simpleitk_resamples_it(
+    interpolation, seed
+):
+    """Output grids whose voxel centres are the input's (axes permuted and flipped, shifted
+    by whole voxels, partly outside) take the copy path; it equals SimpleITK's resampling."""
+    from spinefx.preprocessing.resample import (
+        _aligned_copy,
+        image_to_sitk,
+        resample_to_grid,
+        resampled_dtype,
+        sample_grid,
+    )
+
+    rng = np.random.default_rng(seed)
+    spacing = np.array([0.8, 1.0, 2.5])
+    src_affine = np.diag([*spacing, 1.0])
+    src_affine[:3, 3] = rng.uniform(-50, 50, 3)
+    src = Image(rng.normal(0, 100, (9, 7, 5)).astype(np.float32), src_affine)
+    perm = rng.permutation(3)
+    signs = rng.choice([-1, 1], 3)
+    rot = np.zeros((3, 3))
+    rot[perm, np.arange(3)] = signs  # output axis a along input axis perm[a]
+    shift = rng.integers(-4, 8, 3)
+    out_affine = src_affine @ np.block([[rot, shift[:, None]], [np.zeros((1, 3)), np.ones((1, 1))]])
+    shape = tuple(int(v) for v in rng.integers(3, 11, 3))
+    dtype = resampled_dtype(src.data.dtype, interpolation)
+    fast = resample_to_grid(src, shape=shape, affine=out_affine, interpolation=interpolation,
+                            fill_value=-7.0)  # fmt: skip
+    assert _aligned_copy(src, shape, out_affine, -7.0, dtype) is not None
+    slow = sample_grid(image_to_sitk(src), shape=shape, affine=out_affine,
+                       interpolation=interpolation, fill_value=-7.0, output_dtype=dtype)  # fmt: skip
+    np.testing.assert_allclose(fast.data, slow, atol=1e-3)
+    assert fast.data.dtype == slow.dtype
+
+
+def test_a_grid_off_the_voxel_centres_is_not_copied():
+    from spinefx.preprocessing.resample import _aligned_copy
+
+    src = Image(np.zeros((5, 5, 5), np.float32), np.eye(4))
+    half = np.eye(4)
+    half[0, 3] = 0.5
+    assert _aligned_copy(src, (5, 5, 5), half, 0.0, np.float32) is None
+    finer = np.diag([0.5, 1.0, 1.0, 1.0])
+    assert _aligned_copy(src, (5, 5, 5), finer, 0.0, np.float32) is None

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: working grid (mm) of the bone analysis
 GRID_MM = 2.0
+#: air (outside the patient): below this, HU
+AIR_HU = -500.0
 #: bone threshold, HU (shells of osteoporotic bodies reach it; discs and fatty marrow do not)
 BONE_HU = 120.0
 #: the shell that separates the marrow from the canal is brighter than this, HU
@@ -161,7 +163,12 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     """
     from scipy import ndimage
 
-    grid = _working_grid(scan)
+    from spinefx.preprocessing.resample import crop_to
+
+    full = _working_grid(scan)
+    # the air around the patient holds no bone: cropped away (exact: with a margin wider
+    # than the smoothing, every step below sees what it sees on the whole grid)
+    grid = crop_to(full, np.asarray(full.data) > AIR_HU, margin_vox=4)
     hu = ndimage.gaussian_filter(np.asarray(grid.data, np.float32), 0.6)
     solid = _solid_bone(hu)
     tissue = np.flatnonzero((hu > -300).any(axis=(1, 2)))
@@ -198,7 +205,9 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     centres, inferred = _fill_gaps(centres, pitch, in_bone)
     steps = np.arange(len(z))
     # world z covered by the scan: a body whose half pitch reaches past it is cut by the border
-    z_lo, z_hi = np.sort(grid.voxel_to_world(np.array([[0, 0, 0], [0, 0, hu.shape[2] - 1]]))[:, 2])
+    z_lo, z_hi = np.sort(
+        full.voxel_to_world(np.array([[0, 0, 0], [0, 0, full.shape[2] - 1]]))[:, 2]
+    )
     vertebrae = []
     for n, i in enumerate(centres):
         above = (centres[n + 1] + i) / 2 if n + 1 < len(centres) else i + pitch / 2

@@ -21,11 +21,17 @@ from spinefx.preprocessing.prepare import (
     load_prepare_config,
     prepare_dataset,
 )
-from spinefx.preprocessing.resample import resample_like, resample_to_grid, resample_to_spacing
+from spinefx.preprocessing.resample import (
+    crop_to,
+    resample_like,
+    resample_to_grid,
+    resample_to_spacing,
+)
 from spinefx.preprocessing.sitk_bridge import image_to_sitk, sitk_to_image
 from spinefx.preprocessing.spine import SpineCurve, VertebraFrame, frame_from_tangent, spine_frames
 
 __all__ = [
+    "crop_to",
     "MANIFEST_COLUMNS",
     "PrepareConfig",
     "PrepareResult",

@@ -97,15 +97,58 @@ def resample_to_grid(
     Returns:
         An :class:`Image` of ``shape`` with ``affine`` and the input's meta.
     """
-    data = sample_grid(
-        image_to_sitk(image),
-        shape=shape,
-        affine=affine,
-        interpolation=interpolation,
-        fill_value=fill_value,
-        output_dtype=resampled_dtype(np.asarray(image.data).dtype, interpolation),
-    )
+    dtype = resampled_dtype(np.asarray(image.data).dtype, interpolation)
+    data = None
+    if interpolation in ("linear", "nearest"):  # both give the samples at the voxel centres
+        data = _aligned_copy(image, shape, affine, fill_value, dtype)
+    if data is None:
+        data = sample_grid(
+            image_to_sitk(image),
+            shape=shape,
+            affine=affine,
+            interpolation=interpolation,
+            fill_value=fill_value,
+            output_dtype=dtype,
+        )
     return Image(data, affine, dict(image.meta))
+
+
+def _aligned_copy(image: Image, shape, affine: np.ndarray, fill_value: float, dtype):
+    """The output grid's voxel centres are voxel centres of ``image`` (the same spacing, axes
+    permuted or flipped, an integer shift): linear and nearest interpolation return the
+    samples themselves, so the resampling is a transposed, flipped, shifted copy (exact, and
+    about 0.5 s instead of 2 s for 400 x 400 x 500 voxels). None when the grids do not align.
+    """
+    m = np.linalg.solve(image.affine, affine)
+    rot, shift = m[:3, :3], m[:3, 3]
+    perm = np.abs(rot).argmax(axis=0)  # output axis a runs along input axis perm[a]
+    signs = np.sign(rot[perm, np.arange(3)])
+    expected = np.zeros((3, 3))
+    expected[perm, np.arange(3)] = signs
+    if sorted(perm) != [0, 1, 2] or not np.allclose(rot, expected, atol=1e-6):
+        return None
+    if not np.allclose(shift, np.round(shift), atol=1e-4):
+        return None
+    shift = np.round(shift).astype(int)
+    src = np.asarray(image.data)
+    out = np.full(tuple(int(n) for n in shape), fill_value, dtype=dtype)
+    out_box, src_box = [], []
+    for a in range(3):
+        p, s, n_in = int(perm[a]), int(signs[a]), src.shape[perm[a]]
+        # input index along axis p of output index o: s * o + shift[p], inside [0, n_in)
+        o = np.arange(int(shape[a]))
+        inside = np.flatnonzero((s * o + shift[p] >= 0) & (s * o + shift[p] < n_in))
+        if not len(inside):
+            return out
+        o0, o1 = int(inside[0]), int(inside[-1])
+        i0, i1 = s * o0 + shift[p], s * o1 + shift[p]
+        out_box.append(slice(o0, o1 + 1))
+        src_box.append(
+            (p, slice(i0, i1 + 1) if s > 0 else slice(i0, i1 - 1 if i1 > 0 else None, -1))
+        )
+    view = src[tuple(dict(src_box)[axis] for axis in range(3))]
+    out[tuple(out_box)] = view.transpose(perm)
+    return out
 
 
 def sample_grid(
@@ -179,3 +222,31 @@ def _spacing_triplet(spacing_mm: float | Sequence[float]) -> np.ndarray:
             f"invalid spacing_mm {spacing_mm!r}", fix="give a positive voxel size in mm"
         )
     return spacing
+
+
+def crop_to(image: Image, where: np.ndarray, *, margin_vox: int | Sequence[int] = 0) -> Image:
+    """The exact sub-grid of ``image`` (no resampling) over the bounding box of ``where``
+    (a boolean array of its shape) grown by ``margin_vox`` per axis and clipped to the grid;
+    the affine moves with the box, so every voxel keeps its world position. ``image`` itself
+    when ``where`` is empty.
+
+    Why by hand: a crop that keeps the affine is three lines on nibabel's slicer, but the
+    box of a mask is not (``ndimage.find_objects`` gives it; here it is one call for every
+    stage that crops: the localiser, the mask renderer, the fracture simulator).
+    """
+    where = np.asarray(where, bool)
+    if where.shape != image.shape:
+        raise ValueError(f"crop mask of shape {where.shape} for an image of {image.shape}")
+    if not where.any():
+        return image
+    pad = np.broadcast_to(np.asarray(margin_vox, int), (3,))
+    lo, hi = [], []
+    for axis in range(3):
+        hit = np.flatnonzero(where.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo.append(max(int(hit[0]) - int(pad[axis]), 0))
+        hi.append(min(int(hit[-1]) + int(pad[axis]) + 1, image.shape[axis]))
+    shift = np.eye(4)
+    shift[:3, 3] = lo
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    return Image(np.ascontiguousarray(np.asarray(image.data)[box]), image.affine @ shift,
+                 dict(image.meta))  # fmt: skip

@@ -258,13 +258,9 @@ def sample_labels(
 
 
 def _crop_to_labels(mask: Image, pad: int = 2) -> Image:
-    box = ndimage.find_objects((np.asarray(mask.data) > 0).astype(np.uint8))[0]
-    lo = np.array([max(b.start - pad, 0) for b in box])
-    hi = np.array([min(b.stop + pad, n) for b, n in zip(box, mask.shape, strict=True)])
-    shift = np.eye(4)
-    shift[:3, 3] = lo
-    data = np.asarray(mask.data)[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
-    return Image(data, mask.affine @ shift)
+    from spinefx.preprocessing.resample import crop_to
+
+    return crop_to(mask, np.asarray(mask.data) > 0, margin_vox=pad)
 
 
 def _border_voxels(data: np.ndarray) -> np.ndarray:

@@ -78,19 +78,12 @@ def crop_to_labels(mask: Image, *, margin_mm: float) -> Image:
     Raises:
         InputError: when the mask holds no label.
     """
+    from spinefx.preprocessing.resample import crop_to
+
     data = np.asarray(mask.data)
     if not data.any():
         raise InputError("the vertebra mask is empty", fix="pass a mask with vertebra labels")
-    pad = np.ceil(margin_mm / mask.spacing_mm).astype(int)
-    lo, hi = [], []
-    for axis in range(3):
-        hit = np.flatnonzero(data.any(axis=tuple(a for a in range(3) if a != axis)))
-        lo.append(max(int(hit[0]) - pad[axis], 0))
-        hi.append(min(int(hit[-1]) + pad[axis] + 1, data.shape[axis]))
-    shift = np.eye(4)
-    shift[:3, 3] = lo
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    return Image(np.ascontiguousarray(data[box]), mask.affine @ shift, dict(mask.meta))
+    return crop_to(mask, data > 0, margin_vox=np.ceil(margin_mm / mask.spacing_mm).astype(int))
 
 
 def random_grid(

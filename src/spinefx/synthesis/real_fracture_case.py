@@ -127,16 +127,11 @@ def crop_to_vertebrae(
     ct: Image, mask: Image, labels: list[int], *, margin_mm: float
 ) -> tuple[Image, Image]:
     """Exact crop (no resampling) to the bounding box of ``labels`` plus ``margin_mm``."""
-    ijk = np.argwhere(np.isin(mask.data, labels))
+    from spinefx.preprocessing.resample import crop_to
+
+    where = np.isin(mask.data, labels)
     pad = np.ceil(margin_mm / mask.spacing_mm).astype(int)
-    lo = np.maximum(ijk.min(0) - pad, 0)
-    hi = np.minimum(ijk.max(0) + pad + 1, mask.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    affine = mask.affine.copy()
-    affine[:3, 3] = mask.voxel_to_world(lo.astype(float))
-    return Image(ct.data[box], affine, dict(ct.meta)), Image(
-        mask.data[box], affine, dict(mask.meta)
-    )
+    return crop_to(ct, where, margin_vox=pad), crop_to(mask, where, margin_vox=pad)
 
 
 def _grades(scan: RealScan, rows: dict[int, VertebraMorphometry], labels) -> dict:
