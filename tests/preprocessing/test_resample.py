@@ -181,3 +181,21 @@ def test_a_grid_off_the_voxel_centres_is_not_copied():
     assert _aligned_copy(src, (5, 5, 5), half, 0.0, np.float32) is None
     finer = np.diag([0.5, 1.0, 1.0, 1.0])
     assert _aligned_copy(src, (5, 5, 5), finer, 0.0, np.float32) is None
+
+
+def test_crop_to_keeps_every_voxel_at_its_world_position():
+    from spinefx.preprocessing.resample import crop_to
+
+    rng = np.random.default_rng(0)
+    affine = np.array([[0, -0.7, 0, 12.0], [0.9, 0, 0, -3.0], [0, 0, -2.0, 40.0], [0, 0, 0, 1]])
+    img = Image(rng.normal(size=(12, 10, 8)).astype(np.float32), affine)
+    where = np.zeros(img.shape, bool)
+    where[3:5, 6, 2:4] = True
+    crop = crop_to(img, where, margin_vox=(1, 2, 10))
+    assert crop.shape == (4, 5, 8)  # grown by the margin, clipped to the grid
+    ijk = np.argwhere(np.ones(crop.shape, bool))
+    src = np.rint(img.world_to_voxel(crop.voxel_to_world(ijk))).astype(int)
+    np.testing.assert_array_equal(crop.data[tuple(ijk.T)], img.data[tuple(src.T)])
+    assert crop_to(img, np.zeros(img.shape, bool)) is img
+    with pytest.raises(ValueError):
+        crop_to(img, np.zeros((2, 2, 2), bool))
