@@ -199,3 +199,12 @@ def test_crop_to_keeps_every_voxel_at_its_world_position():
     assert crop_to(img, np.zeros(img.shape, bool)) is img
     with pytest.raises(ValueError):
         crop_to(img, np.zeros((2, 2, 2), bool))
+
+
+def test_an_empty_output_grid_is_an_input_error_on_the_copy_path_too():
+    """An aligned grid would take the copy path; an empty shape is refused before it."""
+    from spinefx.preprocessing.resample import resample_to_grid
+
+    src = Image(np.zeros((3, 3, 3), np.float32), np.eye(4))
+    with pytest.raises(InputError, match="invalid output shape"):
+        resample_to_grid(src, shape=(0, 3, 3), affine=np.eye(4))

@@ -99,15 +99,14 @@ def metal_mask(
         hot = np.asarray(moved.data) > 1e-3
     if not hot.any():
         return np.zeros(hot.shape, bool)
+    from spinefx.preprocessing.resample import bounding_box
+
     # exact Euclidean distance in mm (anisotropic voxels too) instead of repeated dilation,
     # inside the box of the metal grown by the margin: every voxel within margin_mm of metal
     # is in it, and with all the metal in the box the distances there are the whole grid's
     # (15 s -> 0.1 s for a 400 x 400 x 500 field of view with a few screws)
-    idx = np.argwhere(hot)
     reach = np.ceil(margin_mm / np.asarray(grid.spacing_mm, float)).astype(int) + 1
-    lo = np.maximum(idx.min(axis=0) - reach, 0)
-    hi = np.minimum(idx.max(axis=0) + reach + 1, hot.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    box = bounding_box(hot, margin_vox=reach)
     out = np.zeros(hot.shape, bool)
     out[box] = ndimage.distance_transform_edt(~hot[box], sampling=grid.spacing_mm) <= margin_mm
     return out

@@ -99,7 +99,11 @@ def resample_to_grid(
     """
     dtype = resampled_dtype(np.asarray(image.data).dtype, interpolation)
     data = None
-    if interpolation in ("linear", "nearest"):  # both give the samples at the voxel centres
+    valid_shape = len(shape) == 3 and min(int(v) for v in shape) >= 1  # else sample_grid says so
+    if valid_shape and interpolation in (
+        "linear",
+        "nearest",
+    ):  # both give the samples at the voxel centres
         data = _aligned_copy(image, shape, affine, fill_value, dtype)
     if data is None:
         data = sample_grid(
@@ -132,7 +136,7 @@ def _aligned_copy(image: Image, shape, affine: np.ndarray, fill_value: float, dt
     shift = np.round(shift).astype(int)
     src = np.asarray(image.data)
     out = np.full(tuple(int(n) for n in shape), fill_value, dtype=dtype)
-    out_box, src_box = [], []
+    out_box, src_box = [], [slice(None)] * 3
     for a in range(3):
         p, s, n_in = int(perm[a]), int(signs[a]), src.shape[perm[a]]
         # input index along axis p of output index o: s * o + shift[p], inside [0, n_in)
@@ -143,11 +147,8 @@ def _aligned_copy(image: Image, shape, affine: np.ndarray, fill_value: float, dt
         o0, o1 = int(inside[0]), int(inside[-1])
         i0, i1 = s * o0 + shift[p], s * o1 + shift[p]
         out_box.append(slice(o0, o1 + 1))
-        src_box.append(
-            (p, slice(i0, i1 + 1) if s > 0 else slice(i0, i1 - 1 if i1 > 0 else None, -1))
-        )
-    view = src[tuple(dict(src_box)[axis] for axis in range(3))]
-    out[tuple(out_box)] = view.transpose(perm)
+        src_box[p] = slice(i0, i1 + 1) if s > 0 else slice(i0, i1 - 1 if i1 > 0 else None, -1)
+    out[tuple(out_box)] = src[tuple(src_box)].transpose(perm)
     return out
 
 
@@ -224,29 +225,31 @@ def _spacing_triplet(spacing_mm: float | Sequence[float]) -> np.ndarray:
     return spacing
 
 
-def crop_to(image: Image, where: np.ndarray, *, margin_vox: int | Sequence[int] = 0) -> Image:
-    """The exact sub-grid of ``image`` (no resampling) over the bounding box of ``where``
-    (a boolean array of its shape) grown by ``margin_vox`` per axis and clipped to the grid;
-    the affine moves with the box, so every voxel keeps its world position. ``image`` itself
-    when ``where`` is empty.
+def bounding_box(where: np.ndarray, *, margin_vox: int | Sequence[int] = 0) -> tuple[slice, ...]:
+    """Slices of the bounding box of the True voxels of ``where``, grown by ``margin_vox`` per
+    axis and clipped to the array (``where`` must hold a True voxel)."""
+    pad = np.broadcast_to(np.asarray(margin_vox, int), (where.ndim,))
+    box = []
+    for axis in range(where.ndim):
+        hit = np.flatnonzero(where.any(axis=tuple(a for a in range(where.ndim) if a != axis)))
+        box.append(slice(max(int(hit[0]) - int(pad[axis]), 0),
+                         min(int(hit[-1]) + int(pad[axis]) + 1, where.shape[axis])))  # fmt: skip
+    return tuple(box)
 
-    Why by hand: a crop that keeps the affine is three lines on nibabel's slicer, but the
-    box of a mask is not (``ndimage.find_objects`` gives it; here it is one call for every
-    stage that crops: the localiser, the mask renderer, the fracture simulator).
+
+def crop_to(image: Image, where: np.ndarray, *, margin_vox: int | Sequence[int] = 0) -> Image:
+    """The exact sub-grid of ``image`` (no resampling) over :func:`bounding_box` of ``where``
+    (a boolean array of its shape); the affine moves with the box, so every voxel keeps its
+    world position. ``image`` itself when ``where`` is empty. (nibabel's slicer does this for
+    nibabel images; spinefx's :class:`Image` carries its affine itself.)
     """
     where = np.asarray(where, bool)
     if where.shape != image.shape:
         raise ValueError(f"crop mask of shape {where.shape} for an image of {image.shape}")
     if not where.any():
         return image
-    pad = np.broadcast_to(np.asarray(margin_vox, int), (3,))
-    lo, hi = [], []
-    for axis in range(3):
-        hit = np.flatnonzero(where.any(axis=tuple(a for a in range(3) if a != axis)))
-        lo.append(max(int(hit[0]) - int(pad[axis]), 0))
-        hi.append(min(int(hit[-1]) + int(pad[axis]) + 1, image.shape[axis]))
+    box = bounding_box(where, margin_vox=margin_vox)
     shift = np.eye(4)
-    shift[:3, 3] = lo
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    shift[:3, 3] = [b.start for b in box]
     return Image(np.ascontiguousarray(np.asarray(image.data)[box]), image.affine @ shift,
                  dict(image.meta))  # fmt: skip
