@@ -11,7 +11,7 @@ from spinefx.evaluation.patient_roc import (
     roc_convex_hull,
 )
 from spinefx.image import Image
-from spinefx.inference.aggregation import largest_components, vertebra_scores
+from spinefx.inference.aggregation import fracture_regions, largest_components, vertebra_scores
 from spinefx.inference.localisation import (
     assign_levels,
     localisation_errors,
@@ -27,6 +27,32 @@ def test_largest_component_per_probability_threshold():
     np.testing.assert_array_equal(
         largest_components(p, probability_thresholds=[0.5, 0.7, 0.95, 0.999]), [40, 27, 1, 0]
     )
+
+
+def test_fracture_regions_name_the_vertebrae_whose_body_centre_they_hold():
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])  # 2 mm voxels, origin at voxel 0
+    p = np.zeros((20, 20, 40), np.float32)
+    p[4:9, 4:9, 2:16] = 0.8  # 350 voxels running over the centres of L4 and L5
+    p[4:7, 4:7, 30:33] = 0.6  # 27 voxels at L2
+    p[15, 15, 20] = 0.9  # 1 voxel, near L3 but not at its centre
+    centroids = {  # VerSe ids; world mm = 2 x voxel
+        19: np.array([500.0, 0.0, 0.0]),  # T12 outside the grid: in no region
+        21: np.array([10.0, 10.0, 62.0]),  # L2, voxel (5, 5, 31): in the 27
+        22: np.array([12.0, 12.0, 40.0]),  # L3, voxel (6, 6, 20): empty
+        23: np.array([12.0, 12.0, 24.0]),  # L4, voxel (6, 6, 12): in the 350
+        24: np.array([12.0, 12.0, 6.0]),  # L5, voxel (6, 6, 3): in the 350
+    }
+    regions = fracture_regions(Image(p, affine), centroids, probability_threshold=0.5)
+    assert [r.voxels for r in regions] == [350, 27, 1]
+    assert regions[0].vertebrae == (23, 24) and regions[0].bridges_vertebrae
+    assert regions[1].vertebrae == (21,) and not regions[1].bridges_vertebrae
+    assert regions[2].vertebrae == ()
+    np.testing.assert_allclose(regions[1].centre_mm, [10.0, 10.0, 62.0])
+    np.testing.assert_allclose(regions[2].centre_mm, [30.0, 30.0, 40.0])
+    # t_n leaves out the small ones; t_p above every voxel leaves none
+    kept = fracture_regions(Image(p, affine), centroids, probability_threshold=0.5, min_voxels=27)
+    assert [r.voxels for r in kept] == [350, 27]
+    assert fracture_regions(Image(p, affine), centroids, probability_threshold=0.95) == []
 
 
 def test_convex_hull_auc_hand_computed():

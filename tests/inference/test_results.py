@@ -94,3 +94,55 @@ def test_vertebrae_with_screws_are_not_assessable_in_the_patch_classifier(
         assert "metal" in results[label].note
     clean = [r for k, r in results.items() if k not in scan.foreign_material]
     assert all(r.assessable for r in clean if r.out_of_view_fraction <= 0.5)
+
+
+def _voxel_result(label: int, flagged: bool | None, assessable: bool = True) -> VertebraResult:
+    return VertebraResult(
+        label, 0.5, flagged, (0.0, 0.0, 0.0), method="voxel", assessable=assessable
+    )
+
+
+_REGION = {
+    "volume_mm3": 103328.0,
+    "vertebrae": ["L4", "L5"],
+    "nearest": "L5",
+    "centre_mm": [0, 0, 0],
+}
+_OP = {"probability_threshold": 0.1, "noise_threshold_vox": 3200}
+
+
+@pytest.mark.parametrize(
+    ("component", "flags", "answer", "words"),
+    [
+        (True, (True, False), True, "flagged: L4"),
+        (False, (False, False), False, ""),
+        # a fracture region with no flagged vertebra: nothing a reader could check
+        (True, (False, False), None, "no vertebra reaches the vertebra threshold"),
+        # a flagged vertebra without a region reaching t_n: the two levels disagree
+        (False, (True, False), None, "L4 reach the vertebra threshold"),
+    ],
+)
+def test_the_voxel_patient_answer_is_inconclusive_where_patient_and_vertebrae_disagree(
+    component, flags, answer, words
+):
+    from spinefx.inference.screening import _patient_answer
+
+    vertebrae = [_voxel_result(23, flags[0]), _voxel_result(24, flags[1])]
+    regions = [_REGION] if component else []
+    fractured, note = _patient_answer(component, vertebrae, regions, _OP, checked=True)
+    assert fractured is answer
+    assert words in note
+    if component:  # the region is named with its volume and the vertebrae it runs across
+        assert "103.3 cm3 across L4-L5" in note and "outside what it knows" in note
+
+
+def test_the_voxel_patient_answer_without_assessable_vertebrae_is_not_no_fracture():
+    from spinefx.inference.screening import _patient_answer
+
+    metal = [_voxel_result(23, None, assessable=False), _voxel_result(24, None, assessable=False)]
+    fractured, note = _patient_answer(False, metal, [], _OP, checked=True)
+    assert fractured is None and "not assessable" in note
+    # without an operating point the vertebrae are never flagged: the paper's rule stands
+    unflagged = [_voxel_result(23, None), _voxel_result(24, None)]
+    assert _patient_answer(True, unflagged, [_REGION], _OP, checked=False)[0] is True
+    assert _patient_answer(False, unflagged, [], _OP, checked=False) == (False, "")

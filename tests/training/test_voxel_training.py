@@ -115,13 +115,19 @@ def test_detect_api_and_cli_write_all_outputs(run_dir, tmp_path):
     score, op = patient["patient_score_mm3"], patient["operating_point"]
     assert isinstance(score, float) and score >= 0.0
     assert score == pytest.approx(result.patient_score)  # the CLI wrote what the API computed
-    assert isinstance(patient["patient_fractured"], bool)
+    assert patient["patient_fractured"] in (True, False, None)
+    assert patient["patient_fractured"] == result.patient_fractured
+    assert patient["patient_state"] == result.patient_state
     # the score is the largest component's volume on the network's 2 mm grid (8 mm^3 a voxel)
     largest_vox = score / 2.0**3
     assert (
         largest_vox == pytest.approx(round(largest_vox), abs=1e-6) and largest_vox < scan.data.size
     )
-    assert patient["patient_fractured"] == (largest_vox >= max(op["noise_threshold_vox"], 1))
+    assert patient["component_positive"] == (largest_vox >= max(op["noise_threshold_vox"], 1))
+    if patient["component_positive"]:  # the regions are the components that reach t_n
+        assert patient["fracture_regions"][0]["volume_mm3"] == pytest.approx(score)
+    else:
+        assert patient["fracture_regions"] == []
 
     table = pd.read_csv(out / "vertebrae.csv")
     assert {"scan", "model_run", "weights_sha256", "spinefx_version"} <= set(table.columns)
@@ -155,7 +161,7 @@ def test_patient_decision_follows_the_noise_threshold_of_the_run(run_dir, tmp_pa
     )
     largest_vox = round(at_one.patient_score / 2.0**3)
     assert largest_vox >= 1, "the tiny run should give some voxel above p = 0.2"
-    assert at_one.patient_fractured
+    assert at_one.component_positive
     for noise, fractured in ((largest_vox, True), (largest_vox + 1, False)):
         result = detect_fractures(
             _run_copy(run_dir, tmp_path / f"n{noise}", {**op, "noise_threshold_vox": noise}),
@@ -164,7 +170,7 @@ def test_patient_decision_follows_the_noise_threshold_of_the_run(run_dir, tmp_pa
             show_progress=False,
         )
         assert result.patient_score == pytest.approx(at_one.patient_score)
-        assert result.patient_fractured is fractured, (noise, largest_vox)
+        assert result.component_positive is fractured, (noise, largest_vox)
 
 
 def test_detect_reports_a_screwed_vertebra_as_not_assessable(run_dir, tmp_path):

@@ -121,8 +121,12 @@ def run(args: argparse.Namespace) -> int:
             fracture_threshold=result.fracture_threshold,
             fracture_min_mm3=result.fracture_min_mm3,
         )
-    state = "FRACTURE" if result.patient_fractured else "no fracture"
-    print(f"patient: {state} (largest fracture component {result.patient_score:.0f} mm^3)")
+    print(
+        f"patient: {result.patient_state} "
+        f"(largest fracture component {result.patient_score:.0f} mm^3)"
+    )
+    if result.patient_note:
+        print(f"  {result.patient_note}")
     for v in result.vertebrae:
         flag = "  FLAGGED" if v.flagged else ("" if v.assessable else f"  {v.note}")
         print(f"  {v.level:>4}  p(fracture) = {v.probability:.3f}  ({v.centroid_source}){flag}")

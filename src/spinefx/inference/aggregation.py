@@ -6,9 +6,19 @@ positive when any component survives (:func:`largest_components` summarises a pa
 largest component at each ``t_p``). Vertebra level: Gaussian-weighted mean of ``p(fracture)``
 in a cube around each centroid (:func:`vertebra_scores`). The ROC analysis over ``(t_p, t_n)``
 is evaluation (:mod:`spinefx.evaluation.patient_roc`).
+
+Plausibility (our addition, not in the paper): the training labels give each fractured vertebra
+its own flattened ellipsoid, and two ellipsoids never touch (their axial semi-axes are 0.21 of
+the pitch, so more than half a pitch of background lies between neighbours). A component that
+holds the body centres of two or more vertebrae (:func:`fracture_regions`) is therefore
+something the model was never taught to output: it marks a scan outside what the model knows,
+not a fracture, and ``detect_fractures`` reports it as not assessable.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -42,6 +52,75 @@ def largest_components(
         if n:
             out[i] = int(np.bincount(labels.ravel())[1:].max())
     return out
+
+
+@dataclass(frozen=True)
+class FractureRegion:
+    """One connected fracture component.
+
+    Attributes:
+        voxels: its size in voxels of the map's grid.
+        vertebrae: VerSe labels whose body centre lies in it, cranial first; two or more mean
+            it runs across vertebrae, which no training label does (module docstring).
+        centre_mm: its centre of mass, world RAS+ mm.
+    """
+
+    voxels: int
+    vertebrae: tuple[int, ...]
+    centre_mm: tuple[float, float, float]
+
+    @property
+    def bridges_vertebrae(self) -> bool:
+        return len(self.vertebrae) >= 2
+
+
+def fracture_regions(
+    fracture_probability: Image,
+    centroids_mm: Mapping[int, np.ndarray],
+    *,
+    probability_threshold: float,
+    min_voxels: int = 1,
+) -> list[FractureRegion]:
+    """Connected fracture components (p > ``probability_threshold``), largest first.
+
+    Args:
+        fracture_probability: p(fracture) ``Image``.
+        centroids_mm: VerSe label -> world RAS+ mm (body centres).
+        probability_threshold: t_p.
+        min_voxels: smaller components are left out (t_n for the patient decision).
+
+    Returns:
+        one :class:`FractureRegion` per kept component; a centroid counts for the component
+        that holds its nearest voxel (none when that voxel is outside the grid or below t_p).
+    """
+    from scipy import ndimage
+
+    from spinefx.conventions import spine_rank
+
+    labels, n = ndimage.label(
+        fracture_probability.data > probability_threshold, structure=np.ones((3, 3, 3), bool)
+    )
+    if not n:
+        return []
+    sizes = np.bincount(labels.ravel())
+    inside: dict[int, list[int]] = {}
+    for lab in sorted(centroids_mm, key=spine_rank):
+        ijk = np.rint(fracture_probability.world_to_voxel(np.asarray(centroids_mm[lab], float)))
+        if np.all(ijk >= 0) and np.all(ijk < labels.shape):
+            component = int(labels[tuple(ijk.astype(int))])
+            if component:
+                inside.setdefault(component, []).append(int(lab))
+    kept = [c for c in range(1, n + 1) if sizes[c] >= min_voxels]
+    kept.sort(key=lambda c: -sizes[c])
+    centres = ndimage.center_of_mass(np.ones(labels.shape, np.uint8), labels, kept) if kept else []
+    return [
+        FractureRegion(
+            int(sizes[c]),
+            tuple(inside.get(c, ())),
+            tuple(float(v) for v in fracture_probability.voxel_to_world(np.asarray(centre))),
+        )
+        for c, centre in zip(kept, centres, strict=True)
+    ]
 
 
 def vertebra_scores(

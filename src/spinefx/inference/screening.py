@@ -18,7 +18,7 @@ import numpy as np
 from spinefx.conventions import spine_rank
 from spinefx.errors import InputError
 from spinefx.image import Image
-from spinefx.inference.aggregation import largest_components, vertebra_scores
+from spinefx.inference.aggregation import fracture_regions, vertebra_scores
 from spinefx.inference.localisation import check_localisation, localise_vertebrae
 from spinefx.inference.voxel_tiling import DEFAULT_OUTPUT_TILE_VOX
 from spinefx.preprocessing.metal import has_metal, metal_mask
@@ -39,7 +39,16 @@ class DetectionResult:
     Attributes:
         vertebrae: per-vertebra scores, cranial to caudal.
         patient_score: voxels (mm^3) of the largest fracture component above ``t_p``.
-        patient_fractured: whether that component reaches the noise threshold ``t_n``.
+        patient_fractured: the patient answer: True (fracture), False (no fracture) or None
+            (inconclusive or not assessable; ``patient_note`` says why). It is the paper's rule
+            (``component_positive``) where the vertebrae agree with it; where the two levels
+            disagree (a fracture region but no flagged vertebra, or a flagged vertebra but no
+            region reaching ``t_n``), or no vertebra is assessable, it is None.
+        component_positive: the paper's patient rule: the largest component reaches ``t_n``.
+        patient_note: why the answer is inconclusive, or where the fracture regions are.
+        fracture_regions: components reaching ``t_n``, largest first: ``{"volume_mm3",
+            "vertebrae"`` (levels whose body centre lies inside), ``"nearest"`` (level of
+            the nearest body centre), ``"centre_mm"}``.
         operating_point: ``{"probability_threshold", "noise_threshold_vox"}`` used.
         probability_maps: class name -> probability ``Image`` on the original scan grid.
         network_view: the 1 mm RAS HU image the network saw (for figures).
@@ -53,7 +62,7 @@ class DetectionResult:
 
     vertebrae: list[VertebraResult]
     patient_score: float
-    patient_fractured: bool
+    patient_fractured: bool | None
     operating_point: dict
     probability_maps: dict[str, Image] = field(repr=False)
     network_view: Image = field(repr=False)
@@ -63,6 +72,16 @@ class DetectionResult:
     scan: str = ""
     roi_fraction: float = 1.0
     localisation: dict = field(default_factory=dict)
+    component_positive: bool = False
+    patient_note: str = ""
+    fracture_regions: list[dict] = field(default_factory=list)
+
+    @property
+    def patient_state(self) -> str:
+        """``FRACTURE``, ``no fracture`` or ``INCONCLUSIVE``, as the CLI and figure print it."""
+        if self.patient_fractured is None:
+            return "INCONCLUSIVE"
+        return "FRACTURE" if self.patient_fractured else "no fracture"
 
     @property
     def fracture_threshold(self) -> float | None:
@@ -148,9 +167,6 @@ def detect_fractures(
     # fracture voxels around metal are undefined (instrumented vertebrae were never labelled)
     near_metal = metal_mask(scan, like=frac)
     patient_map = np.where(near_metal, 0.0, frac.data) if near_metal.any() else frac.data
-    largest = int(
-        largest_components(patient_map, probability_thresholds=[op["probability_threshold"]])[0]
-    )
     if centroids is None:
         vert = frac.with_data(maps_1mm["normal"].data + frac.data)
         centroids = localise_vertebrae(vert)
@@ -161,10 +177,24 @@ def detect_fractures(
         level_notes = dict.fromkeys(centroids, "level uncertain (spacing profile)")
     scores = vertebra_scores(frac, centroids, cube_size_vox=cube_size_vox)
     vertebrae = _vertebra_results(scan, centroids, scores, run, source, level_notes)
+    regions = fracture_regions(
+        frac.with_data(patient_map), centroids, probability_threshold=op["probability_threshold"]
+    )
+    largest = regions[0].voxels if regions else 0
+    component_positive = largest >= max(op["noise_threshold_vox"], 1)
+    voxel_mm3 = float(np.prod(frac.spacing_mm))
+    found = [
+        _region_row(r, centroids, voxel_mm3)
+        for r in regions
+        if r.voxels >= max(op["noise_threshold_vox"], 1)
+    ]
+    fractured, patient_note = _patient_answer(
+        component_positive, vertebrae, found, op, checked=not run.operating_point_note
+    )
     return DetectionResult(
         vertebrae,
-        float(largest * np.prod(frac.spacing_mm)),
-        largest >= max(op["noise_threshold_vox"], 1),
+        float(largest * voxel_mm3),
+        fractured,
         op,
         to_original_geometry(maps_1mm, scan),
         hu,
@@ -174,7 +204,70 @@ def detect_fractures(
         scan=str(scan.meta.get("source", "")),
         roi_fraction=1.0 if roi is None else float(roi.mean()),
         localisation=localisation,
+        component_positive=bool(component_positive),
+        patient_note=patient_note,
+        fracture_regions=found,
     )
+
+
+def _region_row(region, centroids, voxel_mm3: float) -> dict:
+    """A fracture region as ``patient.json`` lists it: volume, levels inside, nearest level."""
+    from spinefx.conventions import level_name
+
+    centre = np.asarray(region.centre_mm)
+    nearest = min(centroids, key=lambda k: np.linalg.norm(centre - centroids[k]), default=None)
+    return {
+        "volume_mm3": round(region.voxels * voxel_mm3, 1),
+        "vertebrae": [level_name(k) for k in region.vertebrae],
+        "nearest": level_name(nearest) if nearest is not None else "",
+        "centre_mm": [round(v, 1) for v in region.centre_mm],
+    }
+
+
+def _where(row: dict) -> str:
+    levels = row["vertebrae"]
+    if len(levels) >= 2:  # no training label does this (aggregation's module docstring)
+        return f"across {levels[0]}-{levels[-1]}"
+    return f"at {levels[0]}" if levels else f"near {row['nearest'] or 'no vertebra'}"
+
+
+def _patient_answer(
+    component_positive: bool, vertebrae, regions: list[dict], op: dict, *, checked: bool
+) -> tuple[bool | None, str]:
+    """The patient answer and its note.
+
+    The paper decides a patient by its largest fracture component alone. A screening answer
+    has to point at a vertebra a reader can check, so where the patient rule and the
+    vertebra flags disagree, the answer is inconclusive and the note names what to look at
+    (our rule; the paper's decision stays in ``component_positive``). Without an operating
+    point (``checked`` False) no vertebra is flagged and the paper's rule stands alone.
+    """
+    where = "; ".join(f"{r['volume_mm3'] / 1000:.1f} cm3 {_where(r)}" for r in regions)
+    if any(len(r["vertebrae"]) >= 2 for r in regions):
+        where += (
+            " (a region running across vertebrae is unlike every training label, one per "
+            "vertebra: the model is likely outside what it knows on this scan)"
+        )
+    if vertebrae and not any(v.assessable for v in vertebrae):
+        return None, "not assessable: no vertebra in this scan could be assessed"
+    if not checked:
+        return bool(component_positive), (f"fracture region: {where}" if regions else "")
+    flagged = [v.level for v in vertebrae if v.flagged]
+    if component_positive and flagged:
+        return True, f"fracture region: {where}; flagged: {', '.join(flagged)}"
+    if component_positive:
+        return None, (
+            f"inconclusive: a fracture region ({where}) passes the patient threshold but no "
+            "vertebra reaches the vertebra threshold; check that region on the images"
+        )
+    if flagged:
+        min_mm3 = float(op["noise_threshold_vox"])
+        return None, (
+            f"inconclusive: {', '.join(flagged)} reach the vertebra threshold but no fracture "
+            f"region reaches the patient threshold ({min_mm3:.0f} voxels); check "
+            f"{', '.join(flagged)} on the images"
+        )
+    return False, ""
 
 
 def _ensemble_maps(run: TrainedRun, view, roi, output_tile_vox: int, show_progress: bool):
@@ -261,7 +354,11 @@ def write_detection(
     summary = {
         "scan": result.scan,
         "patient_score_mm3": result.patient_score,
-        "patient_fractured": bool(result.patient_fractured),
+        "patient_fractured": result.patient_fractured,
+        "patient_state": result.patient_state,
+        "patient_note": result.patient_note,
+        "component_positive": result.component_positive,
+        "fracture_regions": result.fracture_regions,
         "operating_point": result.operating_point,
         "vertebrae_flagged": not result.flag_note,
         "flag_note": result.flag_note,
