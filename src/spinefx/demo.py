@@ -326,6 +326,7 @@ def _detect(scan: Path, voxel_run: Path, centroids_path: Path | None, out: Path)
         "scan": scan.name,
         "patient_score": detection.patient_score,
         "patient_fractured": detection.patient_fractured,
+        "patient_state": detection.patient_state,
         "vertebrae": {v.level: round(float(v.probability), 3) for v in detection.vertebrae},
     }
 
