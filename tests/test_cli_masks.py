@@ -42,6 +42,18 @@ def test_detect_and_report_on_the_totalsegmentator_ct_with_its_spine_mask(real_d
 
     table = pd.read_csv(out / "vertebrae.csv")
     assert table["middle_height_mm"].notna().sum() >= 5 and "morph_grade" in table
+    # the patient answer never contradicts the vertebrae: a fracture region with no flagged
+    # vertebra (or the reverse) is inconclusive, with a note naming where to look
+    patient = json.loads((out / "patient.json").read_text())
+    flagged = bool(table["flagged"].fillna(False).astype(bool).any())
+    if patient["component_positive"] == flagged:
+        assert patient["patient_fractured"] is flagged
+    else:
+        assert patient["patient_fractured"] is None and patient["patient_state"] == "INCONCLUSIVE"
+        assert "inconclusive" in patient["patient_note"]
+    min_mm3 = patient["operating_point"]["noise_threshold_vox"] * 8.0  # 2 mm network grid
+    assert all(r["volume_mm3"] >= min_mm3 for r in patient["fracture_regions"])
+    assert bool(patient["fracture_regions"]) == patient["component_positive"]
     html = tmp_path / "r.html"
     assert main(["report", str(scan), "--mask", str(mask), "--out", str(html)]) == 0
     assert "body centroids of the vertebra mask" in html.with_suffix(".txt").read_text()
