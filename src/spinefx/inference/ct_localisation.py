@@ -16,7 +16,7 @@ shells, crops that cut the bodies, pedicle screws. On a :data:`GRID_MM` RAS+ gri
 3. **Sacrum.** Where the solid bone at the line's antero-posterior level spreads beyond
    :data:`SACRUM_HALF_WIDTH_MM` on both sides (the sacral alae) the line enters the sacrum;
    the line is cut there.
-4. **Bodies.** The 90th HU percentile over a sagittal slab through the bodies, every 1 mm of
+4. **Bodies.** The 80th HU percentile over a sagittal slab through the bodies, every 1 mm of
    the line, peaks at each disc's endplates and is low through a body's middle whatever the
    marrow's density; smoothed at an eighth of the vertebral pitch (its autocorrelation
    period), its minima are the body centres. Voxels brighter than :data:`PROFILE_MAX_HU`
@@ -496,8 +496,8 @@ def _to_world(grid: Image, line_vox: np.ndarray) -> np.ndarray:
 
 
 def _endplate_profile(scan: Image, line: np.ndarray) -> np.ndarray:
-    """The 90th HU percentile, every 1 mm of the body line, over a sagittal slab through the
-    bodies (±4 mm beside the line, from 12 mm behind it to 32 mm in front, so that a line on
+    """The 80th HU percentile, every 1 mm of the body line, over a sagittal slab through the
+    bodies (±4 mm beside the line, from 20 mm behind it to 24 mm in front, so that a line on
     a body's posterior wall still covers the body). It peaks at each disc's pair of endplates
     (the densest bone of a vertebra; a thin disc between them is not resolved at this scale)
     and is low through a body's middle whatever the marrow's density, so the bodies' centres
