@@ -105,6 +105,22 @@ def test_a_body_missed_between_two_is_placed_by_their_spacing():
     assert _fill_gaps([10, 40, 100], 30.0, bone) == ([10, 40, 100], set())
 
 
+def test_the_bodies_depth_keeps_the_pitch_off_twice_its_period():
+    from spinefx.inference.ct_localisation import DISC_SPACING_MM, _pitch, _pitch_range
+
+    # cervical-sized bodies 15 mm apart whose endplates alternate in brightness: the
+    # profile correlates better at 30 mm (two bodies) than at 15 mm (one)
+    z = np.arange(240.0)
+    profile = 300 + 100 * np.cos(2 * np.pi * z / 15) + 90 * np.cos(2 * np.pi * z / 30)
+    assert _pitch(profile) == 30.0  # the whole range 11-55 mm lets the double period win
+    band = _pitch_range(8.0)  # bodies 16 mm across: pitches about 10-24 mm
+    assert band == (11.0, 24.0)
+    assert _pitch(profile, band) == 15.0
+    # lumbar bodies 40 mm across; no depth at all leaves the whole range
+    assert _pitch_range(20.0) == (24.0, 55.0)
+    assert _pitch_range(None) == DISC_SPACING_MM == _pitch_range(float("nan"))
+
+
 def test_levels_counted_from_the_sacrum_across_an_inferred_body_are_uncertain():
     from spinefx.inference.ct_localisation import (
         LocalisedVertebra,
