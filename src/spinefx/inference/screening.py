@@ -78,9 +78,14 @@ class DetectionResult:
 
     @property
     def patient_state(self) -> str:
-        """``FRACTURE``, ``no fracture`` or ``INCONCLUSIVE``, as the CLI and figure print it."""
+        """``FRACTURE``, ``no fracture``, ``INCONCLUSIVE`` or ``NOT ASSESSABLE`` (no vertebra
+        could be assessed), as the CLI prints it."""
         if self.patient_fractured is None:
-            return "INCONCLUSIVE"
+            return (
+                "NOT ASSESSABLE"
+                if self.patient_note.startswith("not assessable")
+                else "INCONCLUSIVE"
+            )
         return "FRACTURE" if self.patient_fractured else "no fracture"
 
     @property
