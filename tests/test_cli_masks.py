@@ -31,11 +31,14 @@ def test_predict_takes_vertebra_positions_from_a_real_verse_mask(real_data, tmp_
     assert set(table["morph_grade"].dropna()) <= {0, 1, 2, 3}
 
 
-def test_detect_and_report_on_the_totalsegmentator_ct_with_its_spine_mask(real_data, tmp_path):
+def test_detect_and_report_on_the_totalsegmentator_ct_with_its_spine_mask(
+    real_data, tmp_path, capsys
+):
     scan = real_data / "totalseg/example_ct.nii.gz"
     mask = next((real_data / "totalseg/spine_report").glob("*.nii.gz"))
     out = tmp_path / "d"
     assert main(["detect", str(scan), "--mask", str(mask), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
     levels = [line.split(",")[1] for line in (out / "vertebrae.csv").read_text().splitlines()[1:]]
     assert levels == ["T12", "L1", "L2", "L3", "L4", "L5"]
     import pandas as pd
@@ -51,6 +54,8 @@ def test_detect_and_report_on_the_totalsegmentator_ct_with_its_spine_mask(real_d
     else:
         assert patient["patient_fractured"] is None and patient["patient_state"] == "INCONCLUSIVE"
         assert "inconclusive" in patient["patient_note"]
+    assert f"patient: {patient['patient_state']} " in printed  # what the CLI says, it wrote
+    assert patient["patient_note"] in printed
     min_mm3 = patient["operating_point"]["noise_threshold_vox"] * 8.0  # 2 mm network grid
     assert all(r["volume_mm3"] >= min_mm3 for r in patient["fracture_regions"])
     assert bool(patient["fracture_regions"]) == patient["component_positive"]
