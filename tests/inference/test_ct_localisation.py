@@ -150,6 +150,36 @@ def test_levels_counted_from_the_sacrum_across_an_inferred_body_are_uncertain():
     )
 
 
+def test_levels_counted_from_the_sacrum_across_a_gap_unlike_its_neighbours_are_uncertain():
+    from spinefx.inference.ct_localisation import (
+        LocalisedVertebra,
+        SpineLocalisation,
+        _assign_levels,
+        _irregular_gaps,
+    )
+
+    # a disc taken for a body between the two lowest: two 15 mm gaps among 30 mm ones
+    zs = [150.0, 120.0, 90.0, 60.0, 45.0, 30.0]
+    assert _irregular_gaps([np.array([0.0, 0.0, z]) for z in zs]) == [
+        False, False, False, True, True
+    ]  # fmt: skip
+    loc = SpineLocalisation(
+        [LocalisedVertebra(0, np.array([0.0, 0.0, z]), "uncertain", "") for z in zs],
+        np.zeros((0, 3)),
+        pitch_mm=30.0,
+        sacrum_found=True,
+    )
+    _assign_levels(loc)
+    assert [v.label for v in loc.vertebrae] == [19, 20, 21, 22, 23, 24]  # T12-L5 by count
+    # only the body right above the sacrum is still anchored: every count crosses the odd gap
+    assert [v.level_confidence for v in loc.vertebrae] == ["uncertain"] * 5 + ["anchored"]
+    assert "gap unlike" in loc.vertebrae[0].level_note
+    # a slowly changing pitch (thoracic to lumbar) is not odd
+    assert not any(
+        _irregular_gaps([np.array([0.0, 0.0, z]) for z in np.cumsum([0, 24, 26, 28, 31, 34, 37])])
+    )
+
+
 def test_held_out_synthetic_scans_are_found(tmp_path):
     from spinefx.io import load_scan
     from spinefx.io.nifti import read_nifti

@@ -703,6 +703,21 @@ def _sacrum_top(solid: np.ndarray, chain: np.ndarray) -> int | None:
     return None
 
 
+def _irregular_gaps(centres: list[np.ndarray]) -> list[bool]:
+    """Per gap between neighbouring bodies (cranial first): unlike the gaps beside it (less
+    than 0.7 or more than 1.45 times the median of up to two on each side). The pitch changes
+    slowly along the spine (about 5 % a level), so such a gap is a body missed or a disc
+    taken for a body, and a level counted across it is not anchored."""
+    pts = np.asarray(centres, float).reshape(-1, 3)
+    gaps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    out = []
+    for g in range(len(gaps)):
+        beside = np.r_[gaps[max(g - 2, 0) : g], gaps[g + 1 : g + 3]]
+        ref = float(np.median(beside)) if len(beside) else gaps[g]
+        out.append(bool(gaps[g] < 0.7 * ref or gaps[g] > 1.45 * ref))
+    return out
+
+
 def _assign_levels(result: SpineLocalisation) -> None:
     """Labels: counted up from L5 (the body right above the sacrum) when the sacrum is in
     view, otherwise the pitch profile's best T1-L5 window, marked uncertain."""
@@ -733,14 +748,18 @@ def _assign_levels(result: SpineLocalisation) -> None:
             kept.append(v)
     if result.sacrum_found:
         # a body inferred from the spacing (:func:`_fill_gaps`) is counted, but a wrong pitch
-        # would miscount it: the levels above it (and its own) are not anchored any more
+        # would miscount it: the levels above it (and its own) are not anchored any more; so
+        # would a gap unlike its neighbours' (a body missed, or a disc taken for a body)
+        odd = _irregular_gaps([v.centroid_mm for v in vs])
         crossed = False
-        for v in reversed(kept):  # from L5 up
-            crossed = crossed or v.inferred
-            if crossed:
+        for i in range(len(vs) - 1, -1, -1):  # from L5 up
+            v = vs[i]
+            crossed = crossed or v.inferred or (i < len(vs) - 1 and odd[i])
+            if crossed and v in kept:
                 v.level_confidence = "uncertain"
                 v.level_note = ("counted up from the sacrum across a body inferred from the "
-                                "spacing of its neighbours (its discs were not seen)")  # fmt: skip
+                                "spacing of its neighbours (its discs were not seen) or a gap "
+                                "unlike theirs")  # fmt: skip
     result.vertebrae = kept
     log.info("localised %d vertebrae (%s): %s", len(kept), result.anchor,
              ", ".join(level_name(v.label) for v in kept))  # fmt: skip
