@@ -31,9 +31,14 @@ shells, crops that cut the bodies, pedicle screws. On a :data:`GRID_MM` RAS+ gri
    the gap, and a confident wrong level is the worst answer). Without
    the sacrum in view the pitch profile (:func:`spinefx.inference.localisation.profile_offset`)
    proposes levels and every one is ``"uncertain"``: a tight crop's levels are not known, and
-   spinefx says so rather than guess silently. Twelfth-rib detection is not attempted (crops
-   of about 100 mm cut the ribs); a transitional spine (L6, sacralised L5) cannot be told from
-   the sacrum alone, and anchored levels assume five lumbar vertebrae (said in the note).
+   spinefx says so rather than guess silently. A level counted across an inferred body or a
+   gap unlike its neighbours' is uncertain too. There is no twelfth-rib anchor: one was built
+   (bone beside the body line reaching 75 mm with a rib's thin section, given to the vertebra
+   at its medial end) and labelled generated scans without a wrong level, but on the real
+   abdominal CT it found "ribs" at L2, L3 and L5, and crops of about 100 mm show no ribs at
+   all; it needs real scans with ribs that no benchmark scores. A transitional spine (L6,
+   sacralised L5) cannot be told from the sacrum alone, and anchored levels assume five lumbar
+   vertebrae (said in the note).
 
 Limits (measured in ``benchmarks/bench_localisation.py``): the first and last bodies of a
 crop are found less often; the cervical spine (small bodies, C1 without one) and scans whose
