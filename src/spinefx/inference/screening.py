@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinefx.conventions import spine_rank
+from spinefx.conventions import level_name, spine_rank
 from spinefx.errors import InputError
 from spinefx.image import Image
 from spinefx.inference.aggregation import fracture_regions, vertebra_scores
@@ -217,8 +217,6 @@ def detect_fractures(
 
 def _region_row(region, centroids, voxel_mm3: float) -> dict:
     """A fracture region as ``patient.json`` lists it: volume, levels inside, nearest level."""
-    from spinefx.conventions import level_name
-
     centre = np.asarray(region.centre_mm)
     nearest = min(centroids, key=lambda k: np.linalg.norm(centre - centroids[k]), default=None)
     return {
