@@ -33,6 +33,7 @@ def _result():
         fracture_map_1mm=view.with_data(frac),
         vertebrae=vertebrae,
         patient_fractured=True,
+        patient_state="FRACTURE",
     )
 
 

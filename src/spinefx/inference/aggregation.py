@@ -11,8 +11,8 @@ Plausibility (our addition, not in the paper): the training labels give each fra
 its own flattened ellipsoid, and two ellipsoids never touch (their axial semi-axes are 0.21 of
 the pitch, so more than half a pitch of background lies between neighbours). A component that
 holds the body centres of two or more vertebrae (:func:`fracture_regions`) is therefore
-something the model was never taught to output: it marks a scan outside what the model knows,
-not a fracture, and ``detect_fractures`` reports it as not assessable.
+something the model was never taught to output; ``detect_fractures`` says so in its patient
+note (on generated scans such regions also cover true fractures, so it is not a verdict).
 """
 
 from __future__ import annotations

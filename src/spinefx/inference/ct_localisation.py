@@ -20,8 +20,8 @@ shells, crops that cut the bodies, pedicle screws. On a :data:`GRID_MM` RAS+ gri
    the line, peaks at each disc's endplates and is low through a body's middle whatever the
    marrow's density; smoothed at an eighth of the vertebral pitch (its autocorrelation
    period, searched between 0.6 and 1.5 times the bodies' axial diameter, measured on real
-   masks: :data:`PITCH_PER_DIAMETER`), its minima are the body centres. Voxels brighter than :data:`PROFILE_MAX_HU`
-   (screws, rods) are left out of the percentile. A gap of about two pitches or more between
+   masks: :data:`PITCH_PER_DIAMETER`), its minima are the body centres. Voxels brighter
+   than :data:`PROFILE_MAX_HU` (screws, rods) are left out of the percentile. A gap of about two pitches or more between
    neighbouring bodies holds bodies the profile missed (a collapsed or fused disc, endplates
    hidden by metal): they are placed evenly in it where the line is in solid bone
    (``inferred=True``).
@@ -292,7 +292,7 @@ def _level_remark(v: LocalisedVertebra, loc: SpineLocalisation) -> str:
     if v.level_confidence == "anchored":
         return ""
     if loc.sacrum_found:
-        return "level uncertain (counted across a body inferred from the spacing)"
+        return "level uncertain (counted across a body inferred from the spacing or an odd gap)"
     return "level uncertain (no sacrum in view)"
 
 

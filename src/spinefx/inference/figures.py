@@ -54,10 +54,7 @@ def midsagittal_figure(result, *, hu_window=(-400.0, 1000.0)):
         # y - 3 mm: just right of the mark (anterior is on the left)
         ax.text(y - 3, z, f"{v.level} {v.probability:.2f}", color="cyan", fontsize=7)
     annotate_axes(ax, ct, fontsize=8)
-    state = getattr(result, "patient_state", None) or (
-        "fracture" if result.patient_fractured else "no fracture"
-    )
-    state = state.lower()
+    state = result.patient_state.lower()
     ax.set_title(f"p(fracture), sagittal slice {ct.position_label}: patient {state}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04, label="p(fracture)")
     return fig
