@@ -37,6 +37,7 @@ def test_fracture_regions_name_the_vertebrae_whose_body_centre_they_hold():
     p[15, 15, 20] = 0.9  # 1 voxel, near L3 but not at its centre
     centroids = {  # VerSe ids; world mm = 2 x voxel
         19: np.array([500.0, 0.0, 0.0]),  # T12 outside the grid: in no region
+        20: np.array([2.0, 2.0, 78.0]),  # L1, voxel (1, 1, 39): in the grid, in no region
         21: np.array([10.0, 10.0, 62.0]),  # L2, voxel (5, 5, 31): in the 27
         22: np.array([12.0, 12.0, 40.0]),  # L3, voxel (6, 6, 20): empty
         23: np.array([12.0, 12.0, 24.0]),  # L4, voxel (6, 6, 12): in the 350

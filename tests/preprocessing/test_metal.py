@@ -69,3 +69,24 @@ def test_synthetic_screwed_vertebrae_are_found_and_the_others_are_not():
     assert screwed
     found = {lab for lab, c in case.centroids_mm.items() if has_metal(case.ct, c)}
     assert found == screwed
+
+
+def test_metal_mask_on_another_grid_equals_resampling_the_whole_metal_map():
+    # the mask resamples only the metal's box onto the covering box of ``like``
+    from scipy import ndimage
+
+    from spinefx.preprocessing.resample import resample_like
+
+    ct = _ct_with_rod()
+    angle = 0.2
+    rot = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([1.5, 1.5, 2.0])
+    affine[:3, 3] = [-28.0, -31.0, 1.0]
+    like = Image(np.zeros((40, 40, 40), np.float32), affine)
+    hot = resample_like(ct.with_data((ct.data > 2500.0).astype(np.float32)), like)
+    hot = np.asarray(hot.data) > 1e-3
+    expected = ndimage.distance_transform_edt(~hot, sampling=like.spacing_mm) <= 5.0
+    np.testing.assert_array_equal(metal_mask(ct, like=like, margin_mm=5.0), expected)

@@ -208,3 +208,21 @@ def test_an_empty_output_grid_is_an_input_error_on_the_copy_path_too():
     src = Image(np.zeros((3, 3, 3), np.float32), np.eye(4))
     with pytest.raises(InputError, match="invalid output shape"):
         resample_to_grid(src, shape=(0, 3, 3), affine=np.eye(4))
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.3])
+def test_resampling_only_the_covering_box_gives_the_whole_resampling_there(angle):
+    from spinefx.preprocessing.resample import covering_box, resample_into
+
+    source = _smooth_image((40, 36, 30), _affine((1.0, 1.2, 2.0), angle=angle))
+    block = np.zeros(source.shape, np.float32)
+    block[12:20, 8:15, 10:16] = source.data[12:20, 8:15, 10:16]  # zero outside a block
+    source = source.with_data(block)
+    target = Image(np.zeros((50, 44, 46), np.float32), _affine((0.9, 0.9, 1.1), (6.0, -24.0, 30.0)))
+    whole = np.asarray(resample_like(source, target).data)
+    box = covering_box(source, (11, 7, 9), (20, 15, 16), target)
+    part = np.asarray(resample_into(source, target, box).data)
+    np.testing.assert_allclose(part, whole[box], atol=1e-6)  # float rounding of the origin
+    outside = np.ones(target.shape, bool)
+    outside[box] = False
+    assert not whole[outside].any()  # the box holds everything the block maps to

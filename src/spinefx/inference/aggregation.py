@@ -96,16 +96,21 @@ def fracture_regions(
     from scipy import ndimage
 
     from spinefx.conventions import spine_rank
+    from spinefx.preprocessing.resample import bounding_box
 
-    labels, n = ndimage.label(
-        fracture_probability.data > probability_threshold, structure=np.ones((3, 3, 3), bool)
-    )
-    if not n:
+    above = np.asarray(fracture_probability.data) > probability_threshold
+    if not above.any():
         return []
+    # labelled inside the box of the voxels above t_p: the same components, numbered in the
+    # same (raster) order, for a fraction of the work on a full field of view
+    box = bounding_box(above)
+    offset = np.array([b.start for b in box])
+    labels, n = ndimage.label(above[box], structure=np.ones((3, 3, 3), bool))
     sizes = np.bincount(labels.ravel())
     inside: dict[int, list[int]] = {}
     for lab in sorted(centroids_mm, key=spine_rank):
         ijk = np.rint(fracture_probability.world_to_voxel(np.asarray(centroids_mm[lab], float)))
+        ijk = ijk - offset
         if np.all(ijk >= 0) and np.all(ijk < labels.shape):
             component = int(labels[tuple(ijk.astype(int))])
             if component:
@@ -117,7 +122,7 @@ def fracture_regions(
         FractureRegion(
             int(sizes[c]),
             tuple(inside.get(c, ())),
-            tuple(float(v) for v in fracture_probability.voxel_to_world(np.asarray(centre))),
+            tuple(float(v) for v in fracture_probability.voxel_to_world(np.add(centre, offset))),
         )
         for c, centre in zip(kept, centres, strict=True)
     ]

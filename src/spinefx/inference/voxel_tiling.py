@@ -117,7 +117,10 @@ def _has_tissue(volume: np.ndarray, start, size, threshold: float, margin_vox: i
     return bool(block.size and block.max() > threshold)
 
 
-def _touches(mask: np.ndarray, start, size, margin_vox: int = 8) -> bool:
+def _touches(mask: np.ndarray, start, size, margin_vox: int = 0) -> bool:
+    """Whether the output block at ``start`` holds a voxel of ``mask``. No margin is needed:
+    every voxel of the region lies in a block that runs (an 8-voxel margin ran 49 tiles
+    instead of 37 on a 400 x 400 x 500 abdominal field of view, for no voxel of it)."""
     lo = np.maximum(np.asarray(start) - margin_vox, 0)
     hi = np.asarray(start) + np.asarray(size) + margin_vox
     return bool(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].any())
@@ -175,34 +178,22 @@ def to_original_geometry(maps: dict[str, Image], scan: Image) -> dict[str, Image
     gives the same constant, except within a voxel of the scan grid's outer border, where it
     blended the map with the resampler's fill. For an abdominal field of view screened only
     along the spine this is 5 s less work on 2 cores (400 x 400 x 500 voxels)."""
-    from spinefx.preprocessing.resample import resample_to_grid
+    from spinefx.preprocessing.resample import bounding_box, covering_box, resample_into
 
     ref = next(iter(maps.values()))
     base = {name: 1.0 if name == "background" else 0.0 for name in maps}
     active = np.zeros(ref.shape, bool)
     for name, img in maps.items():
         active |= np.asarray(img.data) != base[name]
-    out_shape = np.asarray(scan.shape)
     if not active.any():
         return {name: scan.with_data(np.full(scan.shape, base[name], np.float32)) for name in maps}
-    idx = np.argwhere(active)
-    lo_net, hi_net = idx.min(axis=0) - 2, idx.max(axis=0) + 2
-    corners = np.array(
-        [[(lo_net, hi_net)[b][d] for d, b in enumerate(bits)]
-         for bits in itertools.product((0, 1), repeat=3)],
-        float,
-    )  # fmt: skip
-    in_scan = scan.world_to_voxel(ref.voxel_to_world(corners))
-    lo = np.clip(np.floor(in_scan.min(axis=0)).astype(int) - 2, 0, out_shape - 1)
-    hi = np.clip(np.ceil(in_scan.max(axis=0)).astype(int) + 2, 0, out_shape - 1)
-    shift = np.eye(4)
-    shift[:3, 3] = lo
-    sub_affine = scan.affine @ shift
-    sub_shape = tuple(int(v) for v in hi - lo + 1)
-    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+    screened = bounding_box(active)
+    lo = np.array([b.start for b in screened]) - 2
+    hi = np.array([b.stop - 1 for b in screened]) + 2
+    box = covering_box(ref, lo, hi, scan)
     out = {}
     for name, img in maps.items():
-        part = resample_to_grid(img, shape=sub_shape, affine=sub_affine, fill_value=0.0)
+        part = resample_into(img, scan, box, fill_value=0.0)
         full = np.full(scan.shape, base[name], np.float32)
         full[box] = np.clip(np.asarray(part.data, np.float32), 0.0, 1.0)
         out[name] = Image(full, scan.affine.copy(), dict(img.meta))

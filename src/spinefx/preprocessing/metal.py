@@ -92,14 +92,22 @@ def metal_mask(
     grid = ct if like is None else like
     if not hot.any():
         return np.zeros(grid.data.shape, bool)
-    if like is not None:
-        from spinefx.preprocessing.resample import resample_like
+    from spinefx.preprocessing.resample import bounding_box
 
-        moved = resample_like(ct.with_data(hot.astype(np.float32)), like, fill_value=0.0)
-        hot = np.asarray(moved.data) > 1e-3
+    if like is not None:
+        from spinefx.preprocessing.resample import covering_box, crop_to, resample_into
+
+        # only the metal's box (zero around it) is resampled, onto the box of ``like`` that
+        # covers it; elsewhere the result is 0 anyway (0.6 s -> 0.05 s for a 400 x 400 x 500
+        # field of view)
+        cut = crop_to(ct.with_data(hot), hot, margin_vox=1)
+        cut = cut.with_data(np.asarray(cut.data, np.float32))
+        box = covering_box(cut, np.zeros(3), np.asarray(cut.shape) - 1, like)
+        moved = np.zeros(like.shape, bool)
+        moved[box] = np.asarray(resample_into(cut, like, box, fill_value=0.0).data) > 1e-3
+        hot = moved
     if not hot.any():
         return np.zeros(hot.shape, bool)
-    from spinefx.preprocessing.resample import bounding_box
 
     # exact Euclidean distance in mm (anisotropic voxels too) instead of repeated dilation,
     # inside the box of the metal grown by the margin: every voxel within margin_mm of metal

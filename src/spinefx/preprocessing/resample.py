@@ -8,6 +8,7 @@ the original grid (``resample_like(out, original)``) is the inverse, up to inter
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -235,6 +236,48 @@ def bounding_box(where: np.ndarray, *, margin_vox: int | Sequence[int] = 0) -> t
         box.append(slice(max(int(hit[0]) - int(pad[axis]), 0),
                          min(int(hit[-1]) + int(pad[axis]) + 1, where.shape[axis])))  # fmt: skip
     return tuple(box)
+
+
+def covering_box(
+    image: Image, lo_vox, hi_vox, reference: Image, *, margin_vox: int = 2
+) -> tuple[slice, ...]:
+    """Slices of ``reference``'s grid that cover voxels ``lo_vox``..``hi_vox`` (inclusive) of
+    ``image``'s grid: the box around the world positions of that block's 8 corners, grown by
+    ``margin_vox`` (so that linear interpolation at its edge sees every voxel it uses) and
+    clipped to the grid. Resampling only that box (:func:`resample_into`) gives, inside it,
+    the values of resampling onto the whole of ``reference``."""
+    lo_vox, hi_vox = np.asarray(lo_vox, float), np.asarray(hi_vox, float)
+    corners = np.array(
+        [[(lo_vox, hi_vox)[b][d] for d, b in enumerate(bits)]
+         for bits in itertools.product((0, 1), repeat=3)],
+        float,
+    )  # fmt: skip
+    in_ref = reference.world_to_voxel(image.voxel_to_world(corners))
+    top = np.asarray(reference.shape) - 1
+    lo = np.clip(np.floor(in_ref.min(axis=0)).astype(int) - margin_vox, 0, top)
+    hi = np.clip(np.ceil(in_ref.max(axis=0)).astype(int) + margin_vox, 0, top)
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+
+
+def resample_into(
+    image: Image,
+    reference: Image,
+    box: tuple[slice, ...],
+    *,
+    interpolation: str = "linear",
+    fill_value: float = 0.0,
+) -> Image:
+    """``image`` resampled onto the sub-grid ``box`` of ``reference``'s grid (its own affine):
+    voxel for voxel what :func:`resample_like` gives there, for the cost of the box only."""
+    shift = np.eye(4)
+    shift[:3, 3] = [b.start for b in box]
+    return resample_to_grid(
+        image,
+        shape=tuple(b.stop - b.start for b in box),
+        affine=reference.affine @ shift,
+        interpolation=interpolation,
+        fill_value=fill_value,
+    )
 
 
 def crop_to(image: Image, where: np.ndarray, *, margin_vox: int | Sequence[int] = 0) -> Image:

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import make_interp_spline
 
 from spinefx.conventions import SPINE_ORDER, level_name, spine_rank
 from spinefx.errors import InputError
@@ -76,6 +75,9 @@ class SpineCurve:
             self._spline = None
             self.length_mm = 0.0
             return
+        # imported here: scipy.interpolate costs 0.8 s to import, and screening never needs it
+        from scipy.interpolate import make_interp_spline
+
         chord = np.linalg.norm(np.diff(points, axis=0), axis=1)
         knots = np.concatenate([[0.0], np.cumsum(chord)])
         spline = make_interp_spline(knots, points, k=min(3, len(points) - 1))
