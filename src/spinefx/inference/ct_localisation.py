@@ -138,6 +138,8 @@ class SpineLocalisation:
         body_line_mm: ``(n, 3)`` world points of the body line, 1 mm of z apart.
         pitch_mm: the vertebral pitch measured along the line.
         sacrum_found: the sacrum (the level anchor) is in view.
+        sacrum_whole: its width was seen whole (not cut by the scan's sides); when not, the
+            levels counted from it are uncertain.
         anchor: ``"sacrum"`` or ``"profile"``.
         notes: human-readable remarks.
         solid_bone: the solid bone on the working grid (reused by :func:`vertebra_label_map`).
@@ -147,6 +149,7 @@ class SpineLocalisation:
     body_line_mm: np.ndarray
     pitch_mm: float = float("nan")
     sacrum_found: bool = False
+    sacrum_whole: bool = True
     anchor: str = "profile"
     notes: list[str] = field(default_factory=list)
     solid_bone: Image | None = field(default=None, repr=False)
@@ -189,7 +192,7 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     ks = np.flatnonzero(~np.isnan(chain[:, 0]))
     if len(ks) < int(round(15.0 / GRID_MM)):
         return SpineLocalisation([], np.zeros((0, 3)), notes=["no vertebral column found"])
-    sacrum_k = _sacrum_top(solid, chain)
+    sacrum_k, sacrum_whole = _sacrum_top(solid, chain)
     if sacrum_k is not None:
         ks = ks[ks > sacrum_k]
         if len(ks) < int(round(15.0 / GRID_MM)):
@@ -252,6 +255,7 @@ def localise_spine(scan: Image) -> SpineLocalisation:
         top = float(grid.voxel_to_world(np.array([[*chain[sacrum_k, :2], sacrum_k]]))[0, 2])
         # the sacrum anchors the levels only when the lowest body found is right above it
         result.sacrum_found = vertebrae[-1].centroid_mm[2] - top <= 1.3 * pitch
+        result.sacrum_whole = sacrum_whole
     _assign_levels(result)
     return result
 
@@ -291,6 +295,8 @@ def _level_remark(v: LocalisedVertebra, loc: SpineLocalisation) -> str:
     with the sacrum in view a level is uncertain only when counted across an inferred body."""
     if v.level_confidence == "anchored":
         return ""
+    if loc.sacrum_found and not loc.sacrum_whole:
+        return "level uncertain (the scan's sides cut the bone taken for the sacrum)"
     if loc.sacrum_found:
         return "level uncertain (counted across a body inferred from the spacing or an odd gap)"
     return "level uncertain (no sacrum in view)"
@@ -679,14 +685,21 @@ def _disc_mean(image: Image, line: np.ndarray, radius_mm: float = 7.0) -> np.nda
     return values.reshape(len(line), -1).mean(axis=1)
 
 
-def _sacrum_top(solid: np.ndarray, chain: np.ndarray) -> int | None:
+def _sacrum_top(solid: np.ndarray, chain: np.ndarray) -> tuple[int | None, bool]:
     """Slice index of the top of the sacrum on the chain (the highest run of at least
     :data:`SACRUM_MIN_RUN_MM` where the solid bone at the chain's antero-posterior level reaches
     :data:`SACRUM_HALF_WIDTH_MM` on both sides), or None. Only a run with chain above it
-    counts (a sacrum at the top of the scan is not a sacrum)."""
+    counts (a sacrum at the top of the scan is not a sacrum).
+
+    Also whether that bone was seen whole: in a field of view about as wide as a body, bone
+    that runs off the scan's sides is as wide as the scan, not known to be wider, and a
+    lumbar vertebra's transverse processes read as a sacrum (CTs rendered from narrow real
+    VerSe masks found one at L4 this way). Such a sacrum still ends the body line, but the
+    levels counted from it are uncertain."""
     from scipy import ndimage
 
     reach = np.zeros(len(chain))
+    cut = np.zeros(len(chain), bool)
     band = int(round(8.0 / GRID_MM))
     for k in np.flatnonzero(~np.isnan(chain[:, 0])):
         cx, cy = int(round(chain[k, 0])), int(round(chain[k, 1]))
@@ -698,14 +711,15 @@ def _sacrum_top(solid: np.ndarray, chain: np.ndarray) -> int | None:
             continue
         xs = np.flatnonzero(np.isin(labels, ids).any(axis=1))
         reach[k] = min(cx - xs.min(), xs.max() - cx) * GRID_MM
+        cut[k] = xs.min() == 0 or xs.max() == strip.shape[0] - 1
     # a running median over 10 mm: L5's transverse processes are wide for a few mm only
     wide = ndimage.median_filter(reach, size=int(round(10.0 / GRID_MM)) | 1) >= SACRUM_HALF_WIDTH_MM
     run = int(round(SACRUM_MIN_RUN_MM / GRID_MM))
     tracked = np.flatnonzero(~np.isnan(chain[:, 0]))
     for k in range(len(chain) - 1, run - 2, -1):  # from the top down
         if wide[k - run + 1 : k + 1].all() and (tracked > k + run).sum() >= run:
-            return k
-    return None
+            return k, not cut[k - run + 1 : k + 1].any()
+    return None, True
 
 
 def _irregular_gaps(centres: list[np.ndarray]) -> list[bool]:
@@ -737,6 +751,11 @@ def _assign_levels(result: SpineLocalisation) -> None:
         result.anchor, confidence = "sacrum", "anchored"
         note = ("counted up from the sacrum: the body above it is L5 (assumes five lumbar "
                 "vertebrae; a transitional L6 or a sacralised L5 would shift every level)")  # fmt: skip
+        if not result.sacrum_whole:
+            confidence = "uncertain"
+            note = ("counted up from bone taken for the sacrum, but the scan's sides cut it: "
+                    "its width, which tells a sacrum from a lumbar vertebra's transverse "
+                    "processes, was not seen")  # fmt: skip
     else:
         pts = np.array([v.centroid_mm for v in vs])
         if 2 <= len(pts) <= 17:
@@ -760,7 +779,7 @@ def _assign_levels(result: SpineLocalisation) -> None:
         for i in range(len(vs) - 1, -1, -1):  # from L5 up
             v = vs[i]
             crossed = crossed or v.inferred or (i < len(vs) - 1 and odd[i])
-            if crossed and v in kept:
+            if crossed and v in kept and result.sacrum_whole:
                 v.level_confidence = "uncertain"
                 v.level_note = ("counted up from the sacrum across a body inferred from the "
                                 "spacing of its neighbours (its discs were not seen) or a gap "
