@@ -245,7 +245,7 @@ def covering_box(
     ``image``'s grid: the box around the world positions of that block's 8 corners, grown by
     ``margin_vox`` (so that linear interpolation at its edge sees every voxel it uses) and
     clipped to the grid. Resampling only that box (:func:`resample_into`) gives, inside it,
-    the values of resampling onto the whole of ``reference``."""
+    the values of resampling onto the whole of ``reference`` (to float rounding)."""
     lo_vox, hi_vox = np.asarray(lo_vox, float), np.asarray(hi_vox, float)
     corners = np.array(
         [[(lo_vox, hi_vox)[b][d] for d, b in enumerate(bits)]
@@ -268,7 +268,8 @@ def resample_into(
     fill_value: float = 0.0,
 ) -> Image:
     """``image`` resampled onto the sub-grid ``box`` of ``reference``'s grid (its own affine):
-    voxel for voxel what :func:`resample_like` gives there, for the cost of the box only."""
+    voxel for voxel what :func:`resample_like` gives there (to float rounding of the shifted
+    origin), for the cost of the box only."""
     shift = np.eye(4)
     shift[:3, 3] = [b.start for b in box]
     return resample_to_grid(
