@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RESULT_FILE = RESULTS / "localisation.json"
 REAL = Path(
     os.environ.get("SPINEFX_REAL_DATA", Path(__file__).resolve().parents[2] / "shared/data/real")
 )
@@ -87,7 +88,8 @@ def rendered_cases():
             params = sample_render_params(case_rng(RENDER_SEED, index), config)
             index += 1
             ct, labels = render_ct(crop, params, grid=None)
-            ct = ct.with_data(np.rint(np.asarray(ct.data)).astype(np.int16))  # as written
+            # whole HU, as a CT file stores them
+            ct = ct.with_data(np.rint(np.asarray(ct.data)).astype(np.int16))
             yield (
                 f"rendered/{scan.scan_id}",
                 ct,
@@ -280,9 +282,9 @@ def main() -> int:
     from spinefx.runs.shipped import shipped_run_dir
 
     torch.set_num_threads(args.threads)
-    if args.only_full_fov:
-        path = RESULTS / "localisation.json"
-        result = json.loads(path.read_text()) if path.is_file() else {}
+    previous = json.loads(RESULT_FILE.read_text()) if RESULT_FILE.is_file() else {}
+    if args.only_full_fov:  # the other sections of the last run are kept
+        result = previous
         with tempfile.TemporaryDirectory() as tmp:
             fov = full_fov_comparison(Path(tmp))
         if fov is None:
@@ -290,8 +292,8 @@ def main() -> int:
             return 1
         result["full_fov"] = fov
         RESULTS.mkdir(exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, default=float) + "\n")
-        print(f"wrote {path} (full_fov only)")
+        RESULT_FILE.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        print(f"wrote {RESULT_FILE} (full_fov only)")
         return 0
     run = load_trained(shipped_run_dir("voxel"), expect="voxel")
     csv_rows: list[dict] = []
@@ -305,11 +307,8 @@ def main() -> int:
         "levels right >= 90 % where the sacrum or twelfth ribs are in view, confidently wrong "
         "<= 5 %; full FOV <= 20 s and <= 4 GB",
     }
-    previous = RESULTS / "localisation.json"
-    if args.skip_full_fov and previous.is_file():  # the last full-FOV timing is kept
-        kept = json.loads(previous.read_text()).get("full_fov")
-        if kept is not None:
-            result["full_fov"] = kept
+    if args.skip_full_fov and "full_fov" in previous:  # the last full-FOV timing is kept
+        result["full_fov"] = previous["full_fov"]
     if (REAL / "README.md").is_file():
         result["real_ct"] = compare(real_cases(), run, csv_rows, "real")
         result["rendered_from_real_masks"] = compare(rendered_cases(), run, csv_rows, "rendered")
@@ -327,13 +326,13 @@ def main() -> int:
             for method in ("anatomy", "network"):
                 print(group, method, json.dumps(result[group][method]["pooled"]))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "localisation.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    RESULT_FILE.write_text(json.dumps(result, indent=2, default=float) + "\n")
     with (RESULTS / "localisation_vertebrae.csv").open("w", newline="") as handle:
         keys = sorted({k for r in csv_rows for k in r})
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(csv_rows)
-    print(f"wrote {RESULTS / 'localisation.json'}")
+    print(f"wrote {RESULT_FILE}")
     return 0
 
 

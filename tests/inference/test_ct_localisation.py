@@ -89,6 +89,7 @@ def test_the_ct_with_pedicle_screws_is_found_around_the_metal(real_data):
     assert any(v.inferred for v in loc.vertebrae), "the body between the screws is inferred"
     assert all(v.level_confidence == "uncertain" for v in loc.vertebrae)
     assert all("sides cut" in v.level_note for v in loc.vertebrae)
+    assert any("sides cut" in note for note in loc.notes)
 
 
 def test_a_body_missed_between_two_is_placed_by_their_spacing():

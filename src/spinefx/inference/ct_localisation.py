@@ -256,6 +256,10 @@ def localise_spine(scan: Image) -> SpineLocalisation:
         # the sacrum anchors the levels only when the lowest body found is right above it
         result.sacrum_found = vertebrae[-1].centroid_mm[2] - top <= 1.3 * pitch
         result.sacrum_whole = sacrum_whole
+        if result.sacrum_found and not sacrum_whole:
+            result.notes.append(
+                "the scan's sides cut the bone taken for the sacrum: levels uncertain"
+            )
     _assign_levels(result)
     return result
 
