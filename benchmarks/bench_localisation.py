@@ -5,6 +5,10 @@ held-out synthetic scans:
 
 * ``anatomy``: :func:`spinefx.inference.ct_localisation.localise_spine` (bone, the bodies'
   shells and what they enclose, the discs; levels from the sacrum / twelfth ribs);
+* ``heatmap``: the same with the bodies from the body-centre heatmap network
+  (:mod:`spinefx.models.body_heatmap`; the shipped weights or ``--heatmap-weights``); on the
+  rendered set only for masks whose subject the network was not trained on (its
+  ``body_heatmap.json`` lists them);
 * ``network``: the earlier method, the shipped voxel classifier's vertebra map cut into
   components (:func:`spinefx.inference.localisation.localise_vertebrae`) with its
   plausibility check (a refusal counts as nothing found).
@@ -24,6 +28,7 @@ with the network localisation.
 
 Usage:
     python benchmarks/bench_localisation.py [--threads 2] [--skip-full-fov | --only-full-fov]
+        [--heatmap-weights body_heatmap.pt]
 
 Writes ``benchmarks/results/localisation.json`` and ``localisation_vertebrae.csv``.
 """
@@ -110,11 +115,11 @@ def synthetic_cases(folder: Path, n: int):
         yield f"synthetic/{sub}", load_scan(ct_path), mask
 
 
-def _anatomy(ct) -> tuple[list[dict], float, dict]:
+def _anatomy(ct, body_net=None) -> tuple[list[dict], float, dict]:
     from spinefx.inference.ct_localisation import localise_spine
 
     start = time.perf_counter()
-    loc = localise_spine(ct)
+    loc = localise_spine(ct, body_net=body_net)
     seconds = time.perf_counter() - start
     dets = [
         {
@@ -176,15 +181,23 @@ def pooled(rows: list[dict]) -> dict:
     }
 
 
-def compare(cases, run, csv_rows: list[dict], group: str) -> dict:
+def compare(cases, run, csv_rows: list[dict], group: str, heatmap=None) -> dict:
+    """Every method on every case; ``heatmap``: ``(network, ids of the scans whose masks it
+    was trained on)``."""
     from spinefx.evaluation.localisation import score_localisation
 
     out = {"anatomy": [], "network": []}
+    if heatmap is not None:
+        out["heatmap"] = []
     for name, ct, mask in cases:
         truth = _truth(mask)
-        for method in ("anatomy", "network"):
+        for method in out:
             if method == "anatomy":
                 dets, seconds, extra = _anatomy(ct)
+            elif method == "heatmap":
+                if name.split("/")[-1] in heatmap[1]:
+                    continue  # trained on CTs rendered from this mask: not scored
+                dets, seconds, extra = _anatomy(ct, heatmap[0])
             else:
                 dets, seconds, extra = _network(ct, run)
             score = score_localisation(dets, truth, mask)
@@ -201,6 +214,25 @@ def compare(cases, run, csv_rows: list[dict], group: str) -> dict:
                 flush=True,
             )
     return {m: {"pooled": pooled(rows), "scans": rows} for m, rows in out.items()}
+
+
+def _heatmap(path: str | None):
+    """``(network, ids of the scans whose masks trained it)`` or None (no weights)."""
+    from spinefx.models.body_heatmap import load_heatmap_net, shipped_heatmap_weights
+
+    weights = Path(path) if path else shipped_heatmap_weights()
+    if not weights.is_file():
+        print(f"no heatmap weights at {weights}: the heatmap localiser is not scored")
+        return None
+    meta = json.loads((weights.parent / "body_heatmap.json").read_text())
+    trained = {
+        c["name"].removeprefix("render-").rsplit("-", 1)[0]
+        for c in meta["cases"]
+        if c["source"] == "mask_render"
+    }
+    result = (load_heatmap_net(weights), trained)
+    print(f"heatmap weights {weights}: trained on the masks of {sorted(trained)}")
+    return result
 
 
 def full_fov_scan(folder: Path) -> Path | None:
@@ -271,6 +303,10 @@ def main() -> int:
     parser.add_argument("--n-synthetic", type=int, default=4)
     parser.add_argument("--skip-full-fov", action="store_true")
     parser.add_argument(
+        "--heatmap-weights",
+        help="body_heatmap.pt to score as 'heatmap' (default: the shipped weights, if any)",
+    )
+    parser.add_argument(
         "--only-full-fov",
         action="store_true",
         help="rerun only the full-FOV timing; the other sections of the JSON are kept",
@@ -296,6 +332,7 @@ def main() -> int:
         print(f"wrote {RESULT_FILE} (full_fov only)")
         return 0
     run = load_trained(shipped_run_dir("voxel"), expect="voxel")
+    heatmap = _heatmap(args.heatmap_weights)
     csv_rows: list[dict] = []
     result = {
         "machine": {
@@ -310,12 +347,14 @@ def main() -> int:
     if args.skip_full_fov and "full_fov" in previous:  # the last full-FOV timing is kept
         result["full_fov"] = previous["full_fov"]
     if (REAL / "README.md").is_file():
-        result["real_ct"] = compare(real_cases(), run, csv_rows, "real")
-        result["rendered_from_real_masks"] = compare(rendered_cases(), run, csv_rows, "rendered")
+        result["real_ct"] = compare(real_cases(), run, csv_rows, "real", heatmap)
+        result["rendered_from_real_masks"] = compare(
+            rendered_cases(), run, csv_rows, "rendered", heatmap
+        )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         result["synthetic_held_out"] = compare(
-            synthetic_cases(tmp, args.n_synthetic), run, csv_rows, "synthetic"
+            synthetic_cases(tmp, args.n_synthetic), run, csv_rows, "synthetic", heatmap
         )
         if not args.skip_full_fov:
             fov = full_fov_comparison(tmp)
@@ -323,7 +362,7 @@ def main() -> int:
                 result["full_fov"] = fov
     for group in ("real_ct", "rendered_from_real_masks", "synthetic_held_out"):
         if group in result:
-            for method in ("anatomy", "network"):
+            for method in result[group]:
                 print(group, method, json.dumps(result[group][method]["pooled"]))
     RESULTS.mkdir(exist_ok=True)
     RESULT_FILE.write_text(json.dumps(result, indent=2, default=float) + "\n")

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spinefx.cli.morphometry_cmd",
     "spinefx.cli.prepare_cmd",
     "spinefx.cli.train_cmd",
+    "spinefx.cli.train_localiser_cmd",
     "spinefx.cli.crossval_cmd",
     "spinefx.cli.evaluate_cmd",
     "spinefx.cli.predict_cmd",

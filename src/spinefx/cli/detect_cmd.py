@@ -40,10 +40,16 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--localiser",
-        choices=("anatomy", "network"),
+        choices=("anatomy", "heatmap", "network"),
         default="anatomy",
         help="without --centroids/--mask: 'anatomy' (bodies and discs on the CT, levels from "
-        "the sacrum or marked uncertain; default) or 'network' (the voxel classifier's map)",
+        "the sacrum or marked uncertain; default), 'heatmap' (bodies from the body-centre "
+        "heatmap network, levels as 'anatomy') or 'network' (the voxel classifier's map)",
+    )
+    parser.add_argument(
+        "--heatmap-weights",
+        help="body_heatmap.pt of `spinefx train-localiser` for --localiser heatmap "
+        "(default: the shipped weights)",
     )
     parser.add_argument(
         "--allow-empty",
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         cube_size_vox=args.cube_size,
         spine_roi=not args.whole_volume,
         localiser=args.localiser,
+        heatmap_weights=args.heatmap_weights,
     )
     if not result.vertebrae and not args.allow_empty:
         raise InputError(

@@ -20,6 +20,17 @@ def register(subparsers) -> None:
     p.add_argument("scan", help="CT: NIfTI file or DICOM series folder")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
+        "--localiser",
+        choices=("anatomy", "heatmap"),
+        default="anatomy",
+        help="'anatomy' (bone, bodies and discs; default) or 'heatmap' (the bodies from the "
+        "body-centre heatmap network, the sacrum and levels from the anatomy)",
+    )
+    p.add_argument(
+        "--heatmap-weights",
+        help="body_heatmap.pt of `spinefx train-localiser` (default: the shipped weights)",
+    )
+    p.add_argument(
         "--allow-empty",
         action="store_true",
         help="exit 0 when no vertebra is found (default: an error, exit 1)",
@@ -39,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
     from spinefx.inference.localisation import check_localisation
     from spinefx.io import load_scan, save_centroids, save_image
 
+    body_net = None
+    if args.localiser == "heatmap":
+        from spinefx.models.body_heatmap import load_heatmap_net
+
+        body_net = load_heatmap_net(args.heatmap_weights)
     scan = load_scan(args.scan)
-    loc = localise_spine(scan)
+    loc = localise_spine(scan, body_net=body_net)
     if not loc.vertebrae and not args.allow_empty:
         raise InputError(
             "no vertebra found in this scan" + (f" ({'; '.join(loc.notes)})" if loc.notes else ""),
@@ -57,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "scan": str(args.scan),
         "spinefx_version": __version__,
+        "localiser": args.localiser,
         "anchor": loc.anchor,
         "levels_certain": loc.levels_certain,
         "pitch_mm": None if loc.pitch_mm != loc.pitch_mm else round(loc.pitch_mm, 1),

@@ -70,6 +70,8 @@ SHELL_HU = 200.0
 ENCLOSED_RAYS = 13
 #: ... within this distance, mm (a lumbar body's marrow is at most ~20 mm from its shell)
 ENCLOSED_REACH_MM = 24.0
+#: the note of a localisation whose bodies came from the heatmap network
+HEATMAP_NOTE = "bodies from the heatmap network: levels uncertain"
 #: an enclosed region with bone or marrow filling half of this much in front is the canal, mm
 CANAL_FRONT_MM = 16.0
 #: a body candidate is bone at least this deep (distance to its edge, mm; C3 ~6, L4 ~15)
@@ -167,11 +169,14 @@ class SpineLocalisation:
         )
 
 
-def localise_spine(scan: Image) -> SpineLocalisation:
+def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
     """Find the vertebral bodies of a CT and label their levels (see the module docstring).
 
     Args:
         scan: CT in HU, any orientation and spacing.
+        body_net: a body-centre heatmap network (:mod:`spinefx.models.body_heatmap`); when
+            given, its peaks on the spine (:func:`_heatmap_vertebrae`) are the bodies, and the
+            bone analysis gives the sacrum and the levels.
 
     Returns:
         The bodies found (possibly none, with a note saying why), cranial to caudal.
@@ -190,14 +195,30 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     midline = float(tissue.mean()) if len(tissue) else hu.shape[0] / 2
     chain = _chain(_body_candidates(solid), midline)
     ks = np.flatnonzero(~np.isnan(chain[:, 0]))
+    # world z covered by the scan: a body whose half pitch reaches past it is cut by the border
+    z_lo, z_hi = np.sort(
+        full.voxel_to_world(np.array([[0, 0, 0], [0, 0, full.shape[2] - 1]]))[:, 2]
+    )
+    peaks = _spine_peaks(scan, body_net) if body_net is not None else None
     if len(ks) < int(round(15.0 / GRID_MM)):
+        if peaks is not None and len(peaks):
+            return _from_peaks(peaks, None, True, (z_lo, z_hi), np.zeros((0, 3)), grid, solid)
         return SpineLocalisation([], np.zeros((0, 3)), notes=["no vertebral column found"])
     sacrum_k, sacrum_whole = _sacrum_top(solid, chain)
+    sacrum_z = None
     if sacrum_k is not None:
+        sacrum_z = float(grid.voxel_to_world(np.array([[*chain[sacrum_k, :2], sacrum_k]]))[0, 2])
         ks = ks[ks > sacrum_k]
-        if len(ks) < int(round(15.0 / GRID_MM)):
+        if len(ks) < int(round(15.0 / GRID_MM)) and not (peaks is not None and len(peaks)):
             return SpineLocalisation([], np.zeros((0, 3)), sacrum_found=True,
                                      notes=["only the sacrum is in view"])  # fmt: skip
+    if peaks is not None:
+        line = np.zeros((0, 3))
+        if len(ks) >= 2:
+            span = slice(ks.min(), ks.max() + 1)
+            kk = np.arange(ks.min(), ks.max() + 1, dtype=float)
+            line = grid.voxel_to_world(np.column_stack([_smooth_line(chain[span, :2], 2.0), kk]))
+        return _from_peaks(peaks, sacrum_z, sacrum_whole, (z_lo, z_hi), line, grid, solid)
     span = slice(ks.min(), ks.max() + 1)
     line_vox = _smooth_line(chain[span, :2], 2.0)
     kk = np.arange(ks.min(), ks.max() + 1, dtype=float)
@@ -221,10 +242,6 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     centres, pitch = _centres_and_pitch(profile, in_bone, _pitch_range(depth_mm))
     centres, inferred = _fill_gaps(centres, pitch, in_bone)
     steps = np.arange(len(z))
-    # world z covered by the scan: a body whose half pitch reaches past it is cut by the border
-    z_lo, z_hi = np.sort(
-        full.voxel_to_world(np.array([[0, 0, 0], [0, 0, full.shape[2] - 1]]))[:, 2]
-    )
     vertebrae = []
     for n, i in enumerate(centres):
         above = (centres[n + 1] + i) / 2 if n + 1 < len(centres) else i + pitch / 2
@@ -243,18 +260,22 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     for v in vertebrae:
         v.centroid_mm = _refine_centre(grid, solid, v.centroid_mm, v.extent_z_mm)
     vertebrae.sort(key=lambda v: -v.centroid_mm[2])  # cranial first
-    notes = []
+    result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid))
+    return _labelled(result, sacrum_z, sacrum_whole)
+
+
+def _labelled(result: SpineLocalisation, sacrum_z: float | None, sacrum_whole: bool):
+    """``result`` with its notes (a gap between bodies, a cut sacrum) and levels
+    (:func:`_assign_levels`); ``sacrum_z``: world z of the sacrum's top, or None."""
+    vertebrae, pitch = result.vertebrae, result.pitch_mm
     gaps = -np.diff([v.centroid_mm[2] for v in vertebrae])
     if len(gaps) and gaps.max() > GAP_PITCHES * pitch:
-        notes.append(
+        result.notes.append(
             f"a gap of {gaps.max():.0f} mm between neighbouring bodies (pitch {pitch:.0f} mm)"
         )
-    result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, notes=notes,
-                               solid_bone=grid.with_data(solid))  # fmt: skip
-    if sacrum_k is not None and vertebrae:
-        top = float(grid.voxel_to_world(np.array([[*chain[sacrum_k, :2], sacrum_k]]))[0, 2])
+    if sacrum_z is not None and vertebrae:
         # the sacrum anchors the levels only when the lowest body found is right above it
-        result.sacrum_found = vertebrae[-1].centroid_mm[2] - top <= 1.3 * pitch
+        result.sacrum_found = vertebrae[-1].centroid_mm[2] - sacrum_z <= 1.3 * pitch
         result.sacrum_whole = sacrum_whole
         if result.sacrum_found and not sacrum_whole:
             result.notes.append(
@@ -264,8 +285,80 @@ def localise_spine(scan: Image) -> SpineLocalisation:
     return result
 
 
-def automatic_centroids(scan: Image) -> tuple[dict[int, np.ndarray], dict[int, str], dict]:
-    """:func:`localise_spine` in the form the screening, the report and the app take.
+def _spine_peaks(scan: Image, body_net) -> np.ndarray:
+    """``(n, 3)`` world mm, cranial first: the heatmap network's peaks that form the spine,
+    the longest cranio-caudal chain of peaks whose neighbours are 11-55 mm apart (a pitch)
+    and run more along z than across it. A peak off that chain (a rib head, a bowel loop
+    that looked like a body) is dropped."""
+    from spinefx.models.body_heatmap import heatmap_peaks, predict_heatmap
+
+    return _spine_chain(heatmap_peaks(predict_heatmap(body_net, scan)))
+
+
+def _spine_chain(pts: np.ndarray) -> np.ndarray:
+    """The longest chain of :func:`_spine_peaks` among ``pts`` (world mm), cranial first."""
+    if len(pts) < 2:
+        return pts
+    pts = pts[np.argsort(-pts[:, 2])]
+    lo, hi = DISC_SPACING_MM
+    best = np.ones(len(pts))
+    back = np.full(len(pts), -1)
+    for j in range(1, len(pts)):
+        for i in range(j):
+            d = pts[i] - pts[j]
+            dist = float(np.linalg.norm(d))
+            if lo <= dist <= hi and d[2] >= 0.5 * dist and best[i] + 1 > best[j]:
+                best[j], back[j] = best[i] + 1, i
+    j = int(np.argmax(best))
+    path = []
+    while j >= 0:
+        path.append(j)
+        j = int(back[j])
+    return pts[path[::-1]]
+
+
+def _from_peaks(peaks, sacrum_z, sacrum_whole, z_range, line, grid, solid) -> SpineLocalisation:
+    """The localisation of the heatmap network's spine peaks (cranial first), levels anchored
+    on the sacrum that the bone analysis found (its top at world z ``sacrum_z``, or None)."""
+    z_lo, z_hi = z_range
+    if sacrum_z is not None:
+        peaks = peaks[peaks[:, 2] > sacrum_z]
+    steps = np.linalg.norm(np.diff(peaks, axis=0), axis=1)
+    pitch = float(np.median(steps)) if len(steps) else 30.0  # one body: a lumbar pitch
+    vertebrae = []
+    for n, c in enumerate(peaks):
+        above = (peaks[n - 1, 2] - c[2]) / 2 if n > 0 else pitch / 2
+        below = (c[2] - peaks[n + 1, 2]) / 2 if n + 1 < len(peaks) else pitch / 2
+        vertebrae.append(
+            LocalisedVertebra(
+                label=0,
+                centroid_mm=np.asarray(c, float),
+                level_confidence="uncertain",
+                level_note="",
+                cut_by_border=bool(c[2] + above > z_hi or c[2] - below < z_lo),
+                extent_z_mm=(float(c[2] - below), float(c[2] + above)),
+            )
+        )
+    result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid))
+    result = _labelled(result, sacrum_z, sacrum_whole)
+    # on real CT the network can answer one body with two peaks (at its endplates), and a
+    # level counted across such a pair is wrong (2 of 6 on the real abdominal CT, counted up
+    # from its sacrum): the heatmap's levels are never anchored
+    for v in result.vertebrae:
+        if v.level_confidence == "anchored":
+            v.level_confidence = "uncertain"
+            v.level_note = ("bodies from the heatmap network, counted from the sacrum; not "
+                            "anchored: the network can split one body into two peaks")  # fmt: skip
+    if result.vertebrae:
+        result.notes.append(HEATMAP_NOTE)
+    return result
+
+
+def automatic_centroids(
+    scan: Image, *, body_net=None
+) -> tuple[dict[int, np.ndarray], dict[int, str], dict]:
+    """:func:`localise_spine` (with the heatmap network ``body_net`` when given) in the form
+    the screening, the report and the app take.
 
     Returns:
         ``(centroids, level_notes, summary)``: VerSe label -> body centre (world mm), checked
@@ -279,13 +372,13 @@ def automatic_centroids(scan: Image) -> tuple[dict[int, np.ndarray], dict[int, s
     """
     from spinefx.inference.localisation import check_localisation
 
-    loc = localise_spine(scan)
+    loc = localise_spine(scan, body_net=body_net)
     centroids = loc.centroids
     if centroids:
         check_localisation(centroids)
     notes = {v.label: _level_remark(v, loc) for v in loc.vertebrae}
     summary = {
-        "localiser": "anatomy",
+        "localiser": "anatomy" if body_net is None else "heatmap",
         "anchor": loc.anchor,
         "levels_certain": loc.levels_certain,
         "pitch_mm": round(float(loc.pitch_mm), 1) if np.isfinite(loc.pitch_mm) else None,
@@ -299,6 +392,8 @@ def _level_remark(v: LocalisedVertebra, loc: SpineLocalisation) -> str:
     with the sacrum in view a level is uncertain only when counted across an inferred body."""
     if v.level_confidence == "anchored":
         return ""
+    if HEATMAP_NOTE in loc.notes:
+        return "level uncertain (bodies from the heatmap network)"
     if loc.sacrum_found and not loc.sacrum_whole:
         return "level uncertain (the scan's sides cut the bone taken for the sacrum)"
     if loc.sacrum_found:

@@ -103,6 +103,10 @@ class DetectionResult:
         return float(self.operating_point["noise_threshold_vox"]) * voxel_mm3
 
 
+#: the automatic localisers (see :func:`detect_fractures`)
+LOCALISERS = ("anatomy", "heatmap", "network")
+
+
 def detect_fractures(
     run: TrainedRun | str | Path,
     scan: Image | str | Path,
@@ -113,6 +117,7 @@ def detect_fractures(
     spine_roi: bool = True,
     show_progress: bool = True,
     localiser: str = "anatomy",
+    heatmap_weights: str | Path | None = None,
 ) -> DetectionResult:
     """Screen one CT for vertebral fractures with a trained voxel classifier.
 
@@ -132,7 +137,10 @@ def detect_fractures(
             from the sacrum or marked uncertain: :mod:`spinefx.inference.ct_localisation`;
             it runs first, so the network screens only around the bodies it found) or
             ``"network"`` (components of the network's own vertebra map, levels from the
-            spacing profile: :mod:`spinefx.inference.localisation`).
+            spacing profile: :mod:`spinefx.inference.localisation`), or ``"heatmap"`` (the
+            bodies from the body-centre heatmap network, the sacrum and levels from the
+            anatomy: :func:`spinefx.inference.ct_localisation.localise_spine`).
+        heatmap_weights: the heatmap network's weights (``"heatmap"``); None = shipped.
 
     Returns:
         :class:`DetectionResult`.
@@ -146,13 +154,20 @@ def detect_fractures(
         scan = load_scan(scan)
     if not isinstance(run, TrainedRun) or run.kind != "voxel":
         run = load_trained(run.run_dir if isinstance(run, TrainedRun) else run, expect="voxel")
-    if localiser not in ("anatomy", "network"):
-        raise InputError(f"unknown localiser {localiser!r}", fix="use 'anatomy' or 'network'")
+    if localiser not in LOCALISERS:
+        raise InputError(
+            f"unknown localiser {localiser!r}", fix="use one of " + ", ".join(LOCALISERS)
+        )
     source, level_notes, localisation = "given", {}, {}
-    if centroids is None and localiser == "anatomy":
+    if centroids is None and localiser in ("anatomy", "heatmap"):
         from spinefx.inference.ct_localisation import automatic_centroids
 
-        centroids, level_notes, localisation = automatic_centroids(scan)
+        body_net = None
+        if localiser == "heatmap":
+            from spinefx.models.body_heatmap import load_heatmap_net
+
+            body_net = load_heatmap_net(heatmap_weights)
+        centroids, level_notes, localisation = automatic_centroids(scan, body_net=body_net)
         source = "automatic"
     model = run.model
     view = prepare_voxel_input(

@@ -1,0 +1,175 @@
+"""The body-centre heatmap network: target, peaks, spine chain, training cases and training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spinefx.image import Image
+from spinefx.inference.ct_localisation import _spine_chain
+from spinefx.models.body_heatmap import (
+    HEATMAP_GRID_MM,
+    PEAK_MIN_DISTANCE_MM,
+    heatmap_peaks,
+    load_heatmap_net,
+    scale_hu,
+)
+from spinefx.training.body_heatmap import (
+    HeatmapRecipe,
+    _crop,
+    build_cases,
+    heatmap_target,
+    train_heatmap,
+)
+
+
+def _grid(shape=(30, 30, 60), origin=(-60.0, -60.0, -100.0)) -> Image:
+    affine = np.diag([HEATMAP_GRID_MM] * 3 + [1.0])
+    affine[:3, 3] = origin
+    return Image(np.zeros(shape, np.float32), affine)
+
+
+def _spine(n=7, pitch=27.0, x=3.0, y=-5.0, z0=90.0) -> np.ndarray:
+    return np.array([[x + 0.5 * i, y - 0.7 * i, z0 - pitch * i] for i in range(n)])
+
+
+def test_target_is_one_at_each_centre_and_gaussian_around_it():
+    grid = _grid()
+    centres = _spine(3)
+    t = heatmap_target(grid, centres)
+    assert t.shape == grid.shape and t.max() <= 1.0
+    for c in centres:
+        v = np.round(grid.world_to_voxel(c[None])[0]).astype(int)
+        here = grid.voxel_to_world(v[None].astype(float))[0]
+        expected = np.exp(-np.sum((here - c) ** 2) / (2 * 6.0**2))
+        assert t[tuple(v)] == pytest.approx(expected, rel=1e-5)
+    far = grid.world_to_voxel(np.array([[50.0, 50.0, -90.0]]))[0].astype(int)
+    assert t[tuple(far)] < 1e-6
+
+
+def test_peaks_recover_the_centres_they_were_drawn_from():
+    grid = _grid()
+    centres = _spine(6)
+    peaks = heatmap_peaks(grid.with_data(heatmap_target(grid, centres)))
+    assert len(peaks) == len(centres)
+    for c in centres:
+        assert np.min(np.linalg.norm(peaks - c, axis=1)) < 1.0
+
+
+def test_peaks_closer_than_the_minimum_distance_merge_and_weak_ones_are_dropped():
+    grid = _grid()
+    c = np.array([[0.0, 0.0, 0.0]])
+    near = c + [0.0, 0.0, PEAK_MIN_DISTANCE_MM * 0.6]
+    t = np.maximum(heatmap_target(grid, c), 0.8 * heatmap_target(grid, near))
+    weak = 0.1 * heatmap_target(grid, np.array([[0.0, 0.0, 60.0]]))
+    peaks = heatmap_peaks(grid.with_data(np.maximum(t, weak)))
+    assert len(peaks) == 1
+    assert np.linalg.norm(peaks[0] - c[0]) < 3.0
+
+
+def test_spine_chain_keeps_the_column_and_drops_peaks_off_it():
+    spine = _spine(8)
+    off = np.array([[70.0, 20.0, 30.0], [-60.0, 40.0, -50.0]])  # a rib head, a bowel loop
+    rng = np.random.default_rng(0)
+    pts = rng.permutation(np.vstack([spine, off]))
+    chain = _spine_chain(pts)
+    assert np.allclose(chain, spine)  # cranial first, the outliers gone
+
+
+def test_spine_chain_of_one_peak_is_that_peak():
+    assert _spine_chain(np.array([[1.0, 2.0, 3.0]])).shape == (1, 3)
+
+
+def test_scale_hu_is_clipped():
+    assert scale_hu(np.array([-3000.0, 0.0, 5000.0])).tolist() == [-1.0, 0.0, 2.0]
+
+
+def test_crop_is_the_requested_size_even_for_a_small_case():
+    rng = np.random.default_rng(1)
+    x = np.zeros((10, 20, 30), np.float32)
+    t = np.zeros_like(x)
+    t[5, 10, 15] = 1.0
+    for _ in range(5):
+        cx, ct = _crop(x, t, 32, rng)
+        assert cx.shape == ct.shape == (32, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("heatmap")
+    recipe = HeatmapRecipe(n_procedural=1, steps=2, batch=1, patch_vox=32, seed=3)
+    weights = train_heatmap(out, recipe, None)
+    return out, recipe, weights
+
+
+def test_training_writes_weights_and_what_made_them(tiny_run):
+    out, recipe, weights = tiny_run
+    meta = json.loads((out / "body_heatmap.json").read_text())
+    assert meta["recipe"]["seed"] == 3 and meta["shippable"] is True
+    assert [c["source"] for c in meta["cases"]] == ["procedural"]
+    net = load_heatmap_net(weights)
+    assert sum(p.numel() for p in net.parameters()) > 0
+
+
+def test_cases_are_deterministic_per_seed_and_a_build_resumes(tiny_run, tmp_path):
+    out, recipe, _ = tiny_run
+    again = build_cases(tmp_path, recipe, None)
+    name = again[0]["name"]
+    with (
+        np.load(out / "cases" / f"{name}.npz") as a,
+        np.load(tmp_path / "cases" / f"{name}.npz") as b,
+    ):
+        assert np.array_equal(a["x"], b["x"]) and np.array_equal(a["t"], b["t"])
+        assert b["t"].max() > 0.9  # the bodies are in the target
+    stamp = (tmp_path / "cases" / f"{name}.npz").stat().st_mtime_ns
+    build_cases(tmp_path, recipe, None)  # nothing to do: the case is kept
+    assert (tmp_path / "cases" / f"{name}.npz").stat().st_mtime_ns == stamp
+
+
+def test_rendered_cases_follow_the_licence_rule(real_data, tmp_path):
+    recipe = HeatmapRecipe(mask_subjects=["verse004"], draws_per_mask=1, n_procedural=0)
+    cases = build_cases(tmp_path, recipe, real_data)
+    assert [c["subject"] for c in cases] == ["verse004"] and cases[0]["shippable"]
+    nc = HeatmapRecipe(mask_subjects=["verse018"], draws_per_mask=1, n_procedural=0,
+                       shippable_only=True)  # fmt: skip
+    assert build_cases(tmp_path / "nc", nc, real_data) == []
+
+
+def test_heatmap_localisation_runs_from_the_cli_and_never_anchors_a_level(tiny_run, tmp_path):
+    """The whole path on a procedural scan with the tiny network: ``spinefx localise
+    --localiser heatmap`` writes its outputs, or refuses an implausible answer (exit 1,
+    nothing written); every level it gives is uncertain."""
+    from spinefx.cli import main
+    from spinefx.inference.ct_localisation import HEATMAP_NOTE, localise_spine
+    from spinefx.io import load_scan
+    from spinefx.models.body_heatmap import load_heatmap_net
+    from spinefx.synthesis import generate_dataset
+
+    _, _, weights = tiny_run
+    root = generate_dataset(tmp_path / "s", n_scans=1, seed=5, preset="default")
+    ct = next(root.glob("rawdata/*/*_ct.nii.gz"))
+    loc = localise_spine(load_scan(ct), body_net=load_heatmap_net(weights))
+    assert all(v.level_confidence == "uncertain" for v in loc.vertebrae)
+    if loc.vertebrae:
+        assert HEATMAP_NOTE in loc.notes
+    code = main(["localise", str(ct), "--out", str(tmp_path / "o"), "--localiser", "heatmap",
+                 "--heatmap-weights", str(weights), "--allow-empty"])  # fmt: skip
+    if code == 0:
+        summary = json.loads((tmp_path / "o" / "localisation.json").read_text())
+        assert summary["localiser"] == "heatmap"
+    else:  # a two-step network's peaks: refused by the plausibility check, nothing written
+        assert code == 1 and not (tmp_path / "o" / "localisation.json").exists()
+
+
+def test_missing_or_wrong_heatmap_weights_are_an_input_error(tmp_path):
+    from spinefx.errors import InputError
+    from spinefx.models.body_heatmap import load_heatmap_net
+
+    with pytest.raises(InputError, match="no body-heatmap weights"):
+        load_heatmap_net(tmp_path / "absent.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not torch")
+    with pytest.raises(InputError, match="not body-heatmap weights"):
+        load_heatmap_net(bad)
