@@ -217,7 +217,7 @@ def compare(cases, run, csv_rows: list[dict], group: str, heatmap=None) -> dict:
 
 
 def _heatmap(path: str | None):
-    """``(network, ids of the scans whose masks trained it)`` or None (no weights)."""
+    """``(network, ids of the scans whose masks trained it, what made it)`` or None."""
     from spinefx.models.body_heatmap import load_heatmap_net, shipped_heatmap_weights
 
     weights = Path(path) if path else shipped_heatmap_weights()
@@ -230,7 +230,13 @@ def _heatmap(path: str | None):
         for c in meta["cases"]
         if c["source"] == "mask_render"
     }
-    result = (load_heatmap_net(weights), trained)
+    result = (load_heatmap_net(weights), trained, {
+        "file": str(weights),
+        "recipe": meta["recipe"],
+        "shippable": meta["shippable"],
+        "minutes": meta["minutes"],
+        "trained_on_masks_of": sorted(trained),
+    })  # fmt: skip
     print(f"heatmap weights {weights}: trained on the masks of {sorted(trained)}")
     return result
 
@@ -344,6 +350,8 @@ def main() -> int:
         "levels right >= 90 % where the sacrum or twelfth ribs are in view, confidently wrong "
         "<= 5 %; full FOV <= 20 s and <= 4 GB",
     }
+    if heatmap is not None:
+        result["heatmap_weights"] = heatmap[2]
     if args.skip_full_fov and "full_fov" in previous:  # the last full-FOV timing is kept
         result["full_fov"] = previous["full_fov"]
     if (REAL / "README.md").is_file():
