@@ -224,7 +224,10 @@ def _heatmap(path: str | None):
     if not weights.is_file():
         print(f"no heatmap weights at {weights}: the heatmap localiser is not scored")
         return None
-    meta = json.loads((weights.parent / "body_heatmap.json").read_text())
+    meta_file = weights.parent / "body_heatmap.json"
+    if not meta_file.is_file():  # without it, the rendered cases it saw are unknown
+        raise SystemExit(f"{meta_file} is missing: pass weights written by train-localiser")
+    meta = json.loads(meta_file.read_text())
     trained = {
         c["name"].removeprefix("render-").rsplit("-", 1)[0]
         for c in meta["cases"]

@@ -14,6 +14,7 @@ that Lightning's loop would add is needed here.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -88,7 +89,6 @@ def case_arrays(ct: Image, mask: Image) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _save_case(path: Path, x: np.ndarray, t: np.ndarray, info: dict) -> None:
-    import io
 
     from spinefx.atomic import write_bytes_atomic
 
@@ -264,7 +264,6 @@ def train_heatmap(out: Path, recipe: HeatmapRecipe, real_root: Path | None) -> P
         if step % 50 == 0 or step == recipe.steps - 1:
             log.info("heatmap step %d/%d loss %.4f", step, recipe.steps, np.mean(losses[-50:]))
     weights = out / WEIGHTS_NAME
-    import io
 
     from spinefx.atomic import write_bytes_atomic, write_text_atomic
 
