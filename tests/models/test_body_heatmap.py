@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 
 from spinefx.image import Image
+from spinefx.inference.body_heatmap import PEAK_MIN_DISTANCE_MM, heatmap_peaks
 from spinefx.inference.ct_localisation import _spine_chain
-from spinefx.models.body_heatmap import (
-    HEATMAP_GRID_MM,
-    PEAK_MIN_DISTANCE_MM,
-    heatmap_peaks,
-    load_heatmap_net,
-    scale_hu,
-)
+from spinefx.models.body_heatmap import load_heatmap_net
+from spinefx.preprocessing.heatmap_grid import HEATMAP_GRID_MM, scale_hu
 from spinefx.training.body_heatmap import (
     HeatmapRecipe,
     _crop,

@@ -290,7 +290,7 @@ def _spine_peaks(scan: Image, body_net) -> np.ndarray:
     the longest cranio-caudal chain of peaks whose neighbours are 11-55 mm apart (a pitch)
     and run more along z than across it. A peak off that chain (a rib head, a bowel loop
     that looked like a body) is dropped."""
-    from spinefx.models.body_heatmap import heatmap_peaks, predict_heatmap
+    from spinefx.inference.body_heatmap import heatmap_peaks, predict_heatmap
 
     return _spine_chain(heatmap_peaks(predict_heatmap(body_net, scan)))
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from spinefx.image import Image
-from spinefx.models.body_heatmap import HEATMAP_SIGMA_MM, heatmap_grid, scale_hu
+from spinefx.models.body_heatmap import HEATMAP_SIGMA_MM
+from spinefx.preprocessing.heatmap_grid import heatmap_grid, scale_hu
 
 log = logging.getLogger(__name__)
 
