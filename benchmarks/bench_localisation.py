@@ -218,7 +218,8 @@ def compare(cases, run, csv_rows: list[dict], group: str, heatmap=None) -> dict:
 
 def _heatmap(path: str | None):
     """``(network, ids of the scans whose masks trained it, what made it)`` or None."""
-    from spinefx.models.body_heatmap import load_heatmap_net, shipped_heatmap_weights
+    from spinefx.models.body_heatmap import load_heatmap_net
+    from spinefx.runs.shipped import shipped_heatmap_weights
 
     weights = Path(path) if path else shipped_heatmap_weights()
     if not weights.is_file():

@@ -136,9 +136,14 @@ def test_rendered_cases_follow_the_licence_rule(real_data, tmp_path):
 def test_heatmap_localisation_runs_from_the_cli_and_never_anchors_a_level(tiny_run, tmp_path):
     """The whole path on a procedural scan with the tiny network: ``spinefx localise
     --localiser heatmap`` writes its outputs, or refuses an implausible answer (exit 1,
-    nothing written); every level it gives is uncertain."""
+    nothing written); every level it gives is uncertain (or it fell back to the bone
+    analysis, saying so)."""
     from spinefx.cli import main
-    from spinefx.inference.ct_localisation import HEATMAP_NOTE, localise_spine
+    from spinefx.inference.ct_localisation import (
+        HEATMAP_FALLBACK_NOTE,
+        HEATMAP_NOTE,
+        localise_spine,
+    )
     from spinefx.io import load_scan
     from spinefx.models.body_heatmap import load_heatmap_net
     from spinefx.synthesis import generate_dataset
@@ -147,16 +152,52 @@ def test_heatmap_localisation_runs_from_the_cli_and_never_anchors_a_level(tiny_r
     root = generate_dataset(tmp_path / "s", n_scans=1, seed=5, preset="default")
     ct = next(root.glob("rawdata/*/*_ct.nii.gz"))
     loc = localise_spine(load_scan(ct), body_net=load_heatmap_net(weights))
-    assert all(v.level_confidence == "uncertain" for v in loc.vertebrae)
-    if loc.vertebrae:
+    if loc.source == "heatmap":
+        assert all(v.level_confidence == "uncertain" for v in loc.vertebrae)
         assert HEATMAP_NOTE in loc.notes
+    else:
+        assert HEATMAP_FALLBACK_NOTE in loc.notes
     code = main(["localise", str(ct), "--out", str(tmp_path / "o"), "--localiser", "heatmap",
                  "--heatmap-weights", str(weights), "--allow-empty"])  # fmt: skip
     if code == 0:
         summary = json.loads((tmp_path / "o" / "localisation.json").read_text())
-        assert summary["localiser"] == "heatmap"
+        assert summary["localiser"] == loc.source
     else:  # a two-step network's peaks: refused by the plausibility check, nothing written
         assert code == 1 and not (tmp_path / "o" / "localisation.json").exists()
+
+
+class _Silent:
+    """A heatmap network that answers nothing (what the trained one does on a texture it
+    never saw)."""
+
+    def eval(self):
+        return self
+
+    def __call__(self, x):
+        import torch
+
+        return torch.full_like(x, -20.0)
+
+
+def test_a_heatmap_without_a_spine_falls_back_to_the_bone_analysis_and_says_so(tmp_path):
+    from spinefx.inference.ct_localisation import (
+        HEATMAP_FALLBACK_NOTE,
+        automatic_centroids,
+        localise_spine,
+    )
+    from spinefx.io import load_scan
+    from spinefx.synthesis import generate_dataset
+
+    root = generate_dataset(tmp_path / "s", n_scans=1, seed=7001, preset="default")
+    scan = load_scan(next(root.glob("rawdata/*/*_ct.nii.gz")))
+    bone = localise_spine(scan)
+    fell = localise_spine(scan, body_net=_Silent())
+    assert bone.vertebrae and fell.source == "anatomy"
+    assert [v.label for v in fell.vertebrae] == [v.label for v in bone.vertebrae]
+    assert np.allclose([v.centroid_mm for v in fell.vertebrae],
+                       [v.centroid_mm for v in bone.vertebrae])  # fmt: skip
+    assert HEATMAP_FALLBACK_NOTE in fell.notes and HEATMAP_FALLBACK_NOTE not in bone.notes
+    assert automatic_centroids(scan, body_net=_Silent())[2]["localiser"] == "anatomy"
 
 
 def test_missing_or_wrong_heatmap_weights_are_an_input_error(tmp_path):
@@ -169,3 +210,39 @@ def test_missing_or_wrong_heatmap_weights_are_an_input_error(tmp_path):
     bad.write_bytes(b"not torch")
     with pytest.raises(InputError, match="not body-heatmap weights"):
         load_heatmap_net(bad)
+
+
+def test_installed_heatmap_weights_verify_and_a_changed_file_is_named(tiny_run, tmp_path):
+    from spinefx.errors import InputError
+    from spinefx.release.weights import install_heatmap
+    from spinefx.runs.shipped import HEATMAP_FOLDER, _heatmap_problems
+
+    out, _, weights = tiny_run
+    installed = install_heatmap(weights, tmp_path)
+    assert installed == tmp_path / HEATMAP_FOLDER / "body_heatmap.pt"
+    meta = json.loads(installed.with_name("body_heatmap.json").read_text())
+    assert meta["sha256"] and meta["code_version"] and meta["shippable"]
+    assert _heatmap_problems(installed.parent) == []
+    load_heatmap_net(installed)
+    installed.write_bytes(installed.read_bytes() + b"x")
+    assert _heatmap_problems(installed.parent) == [f"changed: {HEATMAP_FOLDER}/body_heatmap.pt"]
+    # weights trained on a non-commercial collection never ship
+    nc = tmp_path / "nc"
+    nc.mkdir()
+    (nc / "body_heatmap.pt").write_bytes(weights.read_bytes())
+    record = json.loads((out / "body_heatmap.json").read_text())
+    record["shippable"] = False
+    record["cases"] = [{"licence": "CC BY-NC-SA 4.0", "shippable": False}]
+    (nc / "body_heatmap.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match="may not ship"):
+        install_heatmap(nc / "body_heatmap.pt", tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_squared_error_then_focal_schedule_is_recorded(tmp_path):
+    recipe = HeatmapRecipe(n_procedural=1, steps=1, loss="mse", focal_steps=1, batch=1,
+                           patch_vox=32, seed=4)  # fmt: skip
+    train_heatmap(tmp_path, recipe, None)
+    meta = json.loads((tmp_path / "body_heatmap.json").read_text())
+    assert meta["recipe"]["loss"] == "mse" and meta["recipe"]["focal_steps"] == 1
+    assert np.isfinite(meta["final_loss"])

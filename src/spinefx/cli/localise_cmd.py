@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     body_net = None
     if args.localiser == "heatmap":
         from spinefx.models.body_heatmap import load_heatmap_net
+        from spinefx.runs.shipped import shipped_heatmap_weights
 
-        body_net = load_heatmap_net(args.heatmap_weights)
+        body_net = load_heatmap_net(args.heatmap_weights or shipped_heatmap_weights())
     scan = load_scan(args.scan)
     loc = localise_spine(scan, body_net=body_net)
     if not loc.vertebrae and not args.allow_empty:

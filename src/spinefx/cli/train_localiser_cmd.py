@@ -38,7 +38,25 @@ def register(subparsers) -> None:
     p.add_argument("--draws-per-mask", type=int, default=4, help="rendered CTs per mask")
     p.add_argument("--procedural", type=int, default=16, help="procedural scans")
     p.add_argument("--steps", type=int, default=600, help="optimisation steps")
+    p.add_argument(
+        "--loss",
+        choices=("mse", "focal"),
+        default="mse",
+        help="loss of the first --steps (default mse: finds the bodies)",
+    )
+    p.add_argument(
+        "--focal-steps",
+        type=int,
+        default=300,
+        help="further steps with the focal loss, which sharpens the peaks (default 300; 0: none)",
+    )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="then copy the weights into spinefx's shipped weights folder (the default of "
+        "--localiser heatmap); refused unless every training case may ship",
+    )
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
     p.set_defaults(func=run)
 
@@ -55,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
     real = Path(args.real_data) if args.real_data else None
     if real is not None and not real.is_dir():
         raise InputError("no such folder", path=real, fix="pass the folder of real masks")
-    if args.steps < 1 or args.draws_per_mask < 0 or args.procedural < 0:
-        raise InputError("--steps must be >= 1, --draws-per-mask and --procedural >= 0")
+    if args.steps < 1 or min(args.draws_per_mask, args.procedural, args.focal_steps) < 0:
+        raise InputError(
+            "--steps must be >= 1, --draws-per-mask, --procedural and --focal-steps >= 0"
+        )
     recipe = HeatmapRecipe(
         mask_subjects=args.mask_subjects,
         shippable_only=args.shippable_only,
@@ -64,7 +84,13 @@ def run(args: argparse.Namespace) -> int:
         n_procedural=args.procedural,
         seed=args.seed,
         steps=args.steps,
+        loss=args.loss,
+        focal_steps=args.focal_steps,
     )
     weights = train_heatmap(Path(args.out), recipe, real)
     print(f"wrote {weights}")
+    if args.install:
+        from spinefx.release.weights import install_heatmap
+
+        print(f"installed {install_heatmap(weights)}")
     return 0

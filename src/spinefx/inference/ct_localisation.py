@@ -72,6 +72,10 @@ ENCLOSED_RAYS = 13
 ENCLOSED_REACH_MM = 24.0
 #: the note of a localisation whose bodies came from the heatmap network
 HEATMAP_NOTE = "bodies from the heatmap network: levels uncertain"
+#: the note of a heatmap localisation that fell back to the bone analysis
+HEATMAP_FALLBACK_NOTE = (
+    "the heatmap network found no spine (fewer than two bodies): bodies from the bone analysis"
+)
 #: an enclosed region with bone or marrow filling half of this much in front is the canal, mm
 CANAL_FRONT_MM = 16.0
 #: a body candidate is bone at least this deep (distance to its edge, mm; C3 ~6, L4 ~15)
@@ -143,6 +147,7 @@ class SpineLocalisation:
         sacrum_whole: its width was seen whole (not cut by the scan's sides); when not, the
             levels counted from it are uncertain.
         anchor: ``"sacrum"`` or ``"profile"``.
+        source: who found the bodies: ``"anatomy"`` (the bone analysis) or ``"heatmap"``.
         notes: human-readable remarks.
         solid_bone: the solid bone on the working grid (reused by :func:`vertebra_label_map`).
     """
@@ -153,6 +158,7 @@ class SpineLocalisation:
     sacrum_found: bool = False
     sacrum_whole: bool = True
     anchor: str = "profile"
+    source: str = "anatomy"
     notes: list[str] = field(default_factory=list)
     solid_bone: Image | None = field(default=None, repr=False)
 
@@ -175,8 +181,10 @@ def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
     Args:
         scan: CT in HU, any orientation and spacing.
         body_net: a body-centre heatmap network (:mod:`spinefx.models.body_heatmap`); when
-            given, its peaks on the spine (:func:`_heatmap_vertebrae`) are the bodies, and the
-            bone analysis gives the sacrum and the levels.
+            given, its peaks on the spine (:func:`_spine_peaks`) are the bodies, and the
+            bone analysis gives the sacrum and the levels; where its spine has fewer than two
+            peaks (a tight crop or a texture it never saw: the network then answers nothing
+            rather than something wrong) the bone analysis's bodies are used, with a note.
 
     Returns:
         The bodies found (possibly none, with a note saying why), cranial to caudal.
@@ -200,6 +208,9 @@ def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
         full.voxel_to_world(np.array([[0, 0, 0], [0, 0, full.shape[2] - 1]]))[:, 2]
     )
     peaks = _spine_peaks(scan, body_net) if body_net is not None else None
+    fallback = peaks is not None and len(peaks) < 2
+    if fallback:  # one isolated peak is not a spine
+        peaks = None
     if len(ks) < int(round(15.0 / GRID_MM)):
         if peaks is not None and len(peaks):
             return _from_peaks(peaks, None, True, (z_lo, z_hi), np.zeros((0, 3)), grid, solid)
@@ -261,6 +272,8 @@ def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
         v.centroid_mm = _refine_centre(grid, solid, v.centroid_mm, v.extent_z_mm)
     vertebrae.sort(key=lambda v: -v.centroid_mm[2])  # cranial first
     result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid))
+    if fallback:
+        result.notes.append(HEATMAP_FALLBACK_NOTE)
     return _labelled(result, sacrum_z, sacrum_whole)
 
 
@@ -339,7 +352,8 @@ def _from_peaks(peaks, sacrum_z, sacrum_whole, z_range, line, grid, solid) -> Sp
                 extent_z_mm=(float(c[2] - below), float(c[2] + above)),
             )
         )
-    result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid))
+    result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid),
+                               source="heatmap")  # fmt: skip
     result = _labelled(result, sacrum_z, sacrum_whole)
     # on real CT the network can answer one body with two peaks (at its endplates), and a
     # level counted across such a pair is wrong (2 of 6 on the real abdominal CT, counted up
@@ -364,7 +378,8 @@ def automatic_centroids(
         ``(centroids, level_notes, summary)``: VerSe label -> body centre (world mm), checked
         for plausibility (:func:`spinefx.inference.localisation.check_localisation`; empty
         when nothing was found); label -> ``"level uncertain (no sacrum in view)"`` or ``""``;
-        and ``{"localiser", "anchor", "levels_certain", "pitch_mm", "notes"}``.
+        and ``{"localiser", "anchor", "levels_certain", "pitch_mm", "notes"}`` (``localiser``:
+        who found the bodies, ``"anatomy"`` also where the heatmap fell back to it).
 
     Raises:
         InputError: an implausible localisation (bodies too close, too far apart, off the
@@ -378,7 +393,7 @@ def automatic_centroids(
         check_localisation(centroids)
     notes = {v.label: _level_remark(v, loc) for v in loc.vertebrae}
     summary = {
-        "localiser": "anatomy" if body_net is None else "heatmap",
+        "localiser": loc.source,
         "anchor": loc.anchor,
         "levels_certain": loc.levels_certain,
         "pitch_mm": round(float(loc.pitch_mm), 1) if np.isfinite(loc.pitch_mm) else None,

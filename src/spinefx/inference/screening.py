@@ -165,8 +165,9 @@ def detect_fractures(
         body_net = None
         if localiser == "heatmap":
             from spinefx.models.body_heatmap import load_heatmap_net
+            from spinefx.runs.shipped import shipped_heatmap_weights
 
-            body_net = load_heatmap_net(heatmap_weights)
+            body_net = load_heatmap_net(heatmap_weights or shipped_heatmap_weights())
         centroids, level_notes, localisation = automatic_centroids(scan, body_net=body_net)
         source = "automatic"
     model = run.model

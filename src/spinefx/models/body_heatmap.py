@@ -35,14 +35,10 @@ def build_heatmap_net():
     return BasicUNet(spatial_dims=3, in_channels=1, out_channels=1, features=FEATURES)
 
 
-def shipped_heatmap_weights() -> Path:
-    """Where the shipped heatmap weights live inside the package (may be absent)."""
-    return Path(__file__).resolve().parents[1] / "weights" / "body_heatmap" / "body_heatmap.pt"
-
-
-def load_heatmap_net(path: str | Path | None = None):
+def load_heatmap_net(path: str | Path):
     """The network of a weights file written by
-    :func:`spinefx.training.body_heatmap.train_heatmap` (``None``: the shipped weights).
+    :func:`spinefx.training.body_heatmap.train_heatmap` (the shipped ones:
+    :func:`spinefx.runs.shipped.shipped_heatmap_weights`).
 
     Raises:
         InputError: the file is missing or is not heatmap weights.
@@ -51,11 +47,12 @@ def load_heatmap_net(path: str | Path | None = None):
 
     from spinefx.errors import InputError
 
-    path = Path(path) if path is not None else shipped_heatmap_weights()
+    path = Path(path)
     if not path.is_file():
         raise InputError(
             "no body-heatmap weights found", path=path,
-            fix="train them with 'spinefx train-localiser --out DIR' and pass DIR/body_heatmap.pt",
+            fix="train them with 'spinefx train-localiser --out DIR' and pass DIR/body_heatmap.pt "
+            "(or add --install to make them the default)",
         )  # fmt: skip
     net = build_heatmap_net()
     try:

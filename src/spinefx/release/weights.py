@@ -34,7 +34,14 @@ import numpy as np
 from spinefx.atomic import write_text_atomic
 from spinefx.errors import InputError
 from spinefx.runs.layout import RunPaths
-from spinefx.runs.shipped import KIND_FOLDERS, MANIFEST, REFERENCE, file_checksums, weights_dir
+from spinefx.runs.shipped import (
+    HEATMAP_FOLDER,
+    KIND_FOLDERS,
+    MANIFEST,
+    REFERENCE,
+    file_checksums,
+    weights_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +173,8 @@ def package_weights(
         "files": file_checksums(staging),
     }
     write_text_atomic(staging / MANIFEST, json.dumps(manifest, indent=2))
+    if (target / HEATMAP_FOLDER).is_dir():  # the localiser is trained on its own, and kept
+        shutil.copytree(target / HEATMAP_FOLDER, staging / HEATMAP_FOLDER)
     old = target.with_name(target.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
@@ -174,6 +183,42 @@ def package_weights(
     shutil.rmtree(old, ignore_errors=True)
     log.info("default weights written to %s", target)
     return manifest
+
+
+def install_heatmap(weights: str | Path, target: str | Path | None = None) -> Path:
+    """Copy heatmap weights written by :func:`spinefx.training.body_heatmap.train_heatmap`
+    (with their ``body_heatmap.json``) into the shipped weights folder, with their sha256.
+
+    Raises:
+        InputError: no record beside the weights, or weights trained on data whose licence
+            forbids shipping them.
+    """
+    from spinefx.runs.shipped import sha256
+
+    weights = Path(weights)
+    meta_path = weights.with_name("body_heatmap.json")
+    if not weights.is_file() or not meta_path.is_file():
+        raise InputError(
+            "heatmap weights must come with their body_heatmap.json", path=weights,
+            fix="pass the body_heatmap.pt that 'spinefx train-localiser' wrote",
+        )  # fmt: skip
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if not meta.get("shippable"):
+        left = sorted({c["licence"] for c in meta.get("cases", []) if not c.get("shippable")})
+        raise InputError(
+            f"these heatmap weights were trained on data that may not ship ({', '.join(left)})",
+            path=weights, fix="train them with --shippable-only",
+        )  # fmt: skip
+    folder = Path(target or weights_dir()) / HEATMAP_FOLDER
+    staging = folder.with_name(folder.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy2(weights, staging / "body_heatmap.pt")
+    meta.update(sha256=sha256(weights), code_version=code_version(), spinefx_version=_version())
+    write_text_atomic(staging / "body_heatmap.json", json.dumps(meta, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return folder / "body_heatmap.pt"
 
 
 def _copy_run(run: Path, out: Path, *, recipe: str) -> None:

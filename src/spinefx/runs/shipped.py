@@ -10,6 +10,9 @@ given (as TotalSegmentator does: a model that works out of the box, its accuracy
     patch_classifier/        a run directory (config.yaml, checkpoint.pt, run.json, metrics.json,
                              operating_point.json)
     voxel_classifier/        the same for the voxel classifier
+    body_heatmap/            the optional localiser (``--localiser heatmap``):
+                             body_heatmap.pt + body_heatmap.json (recipe, cases, licences,
+                             its own sha256; ``spinefx train-localiser --install`` writes it)
 
 Loading needs no network. ``make weights`` (``spinefx weights build``) rebuilds the folder from
 seeds; ``spinefx weights verify`` checks it against its manifest.
@@ -27,6 +30,8 @@ from spinefx.errors import InputError
 #: run kind -> folder of its shipped run
 KIND_FOLDERS: dict[str, str] = {"patch": "patch_classifier", "voxel": "voxel_classifier"}
 MANIFEST = "MANIFEST.json"
+#: folder of the shipped body-centre heatmap weights (kept when the two runs are rebuilt)
+HEATMAP_FOLDER = "body_heatmap"
 REFERENCE = "reference_outputs.json"
 #: the environment variable that points spinefx at another weights folder
 ENV_VAR = "SPINEFX_WEIGHTS"
@@ -36,6 +41,11 @@ def weights_dir() -> Path:
     """The shipped weights folder (``$SPINEFX_WEIGHTS`` when set)."""
     override = os.environ.get(ENV_VAR)
     return Path(override) if override else Path(__file__).resolve().parents[1] / "weights"
+
+
+def shipped_heatmap_weights() -> Path:
+    """Where the shipped body-centre heatmap weights live (the file may be absent)."""
+    return weights_dir() / HEATMAP_FOLDER / "body_heatmap.pt"
 
 
 def shipped_run_dir(kind: str) -> Path:
@@ -126,7 +136,19 @@ def verify_shipped(root: str | Path | None = None) -> list[str]:
         for name in sorted(set(recorded) & set(actual))
         if recorded[name] != actual[name]
     ]
-    return problems
+    return problems + _heatmap_problems(root / HEATMAP_FOLDER)
+
+
+def _heatmap_problems(folder: Path) -> list[str]:
+    """The shipped heatmap weights against the sha256 in their own record (none shipped: no
+    problem, the heatmap localiser is optional)."""
+    pt, meta = folder / "body_heatmap.pt", folder / "body_heatmap.json"
+    if not pt.exists() and not meta.exists():
+        return []
+    if not pt.is_file() or not meta.is_file():
+        return [f"{HEATMAP_FOLDER}: body_heatmap.pt and body_heatmap.json must ship together"]
+    recorded = json.loads(meta.read_text(encoding="utf-8")).get("sha256")
+    return [] if recorded == sha256(pt) else [f"changed: {HEATMAP_FOLDER}/body_heatmap.pt"]
 
 
 def weights_checksum(run_dir: str | Path) -> str:

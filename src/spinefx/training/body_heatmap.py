@@ -49,6 +49,9 @@ class HeatmapRecipe:
         steps, batch, patch_vox, lr: the optimisation.
         loss: ``"focal"`` (CenterNet's penalty-reduced focal loss: sharp peaks) or
             ``"mse"`` (squared error weighted towards the bodies).
+        focal_steps: after ``steps`` with ``loss``, this many more with the focal loss (its
+            own learning-rate cycle): the squared error finds the bodies, the focal loss then
+            sharpens the peaks; from scratch the focal loss alone is slow to find them.
         init: weights to start from (a fine-tuning); None = from scratch.
     """
 
@@ -62,6 +65,7 @@ class HeatmapRecipe:
     patch_vox: int = 48
     lr: float = 2e-3
     loss: str = "focal"
+    focal_steps: int = 0
     init: str | None = None
 
 
@@ -213,6 +217,37 @@ def _loss(logits, target, kind: str):
     return (pos_loss + neg_loss) / pos.sum().clamp(min=1)
 
 
+def _optimise(net, arrays, recipe: HeatmapRecipe, kind: str, steps: int, rng) -> list[float]:
+    """``steps`` AdamW steps with a one-cycle learning rate on random crops of ``arrays``."""
+    import torch
+
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps)
+    net.train()
+    losses: list[float] = []
+    for step in range(steps):
+        xs, ts = [], []
+        for _ in range(recipe.batch):
+            x, t = arrays[rng.integers(len(arrays))]
+            x, t = _crop(x, t, recipe.patch_vox, rng)
+            x = _augment(x, rng)
+            if rng.random() < 0.5:  # left-right
+                x, t = x[::-1], t[::-1]
+            xs.append(x.copy())
+            ts.append(t.copy())
+        xb = torch.from_numpy(np.stack(xs)[:, None])
+        tb = torch.from_numpy(np.stack(ts)[:, None])
+        loss = _loss(net(xb), tb, kind)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0 or step == steps - 1:
+            log.info("heatmap %s step %d/%d loss %.4f", kind, step, steps, np.mean(losses[-50:]))
+    return losses
+
+
 def train_heatmap(out: Path, recipe: HeatmapRecipe, real_root: Path | None) -> Path:
     """Build the cases and train; returns the weights file (``out/body_heatmap.pt``)."""
     import torch
@@ -239,31 +274,13 @@ def train_heatmap(out: Path, recipe: HeatmapRecipe, real_root: Path | None) -> P
     net = build_heatmap_net()
     if recipe.init:
         net.load_state_dict(torch.load(recipe.init, map_location="cpu", weights_only=True))
-    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.steps)
-    net.train()
     losses = []
     t0 = time.perf_counter()
-    for step in range(recipe.steps):
-        xs, ts = [], []
-        for _ in range(recipe.batch):
-            x, t = arrays[rng.integers(len(arrays))]
-            x, t = _crop(x, t, recipe.patch_vox, rng)
-            x = _augment(x, rng)
-            if rng.random() < 0.5:  # left-right
-                x, t = x[::-1], t[::-1]
-            xs.append(x.copy())
-            ts.append(t.copy())
-        xb = torch.from_numpy(np.stack(xs)[:, None])
-        tb = torch.from_numpy(np.stack(ts)[:, None])
-        loss = _loss(net(xb), tb, recipe.loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 50 == 0 or step == recipe.steps - 1:
-            log.info("heatmap step %d/%d loss %.4f", step, recipe.steps, np.mean(losses[-50:]))
+    stages = [(recipe.loss, recipe.steps)] + (
+        [("focal", recipe.focal_steps)] if recipe.focal_steps else []
+    )
+    for kind, steps in stages:
+        losses += _optimise(net, arrays, recipe, kind, steps, rng)
     weights = out / WEIGHTS_NAME
 
     from spinefx.atomic import write_bytes_atomic, write_text_atomic
