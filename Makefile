@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
 REAL_DATA ?= ../shared/data/real
 
-.PHONY: setup demo test lint bench clean browser weights
+.PHONY: setup demo test lint bench clean browser weights localiser-weights
 
 setup: $(STAMP)
 
@@ -29,6 +29,14 @@ test: $(STAMP)
 # Rebuild the shipped default weights from seeds (default-cpu recipe; ~30 min on 2 cores)
 weights: $(STAMP)
 	$(BIN)/spinefx weights build --data $(REAL_DATA) --work build/default-weights
+	$(BIN)/spinefx weights verify
+
+# Rebuild the shipped body-centre heatmap weights (--localiser heatmap) from seeds: the VerSe
+# mask (CC BY-SA) rendered 12 times + 24 procedural scans; ~15 min on 2 cores
+localiser-weights: $(STAMP)
+	$(BIN)/spinefx train-localiser --out build/localiser --real-data $(REAL_DATA) \
+		--shippable-only --draws-per-mask 12 --procedural 24 --steps 600 --focal-steps 300 \
+		--seed 0 --install
 	$(BIN)/spinefx weights verify
 
 lint: $(STAMP)

@@ -129,7 +129,7 @@ def _anatomy(ct, body_net=None) -> tuple[list[dict], float, dict]:
         }
         for v in loc.vertebrae
     ]
-    return dets, seconds, {"anchor": loc.anchor, "notes": loc.notes}
+    return dets, seconds, {"anchor": loc.anchor, "source": loc.source, "notes": loc.notes}
 
 
 def _network(ct, run) -> tuple[list[dict], float, dict]:
