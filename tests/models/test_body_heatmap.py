@@ -246,3 +246,23 @@ def test_the_squared_error_then_focal_schedule_is_recorded(tmp_path):
     meta = json.loads((tmp_path / "body_heatmap.json").read_text())
     assert meta["recipe"]["loss"] == "mse" and meta["recipe"]["focal_steps"] == 1
     assert np.isfinite(meta["final_loss"])
+
+
+def test_the_bone_analysis_completes_the_heatmap_spine_only_on_it():
+    """A body the heatmap missed (in a gap or past an end) comes from the bone analysis when it
+    lies on the heatmap's line; one off it (the aorta in front) or on a peak does not."""
+    from spinefx.inference.ct_localisation import (
+        LocalisedVertebra,
+        SpineLocalisation,
+        _completed,
+    )
+
+    spine = _spine(7)  # cranial first, 27 mm apart
+    peaks = spine[[0, 1, 3, 4]]  # the heatmap missed the 3rd and the last two
+    bone = [spine[2], spine[5], spine[1] + [0, 0, 3.0], spine[6] + [0.0, 30.0, 0.0]]
+    loc = SpineLocalisation(
+        [LocalisedVertebra(0, c, "uncertain", "") for c in bone], np.zeros((0, 3))
+    )
+    points, added = _completed(peaks, loc)
+    assert np.allclose(points, spine[[0, 1, 2, 3, 4, 5]])
+    assert added.tolist() == [False, False, True, False, False, True]

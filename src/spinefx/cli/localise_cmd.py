@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "scan": str(args.scan),
         "spinefx_version": __version__,
-        "localiser": args.localiser,
+        "localiser": loc.source,  # "anatomy" also where the heatmap found no spine
         "anchor": loc.anchor,
         "levels_certain": loc.levels_certain,
         "pitch_mm": None if loc.pitch_mm != loc.pitch_mm else round(loc.pitch_mm, 1),
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                 "level_confidence": v.level_confidence,
                 "level_note": v.level_note,
                 "cut_by_border": v.cut_by_border,
+                "found_by": "heatmap" if loc.source == "heatmap" and not v.from_bone else "bone",
             }
             for v in loc.vertebrae
         ],

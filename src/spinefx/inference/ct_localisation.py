@@ -72,6 +72,13 @@ ENCLOSED_RAYS = 13
 ENCLOSED_REACH_MM = 24.0
 #: the note of a localisation whose bodies came from the heatmap network
 HEATMAP_NOTE = "bodies from the heatmap network: levels uncertain"
+#: a body of the bone analysis completes the heatmap's spine when it lies this close to the
+#: heatmap's line in the axial plane, mm (a body is ~30-50 mm wide; the aorta, which the bone
+#: analysis can follow, lies ~20-30 mm in front of the bodies' centres)
+ON_SPINE_MM = 10.0
+#: ... and at least this many of the heatmap's pitches from every heatmap peak (closer, it is
+#: the same body)
+SAME_BODY_PITCHES = 0.6
 #: the note of a heatmap localisation that fell back to the bone analysis
 HEATMAP_FALLBACK_NOTE = (
     "the heatmap network found no spine (fewer than two bodies): bodies from the bone analysis"
@@ -124,6 +131,8 @@ class LocalisedVertebra:
         extent_z_mm: (inferior, superior) world z half way to the neighbouring bodies.
         inferred: placed in a gap of the body profile by the spacing of its neighbours (a
             body whose discs the profile did not resolve), not seen as a profile minimum.
+        from_bone: with the heatmap localiser, a body of the bone analysis added on the
+            heatmap's spine where the heatmap had no peak.
     """
 
     label: int
@@ -133,6 +142,7 @@ class LocalisedVertebra:
     cut_by_border: bool = False
     extent_z_mm: tuple[float, float] = (0.0, 0.0)
     inferred: bool = False
+    from_bone: bool = False
 
 
 @dataclass
@@ -181,14 +191,35 @@ def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
     Args:
         scan: CT in HU, any orientation and spacing.
         body_net: a body-centre heatmap network (:mod:`spinefx.models.body_heatmap`); when
-            given, its peaks on the spine (:func:`_spine_peaks`) are the bodies, and the
-            bone analysis gives the sacrum and the levels; where its spine has fewer than two
-            peaks (a tight crop or a texture it never saw: the network then answers nothing
-            rather than something wrong) the bone analysis's bodies are used, with a note.
+            given, its peaks on the spine (:func:`_spine_peaks`) are the bodies, completed by
+            the bone analysis's bodies that lie on the same spine where the heatmap has none
+            (:func:`_completed`); the bone analysis gives the sacrum and the levels. Where
+            its spine has fewer than two peaks (a tight crop or a texture it never saw: the
+            network then answers nothing rather than something wrong) the bone analysis's
+            bodies are used, with a note.
 
     Returns:
         The bodies found (possibly none, with a note saying why), cranial to caudal.
     """
+    bone, context = _bone_localisation(scan)
+    if body_net is None:
+        return bone
+    sacrum_z, sacrum_whole, z_range, grid, solid = context
+    peaks = _spine_peaks(scan, body_net)
+    if sacrum_z is not None:
+        peaks = peaks[peaks[:, 2] > sacrum_z]
+    if len(peaks) < 2:  # one isolated peak is not a spine
+        bone.notes.append(HEATMAP_FALLBACK_NOTE)
+        return bone
+    peaks, added = _completed(peaks, bone)
+    return _from_peaks(peaks, added, sacrum_z, sacrum_whole, z_range, bone.body_line_mm, grid,
+                       solid)  # fmt: skip
+
+
+def _bone_localisation(scan: Image) -> tuple[SpineLocalisation, tuple]:
+    """The bone analysis (steps 1-5 of the module docstring) and what the heatmap path reuses:
+    ``(sacrum top z or None, sacrum seen whole, (z_lo, z_hi) of the scan, working grid,
+    solid bone)``."""
     from scipy import ndimage
 
     from spinefx.preprocessing.resample import crop_to
@@ -207,29 +238,20 @@ def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
     z_lo, z_hi = np.sort(
         full.voxel_to_world(np.array([[0, 0, 0], [0, 0, full.shape[2] - 1]]))[:, 2]
     )
-    peaks = _spine_peaks(scan, body_net) if body_net is not None else None
-    fallback = peaks is not None and len(peaks) < 2
-    if fallback:  # one isolated peak is not a spine
-        peaks = None
+    context = [None, True, (z_lo, z_hi), grid, solid]
     if len(ks) < int(round(15.0 / GRID_MM)):
-        if peaks is not None and len(peaks):
-            return _from_peaks(peaks, None, True, (z_lo, z_hi), np.zeros((0, 3)), grid, solid)
-        return SpineLocalisation([], np.zeros((0, 3)), notes=["no vertebral column found"])
+        empty = SpineLocalisation([], np.zeros((0, 3)), notes=["no vertebral column found"])
+        return empty, tuple(context)
     sacrum_k, sacrum_whole = _sacrum_top(solid, chain)
     sacrum_z = None
     if sacrum_k is not None:
         sacrum_z = float(grid.voxel_to_world(np.array([[*chain[sacrum_k, :2], sacrum_k]]))[0, 2])
+        context[:2] = sacrum_z, sacrum_whole
         ks = ks[ks > sacrum_k]
-        if len(ks) < int(round(15.0 / GRID_MM)) and not (peaks is not None and len(peaks)):
-            return SpineLocalisation([], np.zeros((0, 3)), sacrum_found=True,
+        if len(ks) < int(round(15.0 / GRID_MM)):
+            only = SpineLocalisation([], np.zeros((0, 3)), sacrum_found=True,
                                      notes=["only the sacrum is in view"])  # fmt: skip
-    if peaks is not None:
-        line = np.zeros((0, 3))
-        if len(ks) >= 2:
-            span = slice(ks.min(), ks.max() + 1)
-            kk = np.arange(ks.min(), ks.max() + 1, dtype=float)
-            line = grid.voxel_to_world(np.column_stack([_smooth_line(chain[span, :2], 2.0), kk]))
-        return _from_peaks(peaks, sacrum_z, sacrum_whole, (z_lo, z_hi), line, grid, solid)
+            return only, tuple(context)
     span = slice(ks.min(), ks.max() + 1)
     line_vox = _smooth_line(chain[span, :2], 2.0)
     kk = np.arange(ks.min(), ks.max() + 1, dtype=float)
@@ -272,9 +294,7 @@ def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
         v.centroid_mm = _refine_centre(grid, solid, v.centroid_mm, v.extent_z_mm)
     vertebrae.sort(key=lambda v: -v.centroid_mm[2])  # cranial first
     result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid))
-    if fallback:
-        result.notes.append(HEATMAP_FALLBACK_NOTE)
-    return _labelled(result, sacrum_z, sacrum_whole)
+    return _labelled(result, sacrum_z, sacrum_whole), tuple(context)
 
 
 def _labelled(result: SpineLocalisation, sacrum_z: float | None, sacrum_whole: bool):
@@ -308,6 +328,39 @@ def _spine_peaks(scan: Image, body_net) -> np.ndarray:
     return _spine_chain(heatmap_peaks(predict_heatmap(body_net, scan)))
 
 
+def _completed(peaks: np.ndarray, bone: SpineLocalisation) -> tuple[np.ndarray, np.ndarray]:
+    """The heatmap's spine ``peaks`` (cranial first) with the bone analysis's bodies that lie
+    on it where it has none: within :data:`ON_SPINE_MM` of the heatmap's line in the axial
+    plane (the line through the peaks, continued past its ends along the last peaks'
+    direction) and farther than :data:`SAME_BODY_PITCHES` pitches from every peak. The two
+    fail apart: the network misses bodies whose texture it never saw, the bone analysis leaves
+    the bodies for a bright aorta or the posterior elements; a body both place is the
+    network's. Returns ``(points cranial first, added flag per point)``."""
+    pitch = float(np.median(np.linalg.norm(np.diff(peaks, axis=0), axis=1)))
+    by_z = peaks[np.argsort(peaks[:, 2])]
+    ends = (by_z[:3], by_z[-3:])
+    # x(z), y(z) of each end's last peaks, for the line past that end
+    fits = [np.polyfit(e[:, 2], e[:, :2], 1) if np.ptp(e[:, 2]) > 0 else None for e in ends]
+    added = []
+    for v in bone.vertebrae:
+        c = v.centroid_mm
+        if np.linalg.norm(peaks - c, axis=1).min() < SAME_BODY_PITCHES * pitch:
+            continue
+        if by_z[0, 2] <= c[2] <= by_z[-1, 2]:
+            on_line = [np.interp(c[2], by_z[:, 2], by_z[:, d]) for d in range(2)]
+        else:
+            fit = fits[0] if c[2] < by_z[0, 2] else fits[1]
+            if fit is None:
+                continue
+            on_line = fit[0] * c[2] + fit[1]
+        if np.hypot(*(c[:2] - np.asarray(on_line))) <= ON_SPINE_MM:
+            added.append(c)
+    points = np.vstack([peaks, *added]) if added else peaks
+    flags = np.r_[np.zeros(len(peaks), bool), np.ones(len(added), bool)]
+    order = np.argsort(-points[:, 2])
+    return points[order], flags[order]
+
+
 def _spine_chain(pts: np.ndarray) -> np.ndarray:
     """The longest chain of :func:`_spine_peaks` among ``pts`` (world mm), cranial first."""
     if len(pts) < 2:
@@ -330,12 +383,13 @@ def _spine_chain(pts: np.ndarray) -> np.ndarray:
     return pts[path[::-1]]
 
 
-def _from_peaks(peaks, sacrum_z, sacrum_whole, z_range, line, grid, solid) -> SpineLocalisation:
-    """The localisation of the heatmap network's spine peaks (cranial first), levels anchored
-    on the sacrum that the bone analysis found (its top at world z ``sacrum_z``, or None)."""
+def _from_peaks(
+    peaks, added, sacrum_z, sacrum_whole, z_range, line, grid, solid
+) -> SpineLocalisation:
+    """The localisation of the heatmap network's spine peaks (cranial first; ``added``: a flag
+    per peak, a body the bone analysis added), levels counted from the sacrum that the bone
+    analysis found (its top at world z ``sacrum_z``, or None) and never anchored."""
     z_lo, z_hi = z_range
-    if sacrum_z is not None:
-        peaks = peaks[peaks[:, 2] > sacrum_z]
     steps = np.linalg.norm(np.diff(peaks, axis=0), axis=1)
     pitch = float(np.median(steps)) if len(steps) else 30.0  # one body: a lumbar pitch
     vertebrae = []
@@ -350,6 +404,7 @@ def _from_peaks(peaks, sacrum_z, sacrum_whole, z_range, line, grid, solid) -> Sp
                 level_note="",
                 cut_by_border=bool(c[2] + above > z_hi or c[2] - below < z_lo),
                 extent_z_mm=(float(c[2] - below), float(c[2] + above)),
+                from_bone=bool(added[n]),
             )
         )
     result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid),
@@ -365,6 +420,11 @@ def _from_peaks(peaks, sacrum_z, sacrum_whole, z_range, line, grid, solid) -> Sp
                             "anchored: the network can split one body into two peaks")  # fmt: skip
     if result.vertebrae:
         result.notes.append(HEATMAP_NOTE)
+    if any(added):
+        result.notes.append(
+            f"{int(sum(added))} of {len(added)} bodies from the bone analysis, on the heatmap's "
+            "spine where the heatmap has no peak"
+        )
     return result
 
 
