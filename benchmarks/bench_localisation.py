@@ -6,9 +6,10 @@ held-out synthetic scans:
 * ``anatomy``: :func:`spinefx.inference.ct_localisation.localise_spine` (bone, the bodies'
   shells and what they enclose, the discs; levels from the sacrum / twelfth ribs);
 * ``heatmap``: the same with the bodies from the body-centre heatmap network
-  (:mod:`spinefx.models.body_heatmap`; the shipped weights or ``--heatmap-weights``); on the
-  rendered set only for masks whose subject the network was not trained on (its
-  ``body_heatmap.json`` lists them);
+  (:mod:`spinefx.models.body_heatmap`; the shipped weights or ``--heatmap-weights``, repeated
+  for models trained on folds of the real CTs), completed by the bone analysis on its spine;
+  each scan is scored by the first model that saw neither its CT nor a rendering of its mask
+  (``body_heatmap.json`` lists them), and not at all if every model saw it;
 * ``network``: the earlier method, the shipped voxel classifier's vertebra map cut into
   components (:func:`spinefx.inference.localisation.localise_vertebrae`) with its
   plausibility check (a refusal counts as nothing found).
@@ -28,7 +29,7 @@ with the network localisation.
 
 Usage:
     python benchmarks/bench_localisation.py [--threads 2] [--skip-full-fov | --only-full-fov]
-        [--heatmap-weights body_heatmap.pt]
+        [--heatmap-weights fold1/body_heatmap.pt --heatmap-weights fold2/body_heatmap.pt]
 
 Writes ``benchmarks/results/localisation.json`` and ``localisation_vertebrae.csv``.
 """
@@ -182,12 +183,12 @@ def pooled(rows: list[dict]) -> dict:
 
 
 def compare(cases, run, csv_rows: list[dict], group: str, heatmap=None) -> dict:
-    """Every method on every case; ``heatmap``: ``(network, ids of the scans whose masks it
-    was trained on)``."""
+    """Every method on every case; ``heatmap``: the list of :func:`_heatmaps` (empty: not
+    scored)."""
     from spinefx.evaluation.localisation import score_localisation
 
     out = {"anatomy": [], "network": []}
-    if heatmap is not None:
+    if heatmap:
         out["heatmap"] = []
     for name, ct, mask in cases:
         truth = _truth(mask)
@@ -195,9 +196,11 @@ def compare(cases, run, csv_rows: list[dict], group: str, heatmap=None) -> dict:
             if method == "anatomy":
                 dets, seconds, extra = _anatomy(ct)
             elif method == "heatmap":
-                if name.split("/")[-1] in heatmap[1]:
-                    continue  # trained on CTs rendered from this mask: not scored
-                dets, seconds, extra = _anatomy(ct, heatmap[0])
+                unseen = [i for i, h in enumerate(heatmap) if name.split("/")[-1] not in h[1]]
+                if not unseen:
+                    continue  # every model saw this scan (its mask rendered or its CT)
+                dets, seconds, extra = _anatomy(ct, heatmap[unseen[0]][0])
+                extra = {"heatmap_model": unseen[0], **extra}
             else:
                 dets, seconds, extra = _network(ct, run)
             score = score_localisation(dets, truth, mask)
@@ -216,33 +219,38 @@ def compare(cases, run, csv_rows: list[dict], group: str, heatmap=None) -> dict:
     return {m: {"pooled": pooled(rows), "scans": rows} for m, rows in out.items()}
 
 
-def _heatmap(path: str | None):
-    """``(network, ids of the scans whose masks trained it, what made it)`` or None."""
+def _heatmaps(paths: list[str] | None) -> list[tuple]:
+    """``[(network, ids of the scans it saw, what made it)]``: the weights given (default: the
+    shipped ones, if any). A scan is scored by the first model that did not see it (its mask
+    rendered or its CT trained on), so models trained on folds of the real CTs give
+    cross-validated figures."""
     from spinefx.models.body_heatmap import load_heatmap_net
     from spinefx.runs.shipped import shipped_heatmap_weights
 
-    weights = Path(path) if path else shipped_heatmap_weights()
-    if not weights.is_file():
-        print(f"no heatmap weights at {weights}: the heatmap localiser is not scored")
-        return None
-    meta_file = weights.parent / "body_heatmap.json"
-    if not meta_file.is_file():  # without it, the rendered cases it saw are unknown
-        raise SystemExit(f"{meta_file} is missing: pass weights written by train-localiser")
-    meta = json.loads(meta_file.read_text())
-    trained = {
-        c["name"].removeprefix("render-").rsplit("-", 1)[0]
-        for c in meta["cases"]
-        if c["source"] == "mask_render"
-    }
-    result = (load_heatmap_net(weights), trained, {
-        "file": str(weights),
-        "recipe": meta["recipe"],
-        "shippable": meta["shippable"],
-        "minutes": meta["minutes"],
-        "trained_on_masks_of": sorted(trained),
-    })  # fmt: skip
-    print(f"heatmap weights {weights}: trained on the masks of {sorted(trained)}")
-    return result
+    out = []
+    for path in paths or [shipped_heatmap_weights()]:
+        weights = Path(path)
+        if not weights.is_file():
+            print(f"no heatmap weights at {weights}: the heatmap localiser is not scored")
+            continue
+        meta_file = weights.parent / "body_heatmap.json"
+        if not meta_file.is_file():  # without it, the cases it saw are unknown
+            raise SystemExit(f"{meta_file} is missing: pass weights written by train-localiser")
+        meta = json.loads(meta_file.read_text())
+        seen = {
+            c["name"].removeprefix("render-").rsplit("-", 1)[0]
+            for c in meta["cases"]
+            if c["source"] == "mask_render"
+        } | {c["name"].removeprefix("realct-") for c in meta["cases"] if c["source"] == "real_ct"}
+        out.append((load_heatmap_net(weights), seen, {
+            "file": str(weights),
+            "recipe": meta["recipe"],
+            "shippable": meta["shippable"],
+            "minutes": meta["minutes"],
+            "saw_scans": sorted(seen),
+        }))  # fmt: skip
+        print(f"heatmap weights {weights}: saw {sorted(seen)}")
+    return out
 
 
 def full_fov_scan(folder: Path) -> Path | None:
@@ -314,7 +322,10 @@ def main() -> int:
     parser.add_argument("--skip-full-fov", action="store_true")
     parser.add_argument(
         "--heatmap-weights",
-        help="body_heatmap.pt to score as 'heatmap' (default: the shipped weights, if any)",
+        action="append",
+        help="body_heatmap.pt to score as 'heatmap' (default: the shipped weights, if any); "
+        "repeat it for models trained on folds of the real CTs: each scan is scored by the "
+        "first that did not see it",
     )
     parser.add_argument(
         "--only-full-fov",
@@ -342,7 +353,7 @@ def main() -> int:
         print(f"wrote {RESULT_FILE} (full_fov only)")
         return 0
     run = load_trained(shipped_run_dir("voxel"), expect="voxel")
-    heatmap = _heatmap(args.heatmap_weights)
+    heatmap = _heatmaps(args.heatmap_weights)
     csv_rows: list[dict] = []
     result = {
         "machine": {
@@ -354,8 +365,8 @@ def main() -> int:
         "levels right >= 90 % where the sacrum or twelfth ribs are in view, confidently wrong "
         "<= 5 %; full FOV <= 20 s and <= 4 GB",
     }
-    if heatmap is not None:
-        result["heatmap_weights"] = heatmap[2]
+    if heatmap:
+        result["heatmap_weights"] = [h[2] for h in heatmap]
     if args.skip_full_fov and "full_fov" in previous:  # the last full-FOV timing is kept
         result["full_fov"] = previous["full_fov"]
     if (REAL / "README.md").is_file():

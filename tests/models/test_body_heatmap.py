@@ -266,3 +266,17 @@ def test_the_bone_analysis_completes_the_heatmap_spine_only_on_it():
     points, added = _completed(peaks, loc)
     assert np.allclose(points, spine[[0, 1, 2, 3, 4, 5]])
     assert added.tolist() == [False, False, True, False, False, True]
+
+
+def test_a_real_ct_is_a_training_case_only_when_named(real_data, tmp_path):
+    from spinefx.errors import InputError
+
+    recipe = HeatmapRecipe(mask_subjects=[], ct_subjects=["verse007"], n_procedural=0)
+    cases = build_cases(tmp_path, recipe, real_data)
+    assert [(c["source"], c["subject"]) for c in cases] == [("real_ct", "verse007")]
+    with np.load(tmp_path / "cases" / f"{cases[0]['name']}.npz") as z:
+        assert z["x"].shape == z["t"].shape and z["t"].max() > 0.9
+    assert build_cases(tmp_path / "none", HeatmapRecipe(mask_subjects=[], n_procedural=0),
+                       real_data) == []  # fmt: skip
+    with pytest.raises(InputError, match="no real CT of subject"):
+        build_cases(tmp_path, HeatmapRecipe(ct_subjects=["verse018"], n_procedural=0), real_data)

@@ -31,6 +31,13 @@ def register(subparsers) -> None:
         "a CT in --real-data, so that the real CTs stay unseen for scoring)",
     )
     p.add_argument(
+        "--ct-subject",
+        action="append",
+        dest="ct_subjects",
+        help="train on this real subject's CT itself (repeatable; default none, so that every "
+        "real CT stays unseen for scoring; bench_localisation skips the CTs a model saw)",
+    )
+    p.add_argument(
         "--shippable-only",
         action="store_true",
         help="only masks whose licence allows shipping the weights",
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         )
     recipe = HeatmapRecipe(
         mask_subjects=args.mask_subjects,
+        ct_subjects=args.ct_subjects,
         shippable_only=args.shippable_only,
         draws_per_mask=args.draws_per_mask,
         n_procedural=args.procedural,

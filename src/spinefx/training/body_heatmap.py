@@ -42,7 +42,13 @@ class HeatmapRecipe:
             :func:`spinefx.synthesis.real_sources.find_real_subjects`) whose masks are
             rendered; ``None`` = every subject without a CT here (so that none of the real
             CTs that the benchmark scores is among them).
-        shippable_only: render only masks whose licence allows shipping the weights.
+        ct_subjects: real subjects whose CTs (with their masks' body centres) are training
+            cases themselves: real texture, which no rendering reproduces. Default none: the
+            real CTs are what the benchmark scores, so a model that trains on some is scored
+            only on the others (``bench_localisation.py`` skips the CTs a model saw).
+        ct_repeats: each real CT counts this many times when a training case is drawn.
+        shippable_only: render only masks (and train only on CTs) whose licence allows
+            shipping the weights.
         draws_per_mask: tissue draws (rendered CTs) per mask.
         n_procedural: procedural scans.
         seed: of every draw.
@@ -56,6 +62,8 @@ class HeatmapRecipe:
     """
 
     mask_subjects: list[str] | None = None
+    ct_subjects: list[str] | None = None
+    ct_repeats: int = 4
     shippable_only: bool = False
     draws_per_mask: int = 4
     n_procedural: int = 16
@@ -118,6 +126,16 @@ def build_cases(out: Path, recipe: HeatmapRecipe, real_root: Path | None) -> lis
     config = MaskRenderConfig()
     index = 0
     subjects = find_real_subjects(real_root) if real_root is not None else []
+    unknown = set(recipe.ct_subjects or ()) - {s.subject_id for s in subjects if s.ct_scans}
+    if unknown:  # before any rendering
+        from spinefx.errors import InputError
+
+        raise InputError(
+            f"no real CT of subject(s) {sorted(unknown)} in the real folder",
+            path=real_root,
+            fix="name subjects with a CT: "
+            + ", ".join(sorted(s.subject_id for s in subjects if s.ct_scans)),
+        )
     for subject in subjects:
         wanted = (
             not subject.ct_scans
@@ -143,8 +161,31 @@ def build_cases(out: Path, recipe: HeatmapRecipe, real_root: Path | None) -> lis
                     _save_case(path, x, t, info)
                     log.info("rendered %s", name)
                 made.append(info)
+    made += _real_ct_cases(folder, recipe, subjects)
     if recipe.n_procedural:
         made += _procedural_cases(folder, recipe)
+    return made
+
+
+def _real_ct_cases(folder: Path, recipe: HeatmapRecipe, subjects) -> list[dict]:
+    from spinefx.synthesis.real_sources import load_real_pair
+
+    wanted = set(recipe.ct_subjects or ())
+    made = []
+    for subject in subjects:
+        if subject.subject_id not in wanted or (recipe.shippable_only and not subject.shippable):
+            continue
+        for scan in subject.ct_scans:
+            name = f"realct-{scan.scan_id}"
+            info = {"name": name, "source": "real_ct", "subject": subject.subject_id,
+                    "licence": subject.licence, "shippable": subject.shippable}  # fmt: skip
+            path = folder / f"{name}.npz"
+            if not path.exists():
+                ct, mask = load_real_pair(scan)
+                x, t = case_arrays(ct, mask)
+                _save_case(path, x, t, info)
+                log.info("cached %s", name)
+            made.append(info)
     return made
 
 
@@ -268,7 +309,9 @@ def train_heatmap(out: Path, recipe: HeatmapRecipe, real_root: Path | None) -> P
     arrays = []
     for c in cases:
         with np.load(out / "cases" / f"{c['name']}.npz") as z:
-            arrays.append((z["x"].astype(np.float32), z["t"].astype(np.float32)))
+            pair = (z["x"].astype(np.float32), z["t"].astype(np.float32))
+        # a real CT is drawn more often (the same arrays, not copies)
+        arrays += [pair] * (recipe.ct_repeats if c["source"] == "real_ct" else 1)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     net = build_heatmap_net()
