@@ -133,7 +133,7 @@ def test_rendered_cases_follow_the_licence_rule(real_data, tmp_path):
     assert build_cases(tmp_path / "nc", nc, real_data) == []
 
 
-def test_heatmap_localisation_runs_from_the_cli_and_never_anchors_a_level(tiny_run, tmp_path):
+def test_heatmap_localisation_runs_from_the_cli_and_anchors_only_agreed_levels(tiny_run, tmp_path):
     """The whole path on a procedural scan with the tiny network: ``spinefx localise
     --localiser heatmap`` writes its outputs, or refuses an implausible answer (exit 1,
     nothing written); every level it gives is uncertain (or it fell back to the bone
@@ -152,8 +152,9 @@ def test_heatmap_localisation_runs_from_the_cli_and_never_anchors_a_level(tiny_r
     root = generate_dataset(tmp_path / "s", n_scans=1, seed=5, preset="default")
     ct = next(root.glob("rawdata/*/*_ct.nii.gz"))
     loc = localise_spine(load_scan(ct), body_net=load_heatmap_net(weights))
-    if loc.source == "heatmap":
-        assert all(v.level_confidence == "uncertain" for v in loc.vertebrae)
+    if loc.source == "heatmap":  # a level is anchored only where both methods agree
+        assert all("agree" in v.level_note for v in loc.vertebrae
+                   if v.level_confidence == "anchored")  # fmt: skip
         assert HEATMAP_NOTE in loc.notes
     else:
         assert HEATMAP_FALLBACK_NOTE in loc.notes
@@ -280,3 +281,23 @@ def test_a_real_ct_is_a_training_case_only_when_named(real_data, tmp_path):
                        real_data) == []  # fmt: skip
     with pytest.raises(InputError, match="no real CT of subject"):
         build_cases(tmp_path, HeatmapRecipe(ct_subjects=["verse018"], n_procedural=0), real_data)
+
+
+def test_levels_from_the_sacrum_stay_anchored_only_up_to_where_both_methods_agree():
+    """Counted from the sacrum (caudal end), a level is anchored while every heatmap body below
+    it matches one bone-analysis body; a body split into two peaks breaks the count above it."""
+    from spinefx.inference.ct_localisation import LocalisedVertebra, _agreed_from_sacrum
+
+    def bodies(points, **kw):
+        return [LocalisedVertebra(0, np.asarray(c, float), "anchored", "", **kw) for c in points]
+
+    spine = _spine(6)  # cranial first
+    bone = bodies(spine)
+    assert _agreed_from_sacrum(bodies(spine + 2.0), bone, 27.0) == [True] * 6
+    # the 4th body answered by two peaks at its endplates: one matches, the other not
+    split = np.vstack([spine[:3], spine[3] + [0, 0, 8.0], spine[3] - [0, 0, 6.0], spine[4:]])
+    assert _agreed_from_sacrum(bodies(split), bone, 27.0) == [False] * 4 + [True] * 3
+    # a body the bone analysis inferred from the spacing confirms nothing
+    inferred = bodies(spine)
+    inferred[4].inferred = True
+    assert _agreed_from_sacrum(bodies(spine), inferred, 27.0) == [False] * 5 + [True]

@@ -71,7 +71,7 @@ ENCLOSED_RAYS = 13
 #: ... within this distance, mm (a lumbar body's marrow is at most ~20 mm from its shell)
 ENCLOSED_REACH_MM = 24.0
 #: the note of a localisation whose bodies came from the heatmap network
-HEATMAP_NOTE = "bodies from the heatmap network: levels uncertain"
+HEATMAP_NOTE = "bodies from the heatmap network"
 #: a body of the bone analysis completes the heatmap's spine when it lies this close to the
 #: heatmap's line in the axial plane, mm (a body is ~30-50 mm wide; the aorta, which the bone
 #: analysis can follow, lies ~20-30 mm in front of the bodies' centres)
@@ -79,6 +79,9 @@ ON_SPINE_MM = 10.0
 #: ... and at least this many of the heatmap's pitches from every heatmap peak (closer, it is
 #: the same body)
 SAME_BODY_PITCHES = 0.6
+#: a heatmap body and a bone-analysis body are the same body within this many pitches (two
+#: peaks of one split body lie ~0.25 pitch from its centre each: only one can match it)
+AGREE_PITCHES = 0.3
 #: the note of a heatmap localisation that fell back to the bone analysis
 HEATMAP_FALLBACK_NOTE = (
     "the heatmap network found no spine (fewer than two bodies): bodies from the bone analysis"
@@ -212,8 +215,7 @@ def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
         bone.notes.append(HEATMAP_FALLBACK_NOTE)
         return bone
     peaks, added = _completed(peaks, bone)
-    return _from_peaks(peaks, added, sacrum_z, sacrum_whole, z_range, bone.body_line_mm, grid,
-                       solid)  # fmt: skip
+    return _from_peaks(peaks, added, bone, sacrum_z, sacrum_whole, z_range, grid, solid)
 
 
 def _bone_localisation(scan: Image) -> tuple[SpineLocalisation, tuple]:
@@ -384,11 +386,12 @@ def _spine_chain(pts: np.ndarray) -> np.ndarray:
 
 
 def _from_peaks(
-    peaks, added, sacrum_z, sacrum_whole, z_range, line, grid, solid
+    peaks, added, bone, sacrum_z, sacrum_whole, z_range, grid, solid
 ) -> SpineLocalisation:
     """The localisation of the heatmap network's spine peaks (cranial first; ``added``: a flag
     per peak, a body the bone analysis added), levels counted from the sacrum that the bone
-    analysis found (its top at world z ``sacrum_z``, or None) and never anchored."""
+    analysis found (its top at world z ``sacrum_z``, or None), anchored only where the two
+    agree (:func:`_agreed_from_sacrum`); ``bone``: the bone analysis's localisation."""
     z_lo, z_hi = z_range
     steps = np.linalg.norm(np.diff(peaks, axis=0), axis=1)
     pitch = float(np.median(steps)) if len(steps) else 30.0  # one body: a lumbar pitch
@@ -407,17 +410,25 @@ def _from_peaks(
                 from_bone=bool(added[n]),
             )
         )
+    line = bone.body_line_mm
     result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid),
                                source="heatmap")  # fmt: skip
     result = _labelled(result, sacrum_z, sacrum_whole)
     # on real CT the network can answer one body with two peaks (at its endplates), and a
     # level counted across such a pair is wrong (2 of 6 on the real abdominal CT, counted up
-    # from its sacrum): the heatmap's levels are never anchored
-    for v in result.vertebrae:
-        if v.level_confidence == "anchored":
+    # from its sacrum, with earlier weights): a level counted from the sacrum stays anchored
+    # only as far up as every body below it is one the bone analysis placed too
+    agreed = _agreed_from_sacrum(result.vertebrae, bone.vertebrae, pitch)
+    for v, ok in zip(result.vertebrae, agreed, strict=True):
+        if v.level_confidence != "anchored":
+            continue
+        if ok:
+            v.level_note += "; the heatmap's and the bone analysis's bodies agree up to here"
+        else:
             v.level_confidence = "uncertain"
-            v.level_note = ("bodies from the heatmap network, counted from the sacrum; not "
-                            "anchored: the network can split one body into two peaks")  # fmt: skip
+            v.level_note = ("counted from the sacrum over bodies that the heatmap and the bone "
+                            "analysis do not both place (the network can split one body into "
+                            "two peaks): not anchored")  # fmt: skip
     if result.vertebrae:
         result.notes.append(HEATMAP_NOTE)
     if any(added):
@@ -426,6 +437,31 @@ def _from_peaks(
             "spine where the heatmap has no peak"
         )
     return result
+
+
+def _agreed_from_sacrum(
+    vertebrae: list[LocalisedVertebra], bone: list[LocalisedVertebra], pitch: float
+) -> list[bool]:
+    """Per heatmap body (cranial first): it and every body below it are matched one to one,
+    within :data:`AGREE_PITCHES` pitches, to bodies that the bone analysis saw (not inferred
+    from the spacing, not added from the bone analysis to the heatmap's spine)."""
+    seen = [b.centroid_mm for b in bone if not b.inferred]
+    pairs = sorted(
+        (float(np.linalg.norm(v.centroid_mm - c)), i, j)
+        for i, v in enumerate(vertebrae)
+        if not v.from_bone
+        for j, c in enumerate(seen)
+    )
+    matched, used = set(), set()
+    for d, i, j in pairs:  # nearest first, one to one
+        if d <= AGREE_PITCHES * pitch and i not in matched and j not in used:
+            matched.add(i)
+            used.add(j)
+    out, ok = [False] * len(vertebrae), True
+    for i in range(len(vertebrae) - 1, -1, -1):  # caudal first
+        ok = ok and i in matched
+        out[i] = ok
+    return out
 
 
 def automatic_centroids(
@@ -467,10 +503,11 @@ def _level_remark(v: LocalisedVertebra, loc: SpineLocalisation) -> str:
     with the sacrum in view a level is uncertain only when counted across an inferred body."""
     if v.level_confidence == "anchored":
         return ""
-    if HEATMAP_NOTE in loc.notes:
-        return "level uncertain (bodies from the heatmap network)"
     if loc.sacrum_found and not loc.sacrum_whole:
         return "level uncertain (the scan's sides cut the bone taken for the sacrum)"
+    if loc.sacrum_found and loc.source == "heatmap":
+        return ("level uncertain (counted from the sacrum over bodies that the heatmap network "
+                "and the bone analysis do not both place)")  # fmt: skip
     if loc.sacrum_found:
         return "level uncertain (counted across a body inferred from the spacing or an odd gap)"
     return "level uncertain (no sacrum in view)"
