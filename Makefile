@@ -32,11 +32,14 @@ weights: $(STAMP)
 	$(BIN)/spinefx weights verify
 
 # Rebuild the shipped body-centre heatmap weights (--localiser heatmap) from seeds: the VerSe
-# mask (CC BY-SA) rendered 12 times + 24 procedural scans; ~15 min on 2 cores
+# mask without CT (CC BY-SA) rendered 12 times, the five real CTs whose licence allows shipping
+# (VerSe CC BY-SA, TPTBox and TotalSegmentator Apache-2.0) and 24 procedural scans; ~12 min on
+# 2 cores. Its real-CT figures are cross-validated (benchmarks/bench_localisation.py docstring)
 localiser-weights: $(STAMP)
 	$(BIN)/spinefx train-localiser --out build/localiser --real-data $(REAL_DATA) \
 		--shippable-only --draws-per-mask 12 --procedural 24 --steps 600 --focal-steps 300 \
-		--seed 0 --install
+		--ct-subject verse006 --ct-subject verse007 --ct-subject verse008 \
+		--ct-subject tptbox --ct-subject totalseg --seed 0 --install
 	$(BIN)/spinefx weights verify
 
 lint: $(STAMP)

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from spinefx.runs.shipped import read_manifest, verify_shipped, weights_dir
+    from spinefx.runs.shipped import HEATMAP_FOLDER, read_manifest, verify_shipped, weights_dir
 
     if args.action == "show":
         manifest = read_manifest()
@@ -47,6 +47,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"no default weights in {weights_dir()}: run `make weights`")
             return 1
         shown = {k: v for k, v in manifest.items() if k != "files"}
+        heatmap = weights_dir() / HEATMAP_FOLDER / "body_heatmap.json"
+        if heatmap.is_file():  # the optional localiser: what made it, not every case
+            record = json.loads(heatmap.read_text(encoding="utf-8"))
+            cases = record.get("cases", [])
+            shown["body_heatmap"] = {
+                "recipe": record.get("recipe"),
+                "cases_per_source": {
+                    src: sum(c["source"] == src for c in cases)
+                    for src in sorted({c["source"] for c in cases})
+                },
+                "subjects": sorted({c["subject"] for c in cases if c["subject"]}),
+                "licences": sorted({c["licence"] for c in cases}),
+                "sha256": record.get("sha256"),
+                "code_version": record.get("code_version"),
+            }
         print(json.dumps(shown, indent=2))
         return 0
     if args.action == "verify":
