@@ -33,18 +33,18 @@ Usage:
 
 Writes ``benchmarks/results/localisation.json`` and ``localisation_vertebrae.csv``.
 
-The committed figures of ``heatmap`` are cross-validated over two folds of the real CTs that
-may be trained on (ctfu, internal testing only, is never trained on and is scored by fold 1)::
+The committed ``localisation.json`` scores the shipped heatmap weights (``make
+localiser-weights``: no real CT trained on). ``localisation_heatmap_realct_cv.json`` is the
+ablation that trains on the real CTs as well, cross-validated over two folds of those that may
+be trained on (ctfu, internal testing only, is never trained on and is scored by fold 1)::
 
-    COMMON="--real-data ../shared/data/real --shippable-only --draws-per-mask 12 \
+    COMMON="--real-data ../shared/data/real --shippable-only --draws-per-mask 12 \\
         --procedural 24 --steps 600 --focal-steps 300 --seed 0"
     spinefx train-localiser --out fold1 $COMMON --ct-subject verse007 --ct-subject totalseg
-    spinefx train-localiser --out fold2 $COMMON --ct-subject verse006 --ct-subject verse008 \
+    spinefx train-localiser --out fold2 $COMMON --ct-subject verse006 --ct-subject verse008 \\
         --ct-subject tptbox
-    python benchmarks/bench_localisation.py --skip-full-fov \
+    python benchmarks/bench_localisation.py --skip-full-fov \\
         --heatmap-weights fold1/body_heatmap.pt --heatmap-weights fold2/body_heatmap.pt
-
-The shipped weights (``make localiser-weights``) are the same recipe on all five.
 """
 
 from __future__ import annotations
