@@ -316,10 +316,20 @@ def full_fov_comparison(tmp: Path) -> dict | None:
         )
     new = min(runs["new"], key=lambda r: r["seconds"])
     old = min(runs["old"], key=lambda r: r["seconds"])
+    # the optional heatmap localiser, last (its peak memory then says only about itself)
+    from spinefx.runs.shipped import shipped_heatmap_weights
+
+    heatmap = None
+    if shipped_heatmap_weights().is_file():
+        runs["heatmap"] = [
+            _timed_detect(scan, tmp / "heatmap", ["--localiser", "heatmap"]) for _ in range(2)
+        ]
+        heatmap = min(runs["heatmap"], key=lambda r: r["seconds"])
     fov = {
         "scan": f"TotalSegmentator example CT at 1 mm, padded to {FULL_FOV_VOX}",
         "anatomy_localiser_spine_region": new,
         "network_localiser_whole_volume": old,
+        "heatmap_localiser_spine_region": heatmap,
         "all_seconds": {k: [r["seconds"] for r in v] for k, v in runs.items()},
         "speedup": round(old["seconds"] / max(new["seconds"], 1e-6), 2),
         "measured": time.strftime("%Y-%m-%d %H:%M"),
