@@ -281,6 +281,9 @@ def test_a_real_ct_is_a_training_case_only_when_named(real_data, tmp_path):
                        real_data) == []  # fmt: skip
     with pytest.raises(InputError, match="no real CT of subject"):
         build_cases(tmp_path, HeatmapRecipe(ct_subjects=["verse018"], n_procedural=0), real_data)
+    with pytest.raises(InputError, match="does not allow shipping"):
+        build_cases(tmp_path, HeatmapRecipe(ct_subjects=["ctfu00001"], shippable_only=True,
+                                            n_procedural=0), real_data)  # fmt: skip
 
 
 def test_levels_from_the_sacrum_stay_anchored_only_up_to_where_both_methods_agree():

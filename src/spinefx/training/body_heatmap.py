@@ -127,6 +127,16 @@ def build_cases(out: Path, recipe: HeatmapRecipe, real_root: Path | None) -> lis
     index = 0
     subjects = find_real_subjects(real_root) if real_root is not None else []
     unknown = set(recipe.ct_subjects or ()) - {s.subject_id for s in subjects if s.ct_scans}
+    barred = [s.subject_id for s in subjects if s.subject_id in set(recipe.ct_subjects or ())
+              and recipe.shippable_only and not s.shippable]  # fmt: skip
+    if barred:  # named, but its licence forbids shipping: say so rather than leave it out
+        from spinefx.errors import InputError
+
+        raise InputError(
+            f"the licence of {', '.join(barred)} does not allow shipping weights trained on it",
+            path=real_root,
+            fix="drop --shippable-only, or do not name it with --ct-subject",
+        )
     if unknown:  # before any rendering
         from spinefx.errors import InputError
 
