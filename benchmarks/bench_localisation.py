@@ -255,8 +255,11 @@ def _heatmaps(paths: list[str] | None) -> list[tuple]:
             for c in meta["cases"]
             if c["source"] == "mask_render"
         } | {c["name"].removeprefix("realct-") for c in meta["cases"] if c["source"] == "real_ct"}
+        from spinefx.runs.shipped import sha256
+
         out.append((load_heatmap_net(weights), seen, {
             "file": str(weights),
+            "sha256": sha256(weights),
             "recipe": meta["recipe"],
             "shippable": meta["shippable"],
             "minutes": meta["minutes"],
