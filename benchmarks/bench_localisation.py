@@ -237,8 +237,9 @@ def _heatmaps(paths: list[str] | None) -> list[tuple]:
     shipped ones, if any). A scan is scored by the first model that did not see it (its mask
     rendered or its CT trained on), so models trained on folds of the real CTs give
     cross-validated figures."""
-    from spinefx.models.body_heatmap import load_heatmap_net
-    from spinefx.runs.shipped import shipped_heatmap_weights
+    from spinefx.errors import InputError
+    from spinefx.models.body_heatmap import load_heatmap_net, read_heatmap_record
+    from spinefx.runs.shipped import sha256, shipped_heatmap_weights
 
     out = []
     for path in paths or [shipped_heatmap_weights()]:
@@ -246,17 +247,15 @@ def _heatmaps(paths: list[str] | None) -> list[tuple]:
         if not weights.is_file():
             print(f"no heatmap weights at {weights}: the heatmap localiser is not scored")
             continue
-        meta_file = weights.parent / "body_heatmap.json"
-        if not meta_file.is_file():  # without it, the cases it saw are unknown
-            raise SystemExit(f"{meta_file} is missing: pass weights written by train-localiser")
-        meta = json.loads(meta_file.read_text())
+        try:  # without the record, the cases it saw are unknown
+            meta = read_heatmap_record(weights)
+        except InputError as exc:
+            raise SystemExit(str(exc)) from None
         seen = {
             c["name"].removeprefix("render-").rsplit("-", 1)[0]
             for c in meta["cases"]
             if c["source"] == "mask_render"
         } | {c["name"].removeprefix("realct-") for c in meta["cases"] if c["source"] == "real_ct"}
-        from spinefx.runs.shipped import sha256
-
         out.append((load_heatmap_net(weights), seen, {
             "file": str(weights),
             "sha256": sha256(weights),

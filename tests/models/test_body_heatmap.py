@@ -238,6 +238,14 @@ def test_installed_heatmap_weights_verify_and_a_changed_file_is_named(tiny_run, 
     with pytest.raises(InputError, match="may not ship"):
         install_heatmap(nc / "body_heatmap.pt", tmp_path / "other")
     assert not (tmp_path / "other").exists()
+    # a record that is missing or truncated is named, in install and in verify
+    (nc / "body_heatmap.json").unlink()
+    with pytest.raises(InputError, match="must come with their body_heatmap.json"):
+        install_heatmap(nc / "body_heatmap.pt", tmp_path / "other")
+    record_file = installed.with_name("body_heatmap.json")
+    record_file.write_text(record_file.read_text()[:40])
+    problems = _heatmap_problems(installed.parent)
+    assert len(problems) == 1 and "unreadable heatmap record" in problems[0]
 
 
 def test_the_squared_error_then_focal_schedule_is_recorded(tmp_path):

@@ -39,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from spinefx.runs.shipped import HEATMAP_FOLDER, read_manifest, verify_shipped, weights_dir
+    from spinefx.runs.shipped import (
+        read_manifest,
+        shipped_heatmap_weights,
+        verify_shipped,
+        weights_dir,
+    )
 
     if args.action == "show":
         manifest = read_manifest()
@@ -47,10 +52,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"no default weights in {weights_dir()}: run `make weights`")
             return 1
         shown = {k: v for k, v in manifest.items() if k != "files"}
-        heatmap = weights_dir() / HEATMAP_FOLDER / "body_heatmap.json"
+        heatmap = shipped_heatmap_weights()
         if heatmap.is_file():  # the optional localiser: what made it, not every case
-            record = json.loads(heatmap.read_text(encoding="utf-8"))
-            cases = record.get("cases", [])
+            from spinefx.models.body_heatmap import read_heatmap_record
+
+            record = read_heatmap_record(heatmap)
+            cases = record["cases"]
             shown["body_heatmap"] = {
                 "recipe": record.get("recipe"),
                 "cases_per_source": {

@@ -41,8 +41,8 @@ def predict_heatmap(net, scan: Image) -> Image:
 
 def heatmap_peaks(heatmap: Image) -> np.ndarray:
     """``(n, 3)`` world mm of the heatmap's local maxima above :data:`PEAK_THRESHOLD`, at
-    least :data:`PEAK_MIN_DISTANCE_MM` apart (the higher one kept), each refined to the centre of mass of the heatmap above half its
-    height around it."""
+    least :data:`PEAK_MIN_DISTANCE_MM` apart (the higher one kept), each refined to the centre
+    of mass of the heatmap above half its height around it."""
     from scipy import ndimage
 
     h = np.asarray(heatmap.data, np.float32)

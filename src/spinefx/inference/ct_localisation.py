@@ -50,6 +50,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -188,6 +189,18 @@ class SpineLocalisation:
         )
 
 
+class _BoneContext(NamedTuple):
+    """What the heatmap path reuses of the bone analysis: the sacrum's top (world z, or None)
+    and whether its width was seen whole, the scan's world z range, the working grid and its
+    solid bone."""
+
+    sacrum_z: float | None
+    sacrum_whole: bool
+    z_range: tuple[float, float]
+    grid: Image
+    solid: np.ndarray
+
+
 def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
     """Find the vertebral bodies of a CT and label their levels (see the module docstring).
 
@@ -207,21 +220,19 @@ def localise_spine(scan: Image, *, body_net=None) -> SpineLocalisation:
     bone, context = _bone_localisation(scan)
     if body_net is None:
         return bone
-    sacrum_z, sacrum_whole, z_range, grid, solid = context
     peaks = _spine_peaks(scan, body_net)
-    if sacrum_z is not None:
-        peaks = peaks[peaks[:, 2] > sacrum_z]
+    if context.sacrum_z is not None:
+        peaks = peaks[peaks[:, 2] > context.sacrum_z]
     if len(peaks) < 2:  # one isolated peak is not a spine
         bone.notes.append(HEATMAP_FALLBACK_NOTE)
         return bone
     peaks, added = _completed(peaks, bone)
-    return _from_peaks(peaks, added, bone, sacrum_z, sacrum_whole, z_range, grid, solid)
+    return _from_peaks(peaks, added, bone, context)
 
 
-def _bone_localisation(scan: Image) -> tuple[SpineLocalisation, tuple]:
-    """The bone analysis (steps 1-5 of the module docstring) and what the heatmap path reuses:
-    ``(sacrum top z or None, sacrum seen whole, (z_lo, z_hi) of the scan, working grid,
-    solid bone)``."""
+def _bone_localisation(scan: Image) -> tuple[SpineLocalisation, _BoneContext]:
+    """The bone analysis (steps 1-5 of the module docstring) and what the heatmap path reuses
+    of it."""
     from scipy import ndimage
 
     from spinefx.preprocessing.resample import crop_to
@@ -240,20 +251,20 @@ def _bone_localisation(scan: Image) -> tuple[SpineLocalisation, tuple]:
     z_lo, z_hi = np.sort(
         full.voxel_to_world(np.array([[0, 0, 0], [0, 0, full.shape[2] - 1]]))[:, 2]
     )
-    context = [None, True, (z_lo, z_hi), grid, solid]
+    context = _BoneContext(None, True, (float(z_lo), float(z_hi)), grid, solid)
     if len(ks) < int(round(15.0 / GRID_MM)):
         empty = SpineLocalisation([], np.zeros((0, 3)), notes=["no vertebral column found"])
-        return empty, tuple(context)
+        return empty, context
     sacrum_k, sacrum_whole = _sacrum_top(solid, chain)
     sacrum_z = None
     if sacrum_k is not None:
         sacrum_z = float(grid.voxel_to_world(np.array([[*chain[sacrum_k, :2], sacrum_k]]))[0, 2])
-        context[:2] = sacrum_z, sacrum_whole
+        context = context._replace(sacrum_z=sacrum_z, sacrum_whole=sacrum_whole)
         ks = ks[ks > sacrum_k]
         if len(ks) < int(round(15.0 / GRID_MM)):
             only = SpineLocalisation([], np.zeros((0, 3)), sacrum_found=True,
                                      notes=["only the sacrum is in view"])  # fmt: skip
-            return only, tuple(context)
+            return only, context
     span = slice(ks.min(), ks.max() + 1)
     line_vox = _smooth_line(chain[span, :2], 2.0)
     kk = np.arange(ks.min(), ks.max() + 1, dtype=float)
@@ -296,7 +307,7 @@ def _bone_localisation(scan: Image) -> tuple[SpineLocalisation, tuple]:
         v.centroid_mm = _refine_centre(grid, solid, v.centroid_mm, v.extent_z_mm)
     vertebrae.sort(key=lambda v: -v.centroid_mm[2])  # cranial first
     result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid))
-    return _labelled(result, sacrum_z, sacrum_whole), tuple(context)
+    return _labelled(result, sacrum_z, sacrum_whole), context
 
 
 def _labelled(result: SpineLocalisation, sacrum_z: float | None, sacrum_whole: bool):
@@ -386,13 +397,13 @@ def _spine_chain(pts: np.ndarray) -> np.ndarray:
 
 
 def _from_peaks(
-    peaks, added, bone, sacrum_z, sacrum_whole, z_range, grid, solid
+    peaks: np.ndarray, added: np.ndarray, bone: SpineLocalisation, context: _BoneContext
 ) -> SpineLocalisation:
     """The localisation of the heatmap network's spine peaks (cranial first; ``added``: a flag
     per peak, a body the bone analysis added), levels counted from the sacrum that the bone
-    analysis found (its top at world z ``sacrum_z``, or None), anchored only where the two
-    agree (:func:`_agreed_from_sacrum`); ``bone``: the bone analysis's localisation."""
-    z_lo, z_hi = z_range
+    analysis found (``context``), anchored only where the two agree
+    (:func:`_agreed_from_sacrum`); ``bone``: the bone analysis's localisation."""
+    z_lo, z_hi = context.z_range
     steps = np.linalg.norm(np.diff(peaks, axis=0), axis=1)
     pitch = float(np.median(steps)) if len(steps) else 30.0  # one body: a lumbar pitch
     vertebrae = []
@@ -410,10 +421,9 @@ def _from_peaks(
                 from_bone=bool(added[n]),
             )
         )
-    line = bone.body_line_mm
-    result = SpineLocalisation(vertebrae, line, pitch_mm=pitch, solid_bone=grid.with_data(solid),
-                               source="heatmap")  # fmt: skip
-    result = _labelled(result, sacrum_z, sacrum_whole)
+    result = SpineLocalisation(vertebrae, bone.body_line_mm, pitch_mm=pitch, source="heatmap",
+                               solid_bone=context.grid.with_data(context.solid))  # fmt: skip
+    result = _labelled(result, context.sacrum_z, context.sacrum_whole)
     # on real CT the network can answer one body with two peaks (at its endplates), and a
     # level counted across such a pair is wrong (2 of 6 on the real abdominal CT, counted up
     # from its sacrum, with earlier weights): a level counted from the sacrum stays anchored

@@ -26,6 +26,9 @@ HEATMAP_SIGMA_MM = 6.0
 FEATURES = (8, 16, 32, 64, 64, 8)
 #: the network's input sides must be multiples of this (four poolings)
 DIVISOR = 16
+#: the weights file and, beside it, the record of what made them (recipe, cases, licences)
+WEIGHTS_NAME = "body_heatmap.pt"
+RECORD_NAME = "body_heatmap.json"
 
 
 def build_heatmap_net():
@@ -33,6 +36,36 @@ def build_heatmap_net():
     from monai.networks.nets import BasicUNet
 
     return BasicUNet(spatial_dims=3, in_channels=1, out_channels=1, features=FEATURES)
+
+
+def read_heatmap_record(weights: str | Path) -> dict:
+    """The record written beside heatmap weights (:data:`RECORD_NAME`): recipe, cases with
+    their licences, ``shippable``; shipped weights add their sha256.
+
+    Raises:
+        InputError: the record is missing or unreadable.
+    """
+    import json
+
+    from spinefx.errors import InputError
+
+    path = Path(weights).with_name(RECORD_NAME)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(
+            f"heatmap weights must come with their {RECORD_NAME}", path=path,
+            fix="pass the body_heatmap.pt that 'spinefx train-localiser' wrote, in its folder",
+        ) from None  # fmt: skip
+    except (OSError, ValueError) as exc:  # truncated, not JSON, not text
+        raise InputError(
+            f"unreadable heatmap record ({type(exc).__name__})", path=path,
+            fix="train the weights again with 'spinefx train-localiser'",
+        ) from exc  # fmt: skip
+    if not isinstance(record, dict) or not isinstance(record.get("cases"), list):
+        raise InputError("not a heatmap record (no list of cases)", path=path,
+                         fix="train the weights again with 'spinefx train-localiser'")  # fmt: skip
+    return record
 
 
 def load_heatmap_net(path: str | Path):

@@ -193,16 +193,17 @@ def install_heatmap(weights: str | Path, target: str | Path | None = None) -> Pa
         InputError: no record beside the weights, or weights trained on data whose licence
             forbids shipping them.
     """
+    from spinefx.models.body_heatmap import (
+        RECORD_NAME,
+        WEIGHTS_NAME,
+        load_heatmap_net,
+        read_heatmap_record,
+    )
     from spinefx.runs.shipped import sha256
 
     weights = Path(weights)
-    meta_path = weights.with_name("body_heatmap.json")
-    if not weights.is_file() or not meta_path.is_file():
-        raise InputError(
-            "heatmap weights must come with their body_heatmap.json", path=weights,
-            fix="pass the body_heatmap.pt that 'spinefx train-localiser' wrote",
-        )  # fmt: skip
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    load_heatmap_net(weights)  # missing, truncated or another network's: refused here
+    meta = read_heatmap_record(weights)
     if not meta.get("shippable"):
         left = sorted({c["licence"] for c in meta.get("cases", []) if not c.get("shippable")})
         raise InputError(
@@ -213,12 +214,16 @@ def install_heatmap(weights: str | Path, target: str | Path | None = None) -> Pa
     staging = folder.with_name(folder.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shutil.copy2(weights, staging / "body_heatmap.pt")
+    shutil.copy2(weights, staging / WEIGHTS_NAME)
     meta.update(sha256=sha256(weights), code_version=code_version(), spinefx_version=_version())
-    write_text_atomic(staging / "body_heatmap.json", json.dumps(meta, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
+    write_text_atomic(staging / RECORD_NAME, json.dumps(meta, indent=1))
+    old = folder.with_name(folder.name + ".old")  # swapped as package_weights swaps a folder
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
     staging.rename(folder)
-    return folder / "body_heatmap.pt"
+    shutil.rmtree(old, ignore_errors=True)
+    return folder / WEIGHTS_NAME
 
 
 def _copy_run(run: Path, out: Path, *, recipe: str) -> None:

@@ -45,7 +45,9 @@ def weights_dir() -> Path:
 
 def shipped_heatmap_weights() -> Path:
     """Where the shipped body-centre heatmap weights live (the file may be absent)."""
-    return weights_dir() / HEATMAP_FOLDER / "body_heatmap.pt"
+    from spinefx.models.body_heatmap import WEIGHTS_NAME
+
+    return weights_dir() / HEATMAP_FOLDER / WEIGHTS_NAME
 
 
 def shipped_run_dir(kind: str) -> Path:
@@ -142,13 +144,18 @@ def verify_shipped(root: str | Path | None = None) -> list[str]:
 def _heatmap_problems(folder: Path) -> list[str]:
     """The shipped heatmap weights against the sha256 in their own record (none shipped: no
     problem, the heatmap localiser is optional)."""
-    pt, meta = folder / "body_heatmap.pt", folder / "body_heatmap.json"
+    from spinefx.models.body_heatmap import RECORD_NAME, WEIGHTS_NAME, read_heatmap_record
+
+    pt, meta = folder / WEIGHTS_NAME, folder / RECORD_NAME
     if not pt.exists() and not meta.exists():
         return []
     if not pt.is_file() or not meta.is_file():
-        return [f"{HEATMAP_FOLDER}: body_heatmap.pt and body_heatmap.json must ship together"]
-    recorded = json.loads(meta.read_text(encoding="utf-8")).get("sha256")
-    return [] if recorded == sha256(pt) else [f"changed: {HEATMAP_FOLDER}/body_heatmap.pt"]
+        return [f"{HEATMAP_FOLDER}: {WEIGHTS_NAME} and {RECORD_NAME} must ship together"]
+    try:
+        recorded = read_heatmap_record(pt).get("sha256")
+    except InputError as exc:
+        return [f"{HEATMAP_FOLDER}/{RECORD_NAME}: {str(exc).splitlines()[0]}"]
+    return [] if recorded == sha256(pt) else [f"changed: {HEATMAP_FOLDER}/{WEIGHTS_NAME}"]
 
 
 def weights_checksum(run_dir: str | Path) -> str:

@@ -24,13 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from spinefx.image import Image
-from spinefx.models.body_heatmap import HEATMAP_SIGMA_MM
+from spinefx.models.body_heatmap import HEATMAP_SIGMA_MM, RECORD_NAME, WEIGHTS_NAME
 from spinefx.preprocessing.heatmap_grid import heatmap_grid, scale_hu
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_NAME = "body_heatmap.pt"
-META_NAME = "body_heatmap.json"
 
 
 @dataclass
@@ -351,5 +348,5 @@ def train_heatmap(out: Path, recipe: HeatmapRecipe, real_root: Path | None) -> P
         },  # fmt: skip
         "final_loss": float(np.mean(losses[-50:])),
     }
-    write_text_atomic(out / META_NAME, json.dumps(meta, indent=1))
+    write_text_atomic(out / RECORD_NAME, json.dumps(meta, indent=1))
     return weights
